@@ -1,0 +1,89 @@
+package presence
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// MaxEventBytes bounds the size of one encoded event; real events are a few
+// hundred bytes.
+const MaxEventBytes = 8 << 10
+
+// DecodeEvent parses one event in the wire JSON and validates it. Unknown
+// keys are ignored, so newer brokers can add fields; Alibaba's five keys
+// alone are enough.
+func DecodeEvent(data []byte) (Event, error) {
+	if len(data) > MaxEventBytes {
+		return Event{}, Errorf(EINVALID, "event is %d bytes; at most %d are allowed", len(data), MaxEventBytes)
+	}
+	var e Event
+	if err := json.Unmarshal(data, &e); err != nil {
+		return Event{}, Errorf(EINVALID, "event is not valid JSON: %s", jsonProblem(err))
+	}
+	if err := e.Validate(); err != nil {
+		return e, err
+	}
+	return e, nil
+}
+
+// DecodeEvents parses either one event object or an array of events, as
+// webhooks of other brokers send them. Every event is validated; the
+// problems of all of them are returned together, each prefixed with its
+// index, and no events are returned when any is invalid.
+func DecodeEvents(data []byte, maxEvents int) ([]Event, error) {
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 {
+		return nil, Errorf(EINVALID, "body is empty; expected an event object or an array of events")
+	}
+	var events []Event
+	if trimmed[0] == '[' {
+		if err := json.Unmarshal(trimmed, &events); err != nil {
+			return nil, Errorf(EINVALID, "body is not a valid JSON array of events: %s", jsonProblem(err))
+		}
+		if len(events) == 0 {
+			return nil, Errorf(EINVALID, "the array holds no events")
+		}
+	} else {
+		var e Event
+		if err := json.Unmarshal(trimmed, &e); err != nil {
+			return nil, Errorf(EINVALID, "body is not a valid JSON event: %s", jsonProblem(err))
+		}
+		events = []Event{e}
+	}
+	if maxEvents > 0 && len(events) > maxEvents {
+		return nil, Errorf(EINVALID, "%d events in one request; at most %d are allowed", len(events), maxEvents)
+	}
+	var problems Problems
+	for i, e := range events {
+		var p Problems
+		if errors.As(e.Validate(), &p) {
+			for _, pe := range p {
+				field := pe.Field
+				if len(events) > 1 || trimmed[0] == '[' {
+					field = fmt.Sprintf("[%d].%s", i, pe.Field)
+				}
+				problems = append(problems, &Error{Code: EINVALID, Field: field, Message: pe.Message})
+			}
+		}
+	}
+	if err := problems.Err(); err != nil {
+		return nil, err
+	}
+	return events, nil
+}
+
+// jsonProblem turns an encoding/json error into a short message that names
+// the offending field or offset without echoing the input.
+func jsonProblem(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		return fmt.Sprintf("field %q must be a %s, not a JSON %s", typeErr.Field, typeErr.Type.Kind(), typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return fmt.Sprintf("syntax error at byte %d", syntaxErr.Offset)
+	}
+	return err.Error()
+}

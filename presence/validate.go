@@ -1,0 +1,137 @@
+package presence
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits of the event contract.
+const (
+	MaxClientIDBytes  = 128 // Alibaba allows 64; MQTT allows 65535; 128 leaves room for group prefixes
+	MaxChannelIDBytes = 64
+	MaxReasonBytes    = 64
+	MaxNodeBytes      = 128
+	MaxEpochBytes     = 64
+	MaxUsernameBytes  = 256
+	MaxClientIPBytes  = 64
+)
+
+// ValidateClientID checks a client id: valid UTF-8, 1–128 bytes, no control
+// characters, and no MQTT wildcards '+' or '#' (they would make the client id
+// unusable in topic-based ACLs and in the per-client topics of many fleets).
+func ValidateClientID(clientID string) error {
+	switch {
+	case clientID == "":
+		return FieldErrorf("clientId", "must not be empty")
+	case len(clientID) > MaxClientIDBytes:
+		return FieldErrorf("clientId", "is %d bytes long; at most %d are allowed", len(clientID), MaxClientIDBytes)
+	case !utf8.ValidString(clientID):
+		return FieldErrorf("clientId", "is not valid UTF-8")
+	}
+	for i, r := range clientID {
+		switch {
+		case unicode.IsControl(r):
+			return FieldErrorf("clientId", "contains control character U+%04X at byte %d", r, i)
+		case r == '+' || r == '#':
+			return FieldErrorf("clientId", "contains MQTT wildcard %q at byte %d", r, i)
+		}
+	}
+	return nil
+}
+
+// ValidateChannelID checks a channel id: 1–64 printable ASCII characters.
+// presenced's broker uses 32 lowercase hex digits; other brokers' ids are
+// accepted as long as they are printable and short.
+func ValidateChannelID(channelID string) error {
+	switch {
+	case channelID == "":
+		return FieldErrorf("channelId", "must not be empty")
+	case len(channelID) > MaxChannelIDBytes:
+		return FieldErrorf("channelId", "is %d bytes long; at most %d are allowed", len(channelID), MaxChannelIDBytes)
+	}
+	for i := 0; i < len(channelID); i++ {
+		if c := channelID[i]; c <= ' ' || c > '~' {
+			return FieldErrorf("channelId", "contains byte 0x%02X at %d; only printable ASCII is allowed", c, i)
+		}
+	}
+	return nil
+}
+
+// Validate checks every field of e and returns all problems found, as
+// Problems, or nil.
+func (e Event) Validate() error {
+	var problems Problems
+	add := func(err error) {
+		if err != nil {
+			problems = append(problems, err.(*Error))
+		}
+	}
+	add(ValidateClientID(e.ClientID))
+	add(ValidateChannelID(e.ChannelID))
+	if !e.Type.Valid() {
+		if e.Type == "" {
+			add(FieldErrorf("eventType", "is missing; must be one of connect, disconnect, tcpclean"))
+		} else {
+			add(FieldErrorf("eventType", "%q is not one of connect, disconnect, tcpclean", truncate(string(e.Type), 32)))
+		}
+	}
+	if e.Time <= 0 {
+		add(FieldErrorf("time", "is missing or not positive; must be milliseconds since the Unix epoch"))
+	}
+	add(validateClientIP(e.ClientIP))
+	add(validateText("node", e.Node, MaxNodeBytes))
+	add(validateText("epoch", e.Epoch, MaxEpochBytes))
+	add(validateText("reason", string(e.Reason), MaxReasonBytes))
+	add(validateText("username", e.Username, MaxUsernameBytes))
+	if e.Keepalive < 0 || e.Keepalive > 65535 {
+		add(FieldErrorf("keepalive", "%d is outside 0..65535", e.Keepalive))
+	}
+	return problems.Err()
+}
+
+// validateClientIP accepts "" (some sources omit it), "ip:port" and a bare IP.
+func validateClientIP(clientIP string) error {
+	if clientIP == "" {
+		return nil
+	}
+	if len(clientIP) > MaxClientIPBytes {
+		return FieldErrorf("clientIp", "is %d bytes long; at most %d are allowed", len(clientIP), MaxClientIPBytes)
+	}
+	if net.ParseIP(clientIP) != nil {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(clientIP)
+	if err != nil || net.ParseIP(host) == nil {
+		return FieldErrorf("clientIp", "%q is not ip:port", truncate(clientIP, 64))
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return FieldErrorf("clientIp", "port %q is not a number in 0..65535", port)
+	}
+	return nil
+}
+
+// validateText checks an optional free-text field: valid UTF-8, no control
+// characters, bounded length.
+func validateText(field, value string, maxBytes int) error {
+	if len(value) > maxBytes {
+		return FieldErrorf(field, "is %d bytes long; at most %d are allowed", len(value), maxBytes)
+	}
+	if !utf8.ValidString(value) {
+		return FieldErrorf(field, "is not valid UTF-8")
+	}
+	if i := strings.IndexFunc(value, unicode.IsControl); i >= 0 {
+		return FieldErrorf(field, "contains a control character at byte %d", i)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return fmt.Sprintf("%s…", s[:n])
+}
