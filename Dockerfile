@@ -1,0 +1,20 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: a static presenced binary on a minimal base, run as a
+# non-root user. The image expects an external PostgreSQL
+# (PRESENCE_DATABASE_URL); the embedded private cluster needs the PostgreSQL
+# server binaries, which this image deliberately does not carry.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/presenced ./cmd/presenced
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/presenced /usr/local/bin/presenced
+USER nonroot:nonroot
+EXPOSE 1883 8080
+ENV PRESENCE_MQTT_ADDR=:1883 PRESENCE_HTTP_ADDR=:8080
+ENTRYPOINT ["/usr/local/bin/presenced"]
+CMD ["serve"]

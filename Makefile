@@ -1,0 +1,60 @@
+# presenced — the two commands a new user needs:
+#   make run    start presenced on its embedded default (private PostgreSQL, MQTT :1883, HTTP :8080)
+#   make test   run every test (installs the PostgreSQL server from apt when missing)
+
+GO        ?= go
+BIN       := bin/presenced
+PG_BINDIR := $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+FUZZTIME  ?= 10s
+
+.PHONY: all build run test test-short fuzz vet fmt postgres bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/presenced
+
+# make run listens on the default ports on loopback, where anonymous MQTT
+# clients are allowed (--allow-anonymous=auto); override with
+# make run MQTT_ADDR=:1883 HTTP_ADDR=:8080 (then configure credentials).
+MQTT_ADDR ?= 127.0.0.1:1883
+HTTP_ADDR ?= 127.0.0.1:8080
+
+run: postgres build
+	./$(BIN) serve --mqtt-addr $(MQTT_ADDR) --http-addr $(HTTP_ADDR)
+
+# postgres makes sure PostgreSQL server binaries exist (the tests and the
+# embedded default need initdb and postgres), installing them from apt if not.
+postgres:
+	@if command -v initdb >/dev/null 2>&1 || [ -x "$(PG_BINDIR)/initdb" ]; then \
+		exit 0; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		echo "PostgreSQL server binaries not found; installing them with apt-get"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q postgresql; \
+	else \
+		echo "PostgreSQL server binaries not found: install PostgreSQL (initdb, postgres) or set PRESENCE_TEST_DATABASE_URL" >&2; \
+		exit 1; \
+	fi
+
+test: postgres
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+test-short: postgres
+	$(GO) test -count=1 -short ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./presence
+
+bench: postgres
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

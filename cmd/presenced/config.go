@@ -1,0 +1,173 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is every setting of presenced. Each flag has a PRESENCE_*
+// environment variable; a flag given on the command line wins.
+type config struct {
+	MQTTAddr       string
+	HTTPAddr       string
+	DatabaseURL    string
+	DataDir        string
+	Node           string
+	LogLevel       string
+	LogFormat      string
+	QueueLimit     int
+	BatchSize      int
+	ShutdownWait   time.Duration
+	ConnectTimeout time.Duration
+	AllowAnonymous string // "auto", "true" or "false"
+}
+
+// envFlags registers flags whose defaults come from the environment, and
+// remembers the environment variable of each for the usage text.
+type envFlags struct {
+	fs     *flag.FlagSet
+	getenv func(string) string
+	errs   []error
+}
+
+func envName(flagName string) string {
+	return "PRESENCE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (e *envFlags) String(p *string, name, def, usage string) {
+	if v := e.getenv(envName(name)); v != "" {
+		def = v
+	}
+	e.fs.StringVar(p, name, def, usage+" ("+envName(name)+")")
+}
+
+func (e *envFlags) Int(p *int, name string, def int, usage string) {
+	if v := e.getenv(envName(name)); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q is not an integer", envName(name), v))
+		} else {
+			def = n
+		}
+	}
+	e.fs.IntVar(p, name, def, usage+" ("+envName(name)+")")
+}
+
+func (e *envFlags) Duration(p *time.Duration, name string, def time.Duration, usage string) {
+	if v := e.getenv(envName(name)); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q is not a duration (like 30s or 5m)", envName(name), v))
+		} else {
+			def = d
+		}
+	}
+	e.fs.DurationVar(p, name, def, usage+" ("+envName(name)+")")
+}
+
+// parseServeConfig reads the flags of "presenced serve" and their
+// environment variables.
+func parseServeConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("presenced "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := &envFlags{fs: fs, getenv: getenv}
+	f.String(&c.MQTTAddr, "mqtt-addr", ":1883", "MQTT listen address")
+	f.String(&c.HTTPAddr, "http-addr", ":8080", "HTTP API listen address")
+	f.String(&c.DatabaseURL, "database-url", "", "PostgreSQL URL; empty starts a private PostgreSQL cluster under --data-dir")
+	f.String(&c.DataDir, "data-dir", defaultDataDir(getenv), "directory for the private PostgreSQL cluster and local state")
+	f.String(&c.Node, "node", defaultNode(), "broker node id, stable across restarts")
+	f.String(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.String(&c.LogFormat, "log-format", "text", "log format: text or json")
+	f.Int(&c.QueueLimit, "queue-limit", 100_000, "events waiting for the store before new CONNECTs are refused with CONNACK 0x03")
+	f.Int(&c.BatchSize, "batch-size", 1000, "most events applied to the store in one transaction")
+	f.Duration(&c.ShutdownWait, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
+	f.Duration(&c.ConnectTimeout, "connect-timeout", 10*time.Second, "how long a new MQTT connection may take to send CONNECT")
+	f.String(&c.AllowAnonymous, "allow-anonymous", "auto", "accept MQTT clients without credentials: true, false, or auto (only while the MQTT listener is on loopback)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := errors.Join(f.errs...); err != nil {
+		return c, err
+	}
+	return c, c.validate()
+}
+
+func (c config) validate() error {
+	var errs []error
+	if c.QueueLimit < 1 {
+		errs = append(errs, fmt.Errorf("--queue-limit must be at least 1, not %d", c.QueueLimit))
+	}
+	if c.BatchSize < 1 || c.BatchSize > 10_000 {
+		errs = append(errs, fmt.Errorf("--batch-size must be within 1..10000, not %d", c.BatchSize))
+	}
+	switch c.AllowAnonymous {
+	case "auto", "true", "false":
+	default:
+		errs = append(errs, fmt.Errorf("--allow-anonymous must be auto, true or false, not %q", c.AllowAnonymous))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Node == "" {
+		errs = append(errs, errors.New("--node must not be empty"))
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", s)
+	}
+	return level, nil
+}
+
+// newLogger returns the process logger.
+func newLogger(c config, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// defaultDataDir is /var/lib/presenced for root (the cluster runs as an
+// unprivileged user who cannot enter /root), else the XDG data directory.
+func defaultDataDir(getenv func(string) string) string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/presenced"
+	}
+	if d := getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "presenced")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "presenced")
+	}
+	return "presenced-data"
+}
+
+func defaultNode() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return "presenced"
+	}
+	return host
+}

@@ -1,0 +1,61 @@
+// Command presenced tracks the presence of MQTT clients: it runs the bundled
+// MQTT broker, carries its lifecycle events to Postgres and answers "is
+// client X online?" over HTTP.
+//
+//	presenced serve     broker + in-process transport + consumer + API (default)
+//	presenced migrate   apply database migrations and exit
+//	presenced version   print the version
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "presenced: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program; main only supplies the process's environment,
+// so tests can call run directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	command := "serve"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		command, args = args[0], args[1:]
+	}
+	switch command {
+	case "serve":
+		return runServe(ctx, args, getenv, stderr)
+	case "migrate":
+		return runMigrate(ctx, args, getenv, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "presenced", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", command, usage)
+}
+
+const usage = `usage: presenced <command> [flags]
+
+commands:
+  serve     run the MQTT broker, the event consumer and the HTTP API in one process (default)
+  migrate   apply the database migrations and exit
+  version   print the version
+
+Every flag has a PRESENCE_* environment variable; run "presenced serve -h" for the list.
+`

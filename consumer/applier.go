@@ -1,0 +1,108 @@
+package consumer
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/presenced/presenced/presence"
+)
+
+// ApplyFunc stores a batch of valid events idempotently in one transaction
+// and returns the events that were new (duplicates are absorbed). An error
+// whose presence.ErrorCode is EUNAVAILABLE is transient.
+type ApplyFunc func(ctx context.Context, events []presence.Event) ([]presence.StoredEvent, error)
+
+// AppliedFunc is told about newly stored events, in store order, after
+// their transaction committed (to keep in-memory views and streams current).
+type AppliedFunc func(applied []presence.StoredEvent)
+
+// Stats are the consumer's counters, for metrics.
+type Stats struct {
+	Batches    atomic.Uint64
+	Received   atomic.Uint64 // events handed to Apply (including retries of the same event once)
+	Applied    atomic.Uint64 // events newly stored
+	Duplicates atomic.Uint64 // events the store already had
+	Rejected   atomic.Uint64 // events parked as invalid
+	Failures   atomic.Uint64 // failed Apply attempts
+	LastBatch  atomic.Int64  // size of the last batch
+	// LagMillis is the age, at apply time, of the newest event of the last batch (broker clock).
+	LagMillis atomic.Int64
+}
+
+// Applier applies batches to the store, reports what was new, and keeps
+// counters. It is shared by every source.
+type Applier struct {
+	apply     ApplyFunc
+	onApplied AppliedFunc
+	log       *slog.Logger
+	now       func() time.Time
+	Stats     Stats
+}
+
+// NewApplier returns an Applier. onApplied may be nil.
+func NewApplier(apply ApplyFunc, onApplied AppliedFunc, log *slog.Logger, now func() time.Time) *Applier {
+	if log == nil {
+		log = slog.Default()
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Applier{apply: apply, onApplied: onApplied, log: log, now: now}
+}
+
+// ApplyOnce applies one batch once; the caller decides how to retry.
+func (a *Applier) ApplyOnce(ctx context.Context, events []presence.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	a.Stats.Batches.Add(1)
+	a.Stats.LastBatch.Store(int64(len(events)))
+	applied, err := a.apply(ctx, events)
+	if err != nil {
+		a.Stats.Failures.Add(1)
+		return err
+	}
+	a.Stats.Received.Add(uint64(len(events)))
+	a.Stats.Applied.Add(uint64(len(applied)))
+	a.Stats.Duplicates.Add(uint64(len(events) - len(applied)))
+	var newest int64
+	for _, e := range events {
+		newest = max(newest, e.Time)
+	}
+	a.Stats.LagMillis.Store(a.now().UnixMilli() - newest)
+	if a.onApplied != nil && len(applied) > 0 {
+		a.onApplied(applied)
+	}
+	return nil
+}
+
+// ApplyRetrying applies one batch, retrying with capped exponential backoff
+// until it succeeds or ctx ends. Events are never dropped: a batch that the
+// store rejects for a reason other than unavailability is retried too, since
+// events reaching here were validated and the failure is the store's.
+func (a *Applier) ApplyRetrying(ctx context.Context, events []presence.Event) error {
+	backoff := 10 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := a.ApplyOnce(ctx, events)
+		if err == nil {
+			if attempt > 1 {
+				a.log.Info("store apply recovered", "attempts", attempt, "events", len(events))
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if attempt == 1 || attempt%20 == 0 {
+			a.log.Warn("store apply failed; retrying", "err", err, "events", len(events), "attempt", attempt, "backoff", backoff)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}

@@ -1,0 +1,238 @@
+package mqttbroker
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/presence"
+)
+
+// recorder is an EventSink that keeps every event and can be told to fail
+// connect events.
+type recorder struct {
+	mu          sync.Mutex
+	events      []presence.Event
+	failConnect bool
+	changed     chan struct{}
+}
+
+func newRecorder() *recorder { return &recorder{changed: make(chan struct{}, 1)} }
+
+func (r *recorder) sink(e presence.Event) error {
+	if err := e.Validate(); err != nil {
+		panic("broker emitted an invalid event: " + err.Error())
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e.Type == presence.EventConnect && r.failConnect {
+		return errors.New("backlog full")
+	}
+	r.events = append(r.events, e)
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (r *recorder) snapshot() []presence.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
+}
+
+// forClient returns the events of one client id.
+func (r *recorder) forClient(clientID string) []presence.Event {
+	var out []presence.Event
+	for _, e := range r.snapshot() {
+		if e.ClientID == clientID {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// waitFor waits until cond holds for the recorded events.
+func (r *recorder) waitFor(t *testing.T, what string, cond func([]presence.Event) bool) []presence.Event {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		events := r.snapshot()
+		if cond(events) {
+			return events
+		}
+		select {
+		case <-r.changed:
+		case <-time.After(10 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s; events: %v", what, events)
+		}
+	}
+}
+
+// waitTCPClean waits for the tcpclean of clientID and returns it.
+func (r *recorder) waitTCPClean(t *testing.T, clientID string) presence.Event {
+	t.Helper()
+	var found presence.Event
+	r.waitFor(t, "tcpclean of "+clientID, func(events []presence.Event) bool {
+		for _, e := range events {
+			if e.ClientID == clientID && e.Type == presence.EventTCPClean {
+				found = e
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// types lists the event types of events.
+func types(events []presence.Event) []presence.EventType {
+	out := make([]presence.EventType, len(events))
+	for i, e := range events {
+		out[i] = e.Type
+	}
+	return out
+}
+
+// testServer is a broker on 127.0.0.1:0 with a recording sink.
+type testServer struct {
+	*Server
+	rec  *recorder
+	addr string
+}
+
+func startServer(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	rec := newRecorder()
+	if cfg.Node == "" {
+		cfg.Node = "test-node"
+	}
+	if cfg.Epoch == "" {
+		cfg.Epoch = "test-epoch"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = discardLogger()
+	}
+	srv := New(cfg, rec.sink)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-served; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+	})
+	return &testServer{Server: srv, rec: rec, addr: ln.Addr().String()}
+}
+
+// rawClient speaks MQTT byte by byte over a plain socket.
+type rawClient struct {
+	t      *testing.T
+	nc     net.Conn
+	reader packetReader
+}
+
+func dial(t *testing.T, addr string) *rawClient {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &rawClient{t: t, nc: nc}
+}
+
+// write sends raw bytes.
+func (c *rawClient) write(b []byte) {
+	c.t.Helper()
+	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.nc.Write(b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+func (c *rawClient) send(p packet) { c.t.Helper(); c.write(encodePacket(p)) }
+
+// next reads one packet, or returns the read error.
+func (c *rawClient) next(timeout time.Duration) (packet, error) {
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	first, body, err := c.reader.readPacket(c.nc, 1<<20)
+	if err != nil {
+		return nil, err
+	}
+	return decodePacket(first, body)
+}
+
+// expect reads one packet and fails the test unless it is of type t.
+func (c *rawClient) expect(t packetType) packet {
+	c.t.Helper()
+	p, err := c.next(5 * time.Second)
+	if err != nil {
+		c.t.Fatalf("reading %s: %v", t, err)
+	}
+	if p.kind() != t {
+		c.t.Fatalf("got %s (%+v), want %s", p.kind(), p, t)
+	}
+	return p
+}
+
+// expectClosed fails the test unless the server closes the connection
+// without sending anything more.
+func (c *rawClient) expectClosed() {
+	c.t.Helper()
+	p, err := c.next(5 * time.Second)
+	if err == nil {
+		c.t.Fatalf("got %s (%+v), want the connection closed", p.kind(), p)
+	}
+	if !errors.Is(err, io.EOF) && !isConnReset(err) {
+		c.t.Fatalf("want the connection closed, got %v", err)
+	}
+}
+
+// expectSilence fails the test if anything arrives within d.
+func (c *rawClient) expectSilence(d time.Duration) {
+	c.t.Helper()
+	if p, err := c.next(d); err == nil {
+		c.t.Fatalf("got %s (%+v), want nothing", p.kind(), p)
+	}
+}
+
+func isConnReset(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && !op.Timeout()
+}
+
+// connect sends CONNECT and returns the CONNACK.
+func (c *rawClient) connect(p *connectPacket) *connackPacket {
+	c.t.Helper()
+	if p.ProtocolName == "" {
+		p.ProtocolName, p.ProtocolLevel = "MQTT", 4
+	}
+	c.send(p)
+	return c.expect(typeConnack).(*connackPacket)
+}
+
+// connectOK connects clientID with a clean session and asserts CONNACK 0.
+func connectOK(t *testing.T, addr, clientID string) *rawClient {
+	t.Helper()
+	c := dial(t, addr)
+	if ack := c.connect(&connectPacket{ClientID: clientID, CleanSession: true}); ack.ReturnCode != 0 {
+		t.Fatalf("CONNACK %d for %s", ack.ReturnCode, clientID)
+	}
+	return c
+}

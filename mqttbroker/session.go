@@ -1,0 +1,140 @@
+package mqttbroker
+
+import (
+	"sync"
+	"time"
+)
+
+// message is an application message being routed. It is immutable once
+// built and shared by every recipient.
+type message struct {
+	topic   string
+	payload []byte
+	qos     byte
+	retain  bool
+
+	once  sync.Once
+	wire0 []byte // the QoS 0, non-retained encoding, shared by the fan-out
+}
+
+// qos0Wire returns the encoding sent to QoS 0 recipients of a routed
+// message: retain cleared [MQTT-3.3.1-9], encoded once for all of them.
+func (m *message) qos0Wire() []byte {
+	m.once.Do(func() {
+		m.wire0 = (&publishPacket{Topic: m.topic, Payload: m.payload}).appendTo(nil)
+	})
+	return m.wire0
+}
+
+// delivery is a message on its way to one session, at the QoS granted to it.
+type delivery struct {
+	msg    *message
+	qos    byte
+	retain bool // set only for retained messages sent on subscribe [MQTT-3.3.1-8]
+}
+
+// inflightMessage is a QoS 1 or 2 delivery sent and not yet acknowledged.
+type inflightMessage struct {
+	delivery
+	id       uint16
+	released bool // QoS 2: PUBREC received and PUBREL sent; waiting for PUBCOMP
+}
+
+// session is the state of one client id [MQTT-3.1.2.4]: subscriptions,
+// QoS 1 and 2 messages in flight or queued in either direction. A clean
+// session lives as long as its connection; a persistent one outlives it.
+type session struct {
+	clientID string
+	clean    bool
+
+	mu        sync.Mutex
+	conn      *conn // nil while the client is offline
+	discarded bool
+	expireAt  time.Time // for an offline persistent session
+	subs      map[string]byte
+	lastID    uint16
+	inflight  []*inflightMessage // in the order sent
+	queue     []delivery         // waiting for the in-flight window or the client
+	// unreleased holds the ids of inbound QoS 2 messages delivered onward
+	// whose PUBREL has not come yet: a repeated PUBLISH with one of them is
+	// not delivered again [MQTT-4.3.3-2].
+	unreleased map[uint16]struct{}
+}
+
+func newSession(clientID string, clean bool) *session {
+	return &session{clientID: clientID, clean: clean}
+}
+
+// nextIDLocked returns a packet id not used by a message in flight
+// [MQTT-2.3.1-2]; the window is far below 65535, so one exists.
+func (ss *session) nextIDLocked() uint16 {
+	for {
+		ss.lastID++
+		if ss.lastID == 0 {
+			ss.lastID = 1
+		}
+		if ss.findLocked(ss.lastID) < 0 {
+			return ss.lastID
+		}
+	}
+}
+
+func (ss *session) findLocked(id uint16) int {
+	for i, m := range ss.inflight {
+		if m.id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// discardLocked forgets a session: it is removed from the map and the
+// subscription tree, and whatever was queued for it is dropped. The caller
+// holds s.sessMu.
+func (s *Server) discardLocked(sess *session) {
+	if s.sessions[sess.clientID] == sess {
+		delete(s.sessions, sess.clientID)
+		s.stats.sessions.Add(-1)
+	}
+	sess.mu.Lock()
+	sess.discarded = true
+	filters := sess.subs
+	sess.subs = nil
+	sess.inflight, sess.queue, sess.unreleased = nil, nil, nil
+	sess.mu.Unlock()
+	for filter := range filters {
+		s.subs.remove(filter, sess)
+	}
+}
+
+// expireSessions discards persistent sessions left offline longer than
+// SessionExpiry, until the server stops.
+func (s *Server) expireSessions() {
+	period := min(max(s.cfg.SessionExpiry/2, 10*time.Millisecond), time.Minute)
+	ticker := time.NewTicker(period)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-ticker.C:
+			s.expireSessionsNow()
+		}
+	}
+}
+
+// expireSessionsNow runs one expiry sweep.
+func (s *Server) expireSessionsNow() {
+	now := s.cfg.Now()
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	for _, sess := range s.sessions {
+		sess.mu.Lock()
+		expired := sess.conn == nil && !sess.expireAt.IsZero() && !now.Before(sess.expireAt)
+		sess.mu.Unlock()
+		if expired {
+			s.discardLocked(sess)
+			s.stats.sessionsExpired.Add(1)
+		}
+	}
+}

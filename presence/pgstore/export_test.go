@@ -1,0 +1,8 @@
+package pgstore
+
+// The queries whose plans the tests check.
+const (
+	OnlineSQL     = onlineSQL
+	OnlineManySQL = onlineManySQL
+	ChannelsSQL   = channelsSQL
+)

@@ -1,0 +1,286 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/presenced/presenced/presence"
+)
+
+// Limits of list queries: a limit ≤ 0 means the default, a larger one is
+// capped.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+func clampLimit(limit int) int {
+	switch {
+	case limit <= 0:
+		return DefaultLimit
+	case limit > MaxLimit:
+		return MaxLimit
+	}
+	return limit
+}
+
+// onlineSQL counts a client's open channels with an index-only scan of the
+// partial index channels_open_client, and finds the time of its newest
+// event at the end of events_client_time_seq.
+const onlineSQL = `
+SELECT o.open_channels, o.since, (SELECT max(time) FROM events WHERE client_id = $1)
+FROM (SELECT count(*) AS open_channels, min(connect_at) AS since
+      FROM channels WHERE client_id = $1 AND has_connect AND NOT has_tcpclean) o`
+
+// Online answers whether clientID is online: it is if any of its channels
+// has a connect and no tcpclean. A client the store never heard of is
+// offline. State is online or offline (StateUnknown, for channels on a lost
+// node, is decided by the caller's node tracking).
+func (s *Store) Online(ctx context.Context, clientID string) (presence.Status, error) {
+	var (
+		open        int
+		since, last *int64
+	)
+	if err := s.pool.QueryRow(ctx, onlineSQL, clientID).Scan(&open, &since, &last); err != nil {
+		return presence.Status{}, storeErr("look up online status", err)
+	}
+	return status(clientID, open, since, last), nil
+}
+
+const onlineManySQL = `
+SELECT o.open_channels, o.since, e.last
+FROM unnest($1::text[]) WITH ORDINALITY AS q(client_id, ord)
+LEFT JOIN (SELECT client_id, count(*) AS open_channels, min(connect_at) AS since
+           FROM channels WHERE client_id = ANY($1) AND has_connect AND NOT has_tcpclean
+           GROUP BY client_id) o ON o.client_id = q.client_id
+LEFT JOIN LATERAL (SELECT max(time) AS last FROM events WHERE events.client_id = q.client_id) e ON true
+ORDER BY q.ord`
+
+// OnlineMany answers Online for several clients in one query; the statuses
+// are in the order of clientIDs (repeats included).
+func (s *Store) OnlineMany(ctx context.Context, clientIDs []string) ([]presence.Status, error) {
+	if len(clientIDs) == 0 {
+		return []presence.Status{}, nil
+	}
+	statuses := make([]presence.Status, 0, len(clientIDs))
+	rows, _ := s.pool.Query(ctx, onlineManySQL, clientIDs)
+	var (
+		open        *int
+		since, last *int64
+	)
+	_, err := pgx.ForEachRow(rows, []any{&open, &since, &last}, func() error {
+		n := 0
+		if open != nil {
+			n = *open
+		}
+		statuses = append(statuses, status(clientIDs[len(statuses)], n, since, last))
+		return nil
+	})
+	if err != nil {
+		return nil, storeErr("look up online status", err)
+	}
+	return statuses, nil
+}
+
+func status(clientID string, open int, since, last *int64) presence.Status {
+	st := presence.Status{ClientID: clientID, Online: open > 0, State: presence.StateOffline, OpenChannels: open}
+	if st.Online {
+		st.State = presence.StateOnline
+		st.Since = timePtr(since)
+	}
+	st.LastEventAt = timePtr(last)
+	return st
+}
+
+// channelColumns are the columns scanChannel reads.
+const channelColumns = `channel_id, client_id, client_ip, node, epoch, connect_at, disconnect_at, tcpclean_at,
+    has_connect, has_tcpclean, reason, last_seq`
+
+// channelsSQL lists open channels first (from the partial index), then the
+// newest closed ones by last_seq (from channels_client_last_seq); neither
+// part reads more than limit rows.
+const channelsSQL = `
+SELECT ` + channelColumns + ` FROM (
+    (SELECT ` + channelColumns + `, true AS open FROM channels
+     WHERE client_id = $1 AND has_connect AND NOT has_tcpclean
+     ORDER BY last_seq DESC LIMIT $2)
+    UNION ALL
+    (SELECT ` + channelColumns + `, false AS open FROM channels
+     WHERE client_id = $1 AND NOT (has_connect AND NOT has_tcpclean)
+     ORDER BY last_seq DESC LIMIT $2)
+) c
+ORDER BY open DESC, last_seq DESC
+LIMIT $2`
+
+// Channels lists a client's channels: open ones first, then the most
+// recently active (by store arrival order). limit is clamped to
+// DefaultLimit/MaxLimit.
+func (s *Store) Channels(ctx context.Context, clientID string, limit int) ([]presence.Channel, error) {
+	rows, _ := s.pool.Query(ctx, channelsSQL, clientID, clampLimit(limit))
+	channels, err := collectChannels(rows)
+	return channels, storeErr("list channels", err)
+}
+
+// OpenChannels returns one page of every open channel, in channel_id order,
+// after afterChannelID ("" for the first page).
+func (s *Store) OpenChannels(ctx context.Context, afterChannelID string, limit int) ([]presence.Channel, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+channelColumns+` FROM channels
+		WHERE has_connect AND NOT has_tcpclean AND channel_id > $1
+		ORDER BY channel_id LIMIT $2`, afterChannelID, max(limit, 1))
+	channels, err := collectChannels(rows)
+	return channels, storeErr("list open channels", err)
+}
+
+// openChannelsPage is the page size of ForEachOpenChannel.
+const openChannelsPage = 5000
+
+// ForEachOpenChannel calls fn for every open channel, in pages, within one
+// consistent snapshot of the database, and returns asOfSeq: the highest
+// event seq in that snapshot. Because Apply commits in seq order, every
+// event with seq ≤ asOfSeq is reflected in what fn saw and every later
+// event has seq > asOfSeq — so a view built at start-up from fn can be kept
+// current by applying exactly the events with Seq > asOfSeq.
+func (s *Store) ForEachOpenChannel(ctx context.Context, fn func(presence.Channel) error) (asOfSeq int64, err error) {
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM events").Scan(&asOfSeq); err != nil {
+			return err
+		}
+		after := ""
+		for {
+			rows, _ := tx.Query(ctx, `SELECT `+channelColumns+` FROM channels
+				WHERE has_connect AND NOT has_tcpclean AND channel_id > $1
+				ORDER BY channel_id LIMIT $2`, after, openChannelsPage)
+			page, err := collectChannels(rows)
+			if err != nil {
+				return err
+			}
+			for _, c := range page {
+				if err := fn(c); err != nil {
+					return &callbackError{err}
+				}
+			}
+			if len(page) < openChannelsPage {
+				return nil
+			}
+			after = page[len(page)-1].ChannelID
+		}
+	})
+	if cbErr, ok := errors.AsType[*callbackError](err); ok {
+		return 0, cbErr.err
+	}
+	return asOfSeq, storeErr("list open channels", err)
+}
+
+// callbackError carries a caller's error through a transaction untouched.
+type callbackError struct{ err error }
+
+func (e *callbackError) Error() string { return e.err.Error() }
+
+func collectChannels(rows pgx.Rows) ([]presence.Channel, error) {
+	channels := []presence.Channel{}
+	var (
+		c                            presence.Channel
+		clientIP, node, epoch        *string
+		reason                       *string
+		connectAt, disconnectAt, tcp *int64
+		hasConnect, hasTCPClean      bool
+		lastSeq                      int64
+	)
+	_, err := pgx.ForEachRow(rows, []any{&c.ChannelID, &c.ClientID, &clientIP, &node, &epoch,
+		&connectAt, &disconnectAt, &tcp, &hasConnect, &hasTCPClean, &reason, &lastSeq}, func() error {
+		ch := presence.Channel{
+			ChannelID:    c.ChannelID,
+			ClientID:     c.ClientID,
+			ClientIP:     deref(clientIP),
+			Node:         deref(node),
+			Epoch:        deref(epoch),
+			Open:         hasConnect && !hasTCPClean,
+			ConnectAt:    timePtr(connectAt),
+			DisconnectAt: timePtr(disconnectAt),
+			TCPCleanAt:   timePtr(tcp),
+		}
+		if hasTCPClean {
+			ch.Reason = presence.Reason(deref(reason))
+			ch.ClosedBy = presence.ClosedBy(ch.Reason)
+		}
+		if connectAt != nil && tcp != nil {
+			d := *tcp - *connectAt
+			ch.DurationMillis = &d
+		}
+		channels = append(channels, ch)
+		return nil
+	})
+	return channels, err
+}
+
+// History returns a page of a client's events, keyset-paginated on seq:
+// ascending pages continue after q.AfterSeq, descending ones before it
+// (0 starts at either end). From (inclusive) and To (exclusive) bound the
+// event time when set. Limit is clamped to DefaultLimit/MaxLimit.
+func (s *Store) History(ctx context.Context, q presence.HistoryQuery) ([]presence.StoredEvent, error) {
+	var where []string
+	args := []any{q.ClientID}
+	where = append(where, "client_id = $1")
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	order := "ASC"
+	if q.Descending {
+		order = "DESC"
+	}
+	if q.AfterSeq > 0 {
+		if q.Descending {
+			where = append(where, "seq < "+arg(q.AfterSeq))
+		} else {
+			where = append(where, "seq > "+arg(q.AfterSeq))
+		}
+	}
+	if !q.From.IsZero() {
+		where = append(where, "time >= "+arg(presence.Millis(q.From)))
+	}
+	if !q.To.IsZero() {
+		where = append(where, "time < "+arg(presence.Millis(q.To)))
+	}
+	sql := `SELECT seq, channel_id, event_type, client_id, time, client_ip, node, epoch, reason,
+	        username, keepalive, clean_session, applied_at
+	    FROM events WHERE ` + strings.Join(where, " AND ") + `
+	    ORDER BY seq ` + order + ` LIMIT ` + arg(clampLimit(q.Limit))
+	rows, _ := s.pool.Query(ctx, sql, args...)
+	events := []presence.StoredEvent{}
+	var e presence.StoredEvent
+	_, err := pgx.ForEachRow(rows, []any{&e.Seq, &e.ChannelID, &e.Type, &e.ClientID, &e.Time, &e.ClientIP,
+		&e.Node, &e.Epoch, &e.Reason, &e.Username, &e.Keepalive, &e.CleanSession, &e.AppliedAt}, func() error {
+		stored := e
+		if e.CleanSession != nil {
+			v := *e.CleanSession
+			stored.CleanSession = &v
+		}
+		events = append(events, stored)
+		return nil
+	})
+	if err != nil {
+		return nil, storeErr("read history", err)
+	}
+	return events, nil
+}
+
+func timePtr(ms *int64) *time.Time {
+	if ms == nil {
+		return nil
+	}
+	t := presence.FromMillis(*ms)
+	return &t
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

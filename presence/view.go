@@ -1,0 +1,211 @@
+package presence
+
+import (
+	"sync"
+	"time"
+)
+
+// ChannelState is a channel's state as the store holds it after applying
+// events to it: the input of the View.
+type ChannelState struct {
+	ChannelID string
+	ClientID  string
+	ClientIP  string
+	Node      string
+	Epoch     string
+	// Open: connect seen and tcpclean not seen.
+	Open bool
+	// ConnectAt is the broker time of the connect (ms), 0 when not seen yet.
+	ConnectAt int64
+	// TCPCleanAt is the broker time of the tcpclean (ms), 0 when not seen yet.
+	TCPCleanAt int64
+	// Reason is the close reason of the tcpclean, if any.
+	Reason Reason
+	// LastEventAt is the broker time of the newest event of the channel (ms).
+	LastEventAt int64
+	// Seq is the store sequence number of the newest event applied to the
+	// channel; changes are fed to the View in ascending Seq order.
+	Seq int64
+}
+
+// Change is a client going online or offline, with the channel state that
+// caused it.
+type Change struct {
+	ClientID string
+	Online   bool
+	Channel  ChannelState
+}
+
+// View is an in-memory copy of every client's open channels, built from the
+// store at start-up and kept current from the channel states the store
+// reports after each commit. It answers "is X online?" without a database
+// round trip. The store stays the source of truth: a View fed every
+// committed change in commit order equals the store's answer.
+type View struct {
+	mu      sync.RWMutex
+	clients map[string]*clientEntry
+	open    int // open channels in all
+	online  int // clients with at least one open channel
+	seq     int64
+	// current is true while the view follows the store: set by Load, cleared
+	// by MarkStale when the feed is lost. A view that is not current may be
+	// behind the store, so its answers must not be given as the truth.
+	current bool
+}
+
+type clientEntry struct {
+	open        []openChannel // usually zero or one
+	onlineSince int64         // ms; when the client went from no open channel to one
+	lastEventAt int64
+}
+
+type openChannel struct {
+	id        string
+	node      string
+	epoch     string
+	connectAt int64
+}
+
+// NewView returns an empty view.
+func NewView() *View { return &View{clients: make(map[string]*clientEntry)} }
+
+// Apply folds channel states into the view and returns the clients whose
+// online state changed, in the order of states. States must come in commit
+// order (ascending Seq); a state with a Seq the view has already passed for
+// that channel is still applied, since a state read later is never older.
+func (v *View) Apply(states []ChannelState) []Change {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var changes []Change
+	for _, s := range states {
+		v.seq = max(v.seq, s.Seq)
+		c := v.clients[s.ClientID]
+		if c == nil {
+			if !s.Open {
+				// A closed channel of a client the view does not hold changes
+				// only its last event time.
+				v.clients[s.ClientID] = &clientEntry{lastEventAt: s.LastEventAt}
+				continue
+			}
+			c = &clientEntry{}
+			v.clients[s.ClientID] = c
+		}
+		c.lastEventAt = max(c.lastEventAt, s.LastEventAt)
+		wasOnline := len(c.open) > 0
+		i := c.index(s.ChannelID)
+		switch {
+		case s.Open && i < 0:
+			c.open = append(c.open, openChannel{id: s.ChannelID, node: s.Node, epoch: s.Epoch, connectAt: s.ConnectAt})
+			v.open++
+		case !s.Open && i >= 0:
+			c.open = append(c.open[:i], c.open[i+1:]...)
+			v.open--
+		}
+		isOnline := len(c.open) > 0
+		if isOnline == wasOnline {
+			continue
+		}
+		if isOnline {
+			v.online++
+			c.onlineSince = s.ConnectAt
+		} else {
+			v.online--
+			c.onlineSince = 0
+		}
+		changes = append(changes, Change{ClientID: s.ClientID, Online: isOnline, Channel: s})
+	}
+	return changes
+}
+
+func (c *clientEntry) index(channelID string) int {
+	for i, ch := range c.open {
+		if ch.id == channelID {
+			return i
+		}
+	}
+	return -1
+}
+
+// Status answers for one client. An unknown client is offline.
+func (v *View) Status(clientID string) Status {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	st := Status{ClientID: clientID, State: StateOffline}
+	c := v.clients[clientID]
+	if c == nil {
+		return st
+	}
+	if c.lastEventAt > 0 {
+		t := FromMillis(c.lastEventAt)
+		st.LastEventAt = &t
+	}
+	st.OpenChannels = len(c.open)
+	if st.OpenChannels > 0 {
+		st.Online, st.State = true, StateOnline
+		since := c.onlineSince
+		if since == 0 {
+			since = c.earliestConnect()
+		}
+		if since > 0 {
+			t := FromMillis(since)
+			st.Since = &t
+		}
+	}
+	return st
+}
+
+func (c *clientEntry) earliestConnect() int64 {
+	var earliest int64
+	for _, ch := range c.open {
+		if ch.connectAt > 0 && (earliest == 0 || ch.connectAt < earliest) {
+			earliest = ch.connectAt
+		}
+	}
+	return earliest
+}
+
+// OpenChannelsOf returns the ids, nodes and epochs of a client's open channels.
+func (v *View) OpenChannelsOf(clientID string) []ChannelState {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	c := v.clients[clientID]
+	if c == nil {
+		return nil
+	}
+	out := make([]ChannelState, len(c.open))
+	for i, ch := range c.open {
+		out[i] = ChannelState{ChannelID: ch.id, ClientID: clientID, Node: ch.node, Epoch: ch.epoch, Open: true, ConnectAt: ch.connectAt}
+	}
+	return out
+}
+
+// ViewStats are the view's totals.
+type ViewStats struct {
+	KnownClients  int
+	OnlineClients int
+	OpenChannels  int
+	Seq           int64 // the newest store sequence number folded in
+}
+
+// Stats returns the view's totals.
+func (v *View) Stats() ViewStats {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return ViewStats{KnownClients: len(v.clients), OnlineClients: v.online, OpenChannels: v.open, Seq: v.seq}
+}
+
+// Forget drops clients without open channels whose last event is older
+// than before, so the view does not grow with every client ever seen.
+func (v *View) Forget(before time.Time) int {
+	cut := Millis(before)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	n := 0
+	for id, c := range v.clients {
+		if len(c.open) == 0 && c.lastEventAt < cut {
+			delete(v.clients, id)
+			n++
+		}
+	}
+	return n
+}

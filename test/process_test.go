@@ -1,0 +1,183 @@
+package test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/presence"
+)
+
+// proc is one running presenced process.
+type proc struct {
+	t        *testing.T
+	cmd      *exec.Cmd
+	done     chan struct{}
+	exitErr  error
+	logs     *syncBuffer
+	MQTTAddr string
+	HTTPAddr string
+	DBURL    string
+	Node     string
+}
+
+// syncBuffer collects a process's output for failure reports.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServe starts "presenced serve" on fresh loopback ports against dbURL
+// and waits until it is ready.
+func startServe(t *testing.T, dbURL string, extraArgs ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, MQTTAddr: freeAddr(t), HTTPAddr: freeAddr(t), DBURL: dbURL, Node: "node-" + t.Name()}
+	p.start(extraArgs...)
+	return p
+}
+
+// start (re)starts the process on the same addresses.
+func (p *proc) start(extraArgs ...string) {
+	p.t.Helper()
+	args := append([]string{"serve",
+		"--mqtt-addr", p.MQTTAddr, "--http-addr", p.HTTPAddr,
+		"--database-url", p.DBURL, "--node", p.Node, "--log-level", "debug",
+	}, extraArgs...)
+	p.logs = &syncBuffer{}
+	p.cmd = exec.Command(presencedBin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	p.cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatalf("start presenced: %v", err)
+	}
+	p.done = make(chan struct{})
+	go func() {
+		p.exitErr = p.cmd.Wait()
+		close(p.done)
+	}()
+	p.t.Cleanup(p.kill)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.HTTPAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-p.done:
+			p.t.Fatalf("presenced exited before it was ready: %v\n%s", p.exitErr, p.logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("presenced not ready after 60s\n%s", p.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop() {
+	p.t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(60 * time.Second):
+		p.t.Fatalf("presenced did not stop within 60s after SIGTERM\n%s", p.logs)
+	}
+	if p.exitErr != nil {
+		p.t.Fatalf("presenced exited with %v\n%s", p.exitErr, p.logs)
+	}
+}
+
+// kill ends the process at once (SIGKILL), if it still runs.
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// status asks the API whether clientID is online.
+func (p *proc) status(clientID string) presence.Status {
+	p.t.Helper()
+	var s presence.Status
+	code := p.getJSON("/clients/"+url.PathEscape(clientID)+"/online", &s)
+	if code != http.StatusOK {
+		p.t.Fatalf("GET online for %q: status %d", clientID, code)
+	}
+	return s
+}
+
+// getJSON GETs path and decodes the body into v; it returns the status code.
+func (p *proc) getJSON(path string, v any) int {
+	p.t.Helper()
+	resp, err := http.Get("http://" + p.HTTPAddr + path)
+	if err != nil {
+		p.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if v != nil {
+		if err := json.Unmarshal(body, v); err != nil {
+			p.t.Fatalf("GET %s: decode %q: %v", path, body, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// waitOnline polls the API until clientID's online flag is want and returns
+// how long that took.
+func (p *proc) waitOnline(clientID string, want bool, timeout time.Duration) time.Duration {
+	p.t.Helper()
+	start := time.Now()
+	for {
+		if p.status(clientID).Online == want {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			p.t.Fatalf("client %q not online=%v after %v\n%s", clientID, want, timeout, p.logs)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (p *proc) String() string {
+	return fmt.Sprintf("presenced mqtt=%s http=%s", p.MQTTAddr, p.HTTPAddr)
+}
