@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/presenced/presenced/presence"
 )
@@ -53,6 +54,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	} else if fe, ok := errors.AsType[*presence.Error](err); ok && fe.Field != "" {
 		p.Errors = []FieldProblem{{Field: fe.Field, Message: fe.Message}}
 	}
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
 	if status >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
 	}
@@ -79,4 +83,26 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	s.writeProblem(w, Problem{Status: http.StatusMethodNotAllowed, Detail: "method " + r.Method + " is not allowed on " + r.URL.Path, Instance: r.URL.Path})
+}
+
+// The HTTP-layer problems below have no domain code: they are about the
+// request as HTTP (its credentials, its size), not about presence.
+
+// unauthorized answers 401 with the RFC 6750 challenge.
+func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, detail string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="presenced"`)
+	s.writeProblem(w, Problem{Status: http.StatusUnauthorized, Detail: detail, Instance: r.URL.Path})
+}
+
+// forbidden answers 403 for a valid token that lacks the scope of the route
+// (RFC 6750 insufficient_scope).
+func (s *Server) forbidden(w http.ResponseWriter, r *http.Request, scope string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="presenced", error="insufficient_scope", scope="`+scope+`"`)
+	s.writeProblem(w, Problem{Status: http.StatusForbidden, Detail: "the token does not grant the " + scope + " scope", Instance: r.URL.Path})
+}
+
+// tooLarge answers 413 for a body over the limit.
+func (s *Server) tooLarge(w http.ResponseWriter, r *http.Request, limit int64) {
+	s.writeProblem(w, Problem{Status: http.StatusRequestEntityTooLarge,
+		Detail: "the request body is larger than " + strconv.FormatInt(limit, 10) + " bytes", Instance: r.URL.Path})
 }

@@ -6,15 +6,40 @@ import (
 	"github.com/go-chi/chi/v5"
 )
 
-// routes is the one place that lists every route of the API.
+// routes is the one place that lists every route of the API. openapi.json
+// describes exactly these (TestOpenAPIMatchesRoutes walks the router).
+//
+// /healthz, /readyz, /metrics and /openapi.json are never authenticated:
+// probes and scrapers carry no tokens, and none of them reveals a client.
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.recoverer)
+	r.Use(s.recoverer, s.instrument)
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(s.methodNotAllowed)
 
 	r.Get("/healthz", s.handleHealthz)
 	r.Get("/readyz", s.handleReadyz)
-	r.Get("/clients/{clientId}/online", s.handleOnline)
+	r.Get("/metrics", s.handleMetrics)
+	r.Get("/openapi.json", s.handleOpenAPI)
+
+	r.Group(func(r chi.Router) {
+		r.Use(s.authenticate(scopeRead))
+		// A stream lives for hours: no request timeout, no in-flight slot
+		// (streams have their own cap).
+		r.Get("/stream", s.handleStream)
+		r.Group(func(r chi.Router) {
+			r.Use(s.limitInFlight, s.timeout, s.limitBody)
+			r.Get("/clients/{clientId}/online", s.handleOnline)
+			r.Post("/clients/online", s.handleOnlineBatch)
+			r.Get("/clients", s.handleListClients)
+			r.Get("/clients/{clientId}/channels", s.handleChannels)
+			r.Get("/clients/{clientId}/events", s.handleEvents)
+			r.Get("/stats", s.handleStats)
+		})
+	})
+	r.Group(func(r chi.Router) {
+		r.Use(s.authenticate(scopeIngest), s.limitInFlight, s.timeout, s.limitBody)
+		r.Post("/events", s.handleIngest)
+	})
 	return r
 }

@@ -1,6 +1,9 @@
-// Package api serves presence over HTTP: the online lookup, health and
-// readiness, with errors as RFC 9457 problem+json. It declares the small
-// interfaces it needs from the store; cmd/presenced wires the store in.
+// Package api serves presence over HTTP: online lookups answered from the
+// in-memory view, lists and stats, channel and event history from the
+// store, event ingestion, a Server-Sent Events stream of presence changes,
+// Prometheus metrics and an OpenAPI description, with errors as RFC 9457
+// problem+json. It declares the small interfaces it needs from the store;
+// cmd/presenced wires the store in.
 package api
 
 import (
@@ -9,52 +12,149 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/presenced/presenced/presence"
 )
 
-// StatusReader answers "is this client online?".
-type StatusReader interface {
-	Status(ctx context.Context, clientID string) (presence.Status, error)
+// ChannelReader lists a client's channels, open ones first.
+type ChannelReader interface {
+	Channels(ctx context.Context, clientID string, limit int) ([]presence.Channel, error)
 }
 
-// ReadinessChecker reports whether the service can answer truthfully: the
-// database reachable and migrated.
+// HistoryReader reads a page of a client's stored events.
+type HistoryReader interface {
+	History(ctx context.Context, q presence.HistoryQuery) ([]presence.StoredEvent, error)
+}
+
+// EventCounter counts the stored events of the clients with an id prefix.
+type EventCounter interface {
+	CountEvents(ctx context.Context, prefix string) (int64, error)
+}
+
+// EventIngester stores valid events idempotently, all or none, and returns
+// those that were new.
+type EventIngester interface {
+	Ingest(ctx context.Context, events []presence.Event) ([]presence.StoredEvent, error)
+}
+
+// ReadinessChecker reports whether the database is reachable and migrated.
 type ReadinessChecker interface {
 	Ready(ctx context.Context) error
 }
 
-// Deps are the parts the API reads from.
+// Deps are the parts the API reads from and writes to.
 type Deps struct {
-	Status    StatusReader
+	// Live is the view and the change stream, fed from the store's feed.
+	Live      *Live
+	Channels  ChannelReader
+	History   HistoryReader
+	Counter   EventCounter
+	Ingester  EventIngester
 	Readiness ReadinessChecker
 }
 
-// Config tunes the HTTP layer.
+// Caps of the API, documented in README.md and openapi.json.
+const (
+	MaxBatchClientIDs = 1000 // ids in one POST /clients/online
+	DefaultPageLimit  = 100  // page size when limit is not given
+	MaxPageLimit      = 1000 // largest page of /clients, /channels, /events
+	MaxEventsPerPost  = 1000 // events in one POST /events
+	MaxStreamClientIDs = 100 // clientId filters of one /stream
+	// MaxHistoryRange bounds the time range of one /events query.
+	MaxHistoryRange = 31 * 24 * time.Hour
+)
+
+// Config tunes the HTTP layer; zero values take the defaults.
 type Config struct {
-	// RequestTimeout bounds the work of one request (not SSE streams).
-	RequestTimeout time.Duration
-	Logger         *slog.Logger
+	// RequestTimeout bounds the work of one request (not of /stream).
+	RequestTimeout time.Duration // default 10s
+	// MaxBodyBytes bounds a request body; larger ones get 413.
+	MaxBodyBytes int64 // default 4 MiB
+	// MaxInFlight bounds requests served at once (streams not counted);
+	// more get 429.
+	MaxInFlight int // default 4096
+	// ReadTokens and IngestTokens are the accepted bearer tokens. With none
+	// of either, the API is open.
+	ReadTokens, IngestTokens []string
+	// Heartbeat is the interval of SSE heartbeat comments.
+	Heartbeat time.Duration // default 15s
+	// MaxStreams bounds concurrent /stream subscribers; more get 429.
+	MaxStreams int // default 1000
+	// StreamBuffer is how many changes may wait for one slow subscriber
+	// before it is disconnected (it can resume with Last-Event-ID).
+	StreamBuffer int // default 1024
+	// StatsCacheTTL is how long the events count of /stats is reused.
+	StatsCacheTTL time.Duration // default 10s
+	// Registry receives the API's metrics and is served at /metrics; nil
+	// makes a private one.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 10 * time.Second
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 4 << 20
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 4096
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = 1000
+	}
+	if c.StreamBuffer <= 0 {
+		c.StreamBuffer = 1024
+	}
+	if c.StatsCacheTTL <= 0 {
+		c.StatsCacheTTL = 10 * time.Second
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
 }
 
 // Server is the HTTP handler of presenced.
 type Server struct {
-	deps   Deps
-	cfg    Config
-	log    *slog.Logger
-	router http.Handler
+	deps     Deps
+	cfg      Config
+	log      *slog.Logger
+	router   http.Handler
+	auth     authenticator
+	inFlight chan struct{}
+	metrics  *httpMetrics
+	counts   *countCache
 }
 
-// New returns the API handler.
+// New returns the API handler. It registers its metrics on cfg.Registry.
 func New(cfg Config, deps Deps) *Server {
-	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 10 * time.Second
+	cfg.setDefaults()
+	s := &Server{
+		deps:     deps,
+		cfg:      cfg,
+		log:      cfg.Logger,
+		auth:     newAuthenticator(cfg.ReadTokens, cfg.IngestTokens),
+		inFlight: make(chan struct{}, cfg.MaxInFlight),
+		counts:   newCountCache(cfg.StatsCacheTTL, time.Now),
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	s := &Server{deps: deps, cfg: cfg, log: cfg.Logger}
+	s.metrics = newHTTPMetrics(cfg.Registry)
+	deps.Live.register(cfg.Registry)
+	deps.Live.Stream.configure(cfg.MaxStreams, cfg.StreamBuffer)
 	s.router = s.routes()
 	return s
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// CloseStreams ends every /stream response, so that http.Server.Shutdown,
+// which waits for handlers, does not wait for streams that never end.
+// Register it with http.Server.RegisterOnShutdown.
+func (s *Server) CloseStreams() { s.deps.Live.Stream.Close() }

@@ -15,6 +15,13 @@ import (
 // queue is empty.
 var ErrQueueClosed = errors.New("event queue closed")
 
+// Message is one item of the transport: a client lifecycle event, or, when
+// Node is set, a broker node's report about itself.
+type Message struct {
+	Event presence.Event
+	Node  *presence.NodeEvent
+}
+
 // Queue is the in-process transport between the broker and the consumer.
 //
 // It is bounded by refusing connect events once Limit events are waiting: a
@@ -32,7 +39,7 @@ type Queue struct {
 	limit int
 
 	mu      sync.Mutex
-	events  []presence.Event
+	items   []Message
 	closed  bool
 	waiting chan struct{} // closed and replaced when events arrive or the queue closes
 	refused uint64
@@ -54,30 +61,47 @@ func (q *Queue) Emit(e presence.Event) error {
 	if q.closed {
 		return ErrQueueClosed
 	}
-	if e.Type == presence.EventConnect && len(q.events) >= q.limit {
+	if e.Type == presence.EventConnect && len(q.items) >= q.limit {
 		q.refused++
-		return presence.Errorf(presence.EOVERLOADED, "event backlog full (%d events waiting for the store)", len(q.events))
+		return presence.Errorf(presence.EOVERLOADED, "event backlog full (%d events waiting for the store)", len(q.items))
 	}
-	q.events = append(q.events, e)
-	close(q.waiting)
-	q.waiting = make(chan struct{})
+	q.push(Message{Event: e})
 	return nil
 }
 
-// Next blocks until events are waiting and returns up to max of them, oldest
-// first. It returns ErrQueueClosed once the queue is closed and empty, and
+// EmitNode enqueues a node event. Node events are few (a heartbeat every
+// few seconds) and always accepted: they carry the truth about many clients.
+func (q *Queue) EmitNode(n presence.NodeEvent) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return ErrQueueClosed
+	}
+	q.push(Message{Node: &n})
+	return nil
+}
+
+// push appends m and wakes the waiting reader; q.mu must be held.
+func (q *Queue) push(m Message) {
+	q.items = append(q.items, m)
+	close(q.waiting)
+	q.waiting = make(chan struct{})
+}
+
+// Next blocks until messages are waiting and returns up to max of them,
+// oldest first. It returns ErrQueueClosed once the queue is closed and empty, and
 // ctx.Err() when ctx ends first. Events taken are the caller's to apply: the
 // queue does not keep them.
-func (q *Queue) Next(ctx context.Context, max int) ([]presence.Event, error) {
+func (q *Queue) Next(ctx context.Context, max int) ([]Message, error) {
 	for {
 		q.mu.Lock()
-		if n := min(len(q.events), max); n > 0 {
-			batch := make([]presence.Event, n)
-			copy(batch, q.events)
+		if n := min(len(q.items), max); n > 0 {
+			batch := make([]Message, n)
+			copy(batch, q.items)
 			// Shift instead of reslicing so the backing array does not grow forever.
-			rest := copy(q.events, q.events[n:])
-			clear(q.events[rest:])
-			q.events = q.events[:rest]
+			rest := copy(q.items, q.items[n:])
+			clear(q.items[rest:])
+			q.items = q.items[:rest]
 			q.mu.Unlock()
 			return batch, nil
 		}
@@ -106,11 +130,11 @@ func (q *Queue) Close() {
 	}
 }
 
-// Len returns the number of events waiting.
+// Len returns the number of messages waiting.
 func (q *Queue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.events)
+	return len(q.items)
 }
 
 // Refused returns how many connect events were refused because the queue was full.

@@ -43,7 +43,7 @@ func TestQueueNextBatchesInOrderAndDrainsAfterClose(t *testing.T) {
 	}
 	ctx := context.Background()
 	batch, err := q.Next(ctx, 3)
-	if err != nil || len(batch) != 3 || batch[0].ClientID != "c0" || batch[2].ClientID != "c2" {
+	if err != nil || len(batch) != 3 || batch[0].Event.ClientID != "c0" || batch[2].Event.ClientID != "c2" {
 		t.Fatalf("first batch %v, %v", batch, err)
 	}
 	q.Close()
@@ -51,7 +51,7 @@ func TestQueueNextBatchesInOrderAndDrainsAfterClose(t *testing.T) {
 		t.Fatalf("Emit after Close = %v, want ErrQueueClosed", err)
 	}
 	batch, err = q.Next(ctx, 10)
-	if err != nil || len(batch) != 2 || batch[0].ClientID != "c3" {
+	if err != nil || len(batch) != 2 || batch[0].Event.ClientID != "c3" {
 		t.Fatalf("drain after close: %v, %v", batch, err)
 	}
 	if _, err := q.Next(ctx, 10); !errors.Is(err, ErrQueueClosed) {
@@ -61,7 +61,7 @@ func TestQueueNextBatchesInOrderAndDrainsAfterClose(t *testing.T) {
 
 func TestQueueNextWaitsForEventsOrContext(t *testing.T) {
 	q := NewQueue(10)
-	got := make(chan []presence.Event)
+	got := make(chan []Message)
 	go func() {
 		batch, _ := q.Next(context.Background(), 10)
 		got <- batch

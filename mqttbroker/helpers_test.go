@@ -236,3 +236,73 @@ func connectOK(t *testing.T, addr, clientID string) *rawClient {
 	}
 	return c
 }
+
+// subscribe subscribes to filters at qos and returns the SUBACK codes.
+func (c *rawClient) subscribe(id uint16, qos byte, filters ...string) []byte {
+	c.t.Helper()
+	p := &subscribePacket{ID: id}
+	for _, f := range filters {
+		p.Subscriptions = append(p.Subscriptions, subscription{Filter: f, QoS: qos})
+	}
+	c.send(p)
+	ack := c.expect(typeSuback).(*subackPacket)
+	if ack.ID != id {
+		c.t.Fatalf("SUBACK id %d, want %d", ack.ID, id)
+	}
+	return ack.ReturnCodes
+}
+
+// publish sends a PUBLISH and completes its QoS flow as the sender.
+func (c *rawClient) publish(p *publishPacket) {
+	c.t.Helper()
+	if p.QoS > 0 && p.ID == 0 {
+		p.ID = 1
+	}
+	c.send(p)
+	switch p.QoS {
+	case 1:
+		if ack := c.expect(typePuback).(*ackPacket); ack.ID != p.ID {
+			c.t.Fatalf("PUBACK id %d, want %d", ack.ID, p.ID)
+		}
+	case 2:
+		if ack := c.expect(typePubrec).(*ackPacket); ack.ID != p.ID {
+			c.t.Fatalf("PUBREC id %d, want %d", ack.ID, p.ID)
+		}
+		c.send(&ackPacket{Type: typePubrel, ID: p.ID})
+		if ack := c.expect(typePubcomp).(*ackPacket); ack.ID != p.ID {
+			c.t.Fatalf("PUBCOMP id %d, want %d", ack.ID, p.ID)
+		}
+	}
+}
+
+// receive reads one PUBLISH and, when ack is set, acknowledges it fully.
+func (c *rawClient) receive(ack bool) *publishPacket {
+	c.t.Helper()
+	p := c.expect(typePublish).(*publishPacket)
+	if !ack {
+		return p
+	}
+	switch p.QoS {
+	case 1:
+		c.send(&ackPacket{Type: typePuback, ID: p.ID})
+	case 2:
+		c.send(&ackPacket{Type: typePubrec, ID: p.ID})
+		if rel := c.expect(typePubrel).(*ackPacket); rel.ID != p.ID {
+			c.t.Fatalf("PUBREL id %d, want %d", rel.ID, p.ID)
+		}
+		c.send(&ackPacket{Type: typePubcomp, ID: p.ID})
+	}
+	return p
+}
+
+// connectAs connects with the given packet fields filled in and asserts
+// CONNACK 0 with the given session present flag.
+func connectAs(t *testing.T, addr string, p connectPacket, wantPresent bool) *rawClient {
+	t.Helper()
+	c := dial(t, addr)
+	ack := c.connect(&p)
+	if ack.ReturnCode != 0 || ack.SessionPresent != wantPresent {
+		t.Fatalf("CONNACK %+v for %s, want code 0 session present %t", ack, p.ClientID, wantPresent)
+	}
+	return c
+}

@@ -68,6 +68,11 @@ type Event struct {
 	Epoch string `json:"epoch,omitempty"` // unique per broker process start
 	// Reason is set on tcpclean events.
 	Reason Reason `json:"reason,omitempty"`
+	// NodeSeq numbers the events of one broker epoch in the order the broker
+	// emitted them. Reconciliation compares it with the NodeSeq of a
+	// channel-set report, so a channel opened after the report is never
+	// closed by it — without trusting any wall clock.
+	NodeSeq uint64 `json:"nodeSeq,omitempty"`
 
 	// Connect details, set on connect events.
 	Username     string `json:"username,omitempty"`

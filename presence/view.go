@@ -1,7 +1,10 @@
 package presence
 
 import (
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,7 +53,7 @@ type View struct {
 	// current is true while the view follows the store: set by Load, cleared
 	// by MarkStale when the feed is lost. A view that is not current may be
 	// behind the store, so its answers must not be given as the truth.
-	current bool
+	current atomic.Bool
 }
 
 type clientEntry struct {
@@ -126,10 +129,104 @@ func (c *clientEntry) index(channelID string) int {
 	return -1
 }
 
+// Load replaces the whole view with a snapshot of the store taken as of
+// asOfSeq: the states of every open channel, and for every other client one
+// closed state that carries its last event time. Open channels of a client
+// may come in any order; its online period is taken to begin at the
+// earliest connect among them. The view is current afterwards.
+//
+// Load returns the clients whose online state differs from the view it
+// replaces (none on the first load), sorted by client id. Their Channel
+// carries asOfSeq as Seq: the change is known to have happened by then,
+// not exactly when.
+func (v *View) Load(states []ChannelState, asOfSeq int64) []Change {
+	fresh := make(map[string]*clientEntry, len(states))
+	open, online := 0, 0
+	for _, s := range states {
+		c := fresh[s.ClientID]
+		if c == nil {
+			c = &clientEntry{}
+			fresh[s.ClientID] = c
+		}
+		c.lastEventAt = max(c.lastEventAt, s.LastEventAt)
+		if s.Open && c.index(s.ChannelID) < 0 {
+			c.open = append(c.open, openChannel{id: s.ChannelID, node: s.Node, epoch: s.Epoch, connectAt: s.ConnectAt})
+			open++
+			if len(c.open) == 1 {
+				online++
+			}
+		}
+	}
+	for _, c := range fresh {
+		if len(c.open) > 0 {
+			c.onlineSince = c.earliestConnect()
+		}
+	}
+
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var changes []Change
+	if len(v.clients) > 0 {
+		changes = diff(v.clients, fresh, asOfSeq)
+	}
+	v.clients, v.open, v.online = fresh, open, online
+	v.seq = asOfSeq
+	v.current.Store(true)
+	return changes
+}
+
+// diff returns the online changes from old to fresh, sorted by client id.
+func diff(old, fresh map[string]*clientEntry, asOfSeq int64) []Change {
+	var changes []Change
+	for id, c := range fresh {
+		if len(c.open) > 0 && (old[id] == nil || len(old[id].open) == 0) {
+			ch := c.open[0]
+			changes = append(changes, Change{ClientID: id, Online: true, Channel: ChannelState{
+				ChannelID: ch.id, ClientID: id, Node: ch.node, Epoch: ch.epoch, Open: true,
+				ConnectAt: ch.connectAt, LastEventAt: c.lastEventAt, Seq: asOfSeq}})
+		}
+	}
+	for id, c := range old {
+		if len(c.open) > 0 && (fresh[id] == nil || len(fresh[id].open) == 0) {
+			ch := c.open[0]
+			changes = append(changes, Change{ClientID: id, Online: false, Channel: ChannelState{
+				ChannelID: ch.id, ClientID: id, Node: ch.node, Epoch: ch.epoch,
+				ConnectAt: ch.connectAt, LastEventAt: c.lastEventAt, Seq: asOfSeq}})
+		}
+	}
+	slices.SortFunc(changes, func(a, b Change) int { return strings.Compare(a.ClientID, b.ClientID) })
+	return changes
+}
+
+// MarkStale records that the view no longer follows the store (the feed
+// was lost); it stays stale until the next Load.
+func (v *View) MarkStale() { v.current.Store(false) }
+
+// Current reports whether the view follows the store: loaded, and its feed
+// not lost since.
+func (v *View) Current() bool { return v.current.Load() }
+
 // Status answers for one client. An unknown client is offline.
 func (v *View) Status(clientID string) Status {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
+	return v.status(clientID)
+}
+
+// StatusMany answers Status for every id, in order (repeats included), from
+// one consistent state of the view.
+func (v *View) StatusMany(clientIDs []string) []Status {
+	out := make([]Status, len(clientIDs))
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	for i, id := range clientIDs {
+		out[i] = v.status(id)
+	}
+	return out
+}
+
+// status answers for one client; v.mu must be held.
+func (v *View) status(clientID string) Status {
 	st := Status{ClientID: clientID, State: StateOffline}
 	c := v.clients[clientID]
 	if c == nil {
@@ -185,13 +282,14 @@ type ViewStats struct {
 	OnlineClients int
 	OpenChannels  int
 	Seq           int64 // the newest store sequence number folded in
+	Current       bool  // the view follows the store (see View.Current)
 }
 
 // Stats returns the view's totals.
 func (v *View) Stats() ViewStats {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	return ViewStats{KnownClients: len(v.clients), OnlineClients: v.online, OpenChannels: v.open, Seq: v.seq}
+	return ViewStats{KnownClients: len(v.clients), OnlineClients: v.online, OpenChannels: v.open, Seq: v.seq, Current: v.current.Load()}
 }
 
 // Forget drops clients without open channels whose last event is older

@@ -37,13 +37,13 @@ const applyLockKey int64 = 0x70726573_6170706c // "presappl"
 const applySQL = `
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-                         $7::text[], $8::text[], $9::text[], $10::integer[], $11::boolean[])
-        AS t(channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session)
+                         $7::text[], $8::text[], $9::text[], $10::integer[], $11::boolean[], $12::bigint[])
+        AS t(channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq)
 ), inserted AS (
-    INSERT INTO events (channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session)
+    INSERT INTO events (channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq)
     SELECT * FROM input ORDER BY channel_id, event_type
     ON CONFLICT (channel_id, event_type) DO NOTHING
-    RETURNING seq, channel_id, event_type, client_id, time, client_ip, node, epoch, reason, applied_at
+    RETURNING seq, channel_id, event_type, client_id, time, client_ip, node, epoch, reason, applied_at, node_seq
 ), per_channel AS (
     SELECT channel_id,
            -- every event of a channel carries the same details; min()
@@ -61,14 +61,15 @@ WITH input AS (
            min(reason) FILTER (WHERE event_type = 'tcpclean' AND reason <> '') AS reason,
            min(seq)                                                        AS first_seq,
            max(seq)                                                        AS last_seq,
-           min(applied_at) FILTER (WHERE event_type = 'tcpclean')          AS closed_at
+           min(applied_at) FILTER (WHERE event_type = 'tcpclean')          AS closed_at,
+           min(node_seq) FILTER (WHERE event_type = 'connect' AND node_seq > 0) AS connect_node_seq
     FROM inserted
     GROUP BY channel_id
 ), upserted AS (
     INSERT INTO channels AS c (channel_id, client_id, client_ip, node, epoch, connect_at, disconnect_at, tcpclean_at,
-                               has_connect, has_disconnect, has_tcpclean, reason, first_seq, last_seq, closed_at)
+                               has_connect, has_disconnect, has_tcpclean, reason, first_seq, last_seq, closed_at, connect_node_seq)
     SELECT channel_id, client_id, client_ip, node, epoch, connect_at, disconnect_at, tcpclean_at,
-           has_connect, has_disconnect, has_tcpclean, reason, first_seq, last_seq, closed_at
+           has_connect, has_disconnect, has_tcpclean, reason, first_seq, last_seq, closed_at, connect_node_seq
     FROM per_channel ORDER BY channel_id
     ON CONFLICT (channel_id) DO UPDATE SET
         client_ip      = COALESCE(c.client_ip, EXCLUDED.client_ip),
@@ -83,7 +84,8 @@ WITH input AS (
         reason         = COALESCE(c.reason, EXCLUDED.reason),
         first_seq      = LEAST(c.first_seq, EXCLUDED.first_seq),
         last_seq       = GREATEST(c.last_seq, EXCLUDED.last_seq),
-        closed_at      = COALESCE(c.closed_at, EXCLUDED.closed_at)
+        closed_at      = COALESCE(c.closed_at, EXCLUDED.closed_at),
+        connect_node_seq = COALESCE(c.connect_node_seq, EXCLUDED.connect_node_seq)
 )
 SELECT seq, channel_id, event_type, applied_at FROM inserted ORDER BY seq`
 
@@ -154,6 +156,7 @@ type columns struct {
 	reasons, usernames           []string
 	keepalives                   []int32
 	cleanSessions                []*bool
+	nodeSeqs                     []int64
 }
 
 func newColumns(batch []presence.Event) columns {
@@ -162,17 +165,19 @@ func newColumns(batch []presence.Event) columns {
 		channelIDs: make([]string, n), types: make([]string, n), clientIDs: make([]string, n),
 		times: make([]int64, n), clientIPs: make([]string, n), nodes: make([]string, n), epochs: make([]string, n),
 		reasons: make([]string, n), usernames: make([]string, n), keepalives: make([]int32, n), cleanSessions: make([]*bool, n),
+		nodeSeqs: make([]int64, n),
 	}
 	for i, e := range batch {
 		c.channelIDs[i], c.types[i], c.clientIDs[i] = e.ChannelID, string(e.Type), e.ClientID
 		c.times[i], c.clientIPs[i], c.nodes[i], c.epochs[i] = e.Time, e.ClientIP, e.Node, e.Epoch
 		c.reasons[i], c.usernames[i] = string(e.Reason), e.Username
 		c.keepalives[i], c.cleanSessions[i] = int32(e.Keepalive), e.CleanSession
+		c.nodeSeqs[i] = int64(e.NodeSeq)
 	}
 	return c
 }
 
 func (c columns) args() []any {
 	return []any{c.channelIDs, c.types, c.clientIDs, c.times, c.clientIPs, c.nodes, c.epochs,
-		c.reasons, c.usernames, c.keepalives, c.cleanSessions}
+		c.reasons, c.usernames, c.keepalives, c.cleanSessions, c.nodeSeqs}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,18 +88,14 @@ func TestSendConsume(t *testing.T) {
 		t.Errorf("SendCount %d, want %d", got, n)
 	}
 
-	// A graceful shutdown persists the offsets: they must cover everything.
+	// A graceful shutdown persists the offsets (UPDATE_CONSUMER_OFFSET is
+	// fire-and-forget, so poll for it): they must cover everything.
 	time.Sleep(100 * time.Millisecond) // let the last batch's offset update land in the client
 	if err := c.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	var total int64
-	for q, off := range f.Offsets(group, topic) {
-		t.Logf("queue %d offset %d", q, off)
-		total += off
-	}
-	if total != n {
-		t.Errorf("committed offsets sum to %d, want %d", total, n)
+	if err := waitOffsets(f, group, topic, n, 5*time.Second); err != nil {
+		t.Errorf("committed offsets %v, want a total of %d", f.Offsets(group, topic), n)
 	}
 }
 
@@ -135,6 +132,36 @@ func TestTagFilter(t *testing.T) {
 	}
 	if n := len(f.Messages(topic)); n != 7 {
 		t.Fatalf("fake holds %d, want 7", n)
+	}
+	if expr, _ := f.Subscription(group, topic); expr != "connect || tcpclean" {
+		t.Errorf("subscription %q", expr)
+	}
+	if expr, _ := f.Subscription(group, "%RETRY%"+group); expr != "*" {
+		t.Errorf("retry subscription %q", expr)
+	}
+}
+
+// TestDelayLevels: a message sent with a delay level becomes visible after
+// Options.DelayLevels[level-1].
+func TestDelayLevels(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, rocketmqfake.Options{DelayLevels: []time.Duration{400 * time.Millisecond}})
+	const topic = "delayed"
+	_, rec := startConsumer(t, f, "delay-group", topic, "*", nil)
+	p := newProducer(t, f)
+	start := time.Now()
+	m := newMsg(topic, "connect", "", "later")
+	m.WithDelayTimeLevel(1)
+	sendSync(t, p, m)
+	if n := len(f.Messages(topic)); n != 0 {
+		t.Errorf("delayed message visible at once (%d)", n)
+	}
+	rec.waitDistinct(t, 1, 5*time.Second)
+	if took := time.Since(start); took < 400*time.Millisecond {
+		t.Errorf("delayed message consumed after %v", took)
+	}
+	if got := f.Messages(topic)[0].Properties["REAL_TOPIC"]; got != topic {
+		t.Errorf("REAL_TOPIC %q", got)
 	}
 }
 
@@ -179,8 +206,12 @@ func TestRetryAndDLQ(t *testing.T) {
 	t.Parallel()
 	f := startFake(t, rocketmqfake.Options{})
 	const topic, group = "retry-topic", "retry-group"
+	// Callbacks run concurrently (several batches of one queue at once).
+	var mu sync.Mutex
 	attempts := map[string][]int32{}
 	handler := func(msgs []*primitive.MessageExt) consumer.ConsumeResult {
+		mu.Lock()
+		defer mu.Unlock()
 		result := consumer.ConsumeSuccess
 		for _, m := range msgs {
 			b := string(m.Body)
@@ -212,9 +243,12 @@ func TestRetryAndDLQ(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	_, by := rec.snapshot()
-	if by["flaky"] != 2 || by["poison"] != 3 {
-		t.Errorf("deliveries: %v (attempts %v)", by, attempts)
+	mu.Lock()
+	if by["flaky"] != 2 || by["poison"] != 3 ||
+		fmt.Sprint(attempts["flaky"]) != "[0 1]" || fmt.Sprint(attempts["poison"]) != "[0 1 2]" {
+		t.Errorf("deliveries: %v (reconsume times %v)", by, attempts)
 	}
+	mu.Unlock()
 	d := dlq[0]
 	if string(d.Body) != "poison" || d.ReconsumeTimes != 3 || d.Tags != "tcpclean" || d.Keys[0] != "c-poison" ||
 		d.OriginalTopic() != topic || d.MsgID != poisonID || d.Properties["ORIGIN_MESSAGE_ID"] == "" {

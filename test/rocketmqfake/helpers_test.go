@@ -231,3 +231,16 @@ func sendSync(t *testing.T, p rocketmqProducer, msgs ...*primitive.Message) *pri
 func contextTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
+
+// waitOffsets waits until group's committed offsets on topic sum to total.
+func waitOffsets(f *rocketmqfake.Fake, group, topic string, total int64, d time.Duration) error {
+	ctx, cancel := contextTimeout(d)
+	defer cancel()
+	return rocketmqfake.WaitFor(ctx, func() bool {
+		var sum int64
+		for _, off := range f.Offsets(group, topic) {
+			sum += off
+		}
+		return sum == total
+	})
+}

@@ -218,3 +218,15 @@ func (m Message) OriginalTopic() string {
 	}
 	return m.Topic
 }
+
+// Subscription returns the expression group last subscribed topic with (from
+// its heartbeats), e.g. "connect||disconnect||tcpclean" or "*".
+func (f *Fake) Subscription(group, topic string) (expr string, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.groupSubs[group][topic]
+	if s == nil {
+		return "", false
+	}
+	return s.expr, true
+}

@@ -212,6 +212,7 @@ func (f *Fake) handle(c *conn, req *command) {
 	stopping, stopCh := f.stopping, f.stopCh
 	rule := f.matchFaultLocked(c.server, req.Code)
 	f.mu.Unlock()
+	f.log.Debug("rocketmqfake: request", "server", c.server, "code", RequestName(req.Code), "remote", c.remote, "ext", req.ExtFields)
 
 	if stopping {
 		f.reply(c, req, response(req, ResServiceNotAvailable, "rocketmqfake: broker is stopping"))

@@ -74,6 +74,10 @@ func findBinaries(explicit string, wantMajor int) (binaries, error) {
 func candidateDirs() []string {
 	var dirs []string
 	if path, err := exec.LookPath("postgres"); err == nil {
+		// A symlink on PATH (/usr/local/bin/postgres) stands for its installation.
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			path = real
+		}
 		dirs = append(dirs, filepath.Dir(path))
 	}
 	if path, err := exec.LookPath("pg_config"); err == nil {

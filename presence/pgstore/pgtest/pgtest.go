@@ -23,8 +23,10 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,6 +78,7 @@ func adminURL(t testing.TB) (admin string, urlFor func(database string) string) 
 		return env, func(database string) string { return withDatabase(t, env, database) }
 	}
 	shared.once.Do(func() {
+		removeAbandoned()
 		shared.dir, shared.err = os.MkdirTemp("", "pgtest-")
 		if shared.err != nil {
 			return
@@ -93,6 +96,28 @@ func adminURL(t testing.TB) (admin string, urlFor func(database string) string) 
 		t.Fatalf("pgtest: start local PostgreSQL (or set %s): %v", EnvURL, shared.err)
 	}
 	return shared.cluster.AdminURL("postgres"), shared.cluster.AdminURL
+}
+
+// removeAbandoned deletes the cluster directories of test binaries that
+// were killed before Stop ran: old pgtest-* directories whose pglocal.lock
+// nobody holds. (Their servers stopped when the binary died.)
+func removeAbandoned() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "pgtest-*"))
+	for _, dir := range dirs {
+		info, err := os.Stat(dir)
+		if err != nil || time.Since(info.ModTime()) < 10*time.Minute {
+			continue // may be a cluster that is starting
+		}
+		lock, err := os.OpenFile(filepath.Join(dir, "pglocal.lock"), os.O_RDWR, 0)
+		if err != nil {
+			continue
+		}
+		free := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
+		_ = lock.Close()
+		if free {
+			_ = os.RemoveAll(dir)
+		}
+	}
 }
 
 // URL creates an empty database for this test and returns its URL. The

@@ -1,0 +1,335 @@
+package rocketmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
+)
+
+// Source is the durable log a Forwarder drains: consumer/outbox.Outbox,
+// adapted by the caller to return Entry values.
+type Source interface {
+	// Read returns up to max entries after those already returned, oldest
+	// first, waiting until at least one exists. It must return entries
+	// that are waiting even when ctx is already done, and ctx.Err() only
+	// when none are: the forwarder drains with a cancelled context.
+	Read(ctx context.Context, max int) ([]Entry, error)
+	// Ack acknowledges every entry up to and including seq, durably.
+	Ack(seq uint64) error
+}
+
+// rewinder is implemented by sources (consumer/outbox.Outbox) that can
+// return to the first unacknowledged entry; Run calls it first, so a
+// Forwarder restarted in the same process resends what its predecessor
+// read but never acknowledged.
+type rewinder interface{ Rewind() }
+
+// ForwarderConfig configures a Forwarder.
+type ForwarderConfig struct {
+	// NameServers are "host:port" addresses; host names are resolved
+	// when Run starts.
+	NameServers []string
+	Routing     Routing
+	// ProducerGroup names the producer group (default "presenced_broker").
+	ProducerGroup string
+	// InstanceName must be unique per client in the process; the default
+	// is unique.
+	InstanceName string
+	// Window is the most entries read, sent and acknowledged together
+	// (default 64). With Batch, entries of one topic go in one request.
+	Window int
+	// NoBatch sends one message per request, the window's messages
+	// concurrently, for brokers that refuse batch messages.
+	NoBatch bool
+	// SendTimeout bounds one send request (default 3 s).
+	SendTimeout time.Duration
+	// MaxBackoff caps the wait between retries of a failed send, which
+	// doubles from 100 ms (default 5 s).
+	MaxBackoff time.Duration
+	// AccessKey and SecretKey authenticate to brokers with ACLs (Alibaba
+	// Cloud). Never logged.
+	AccessKey, SecretKey string
+	Log                  *slog.Logger
+}
+
+// ForwarderStats are the forwarder's counters, for metrics.
+type ForwarderStats struct {
+	Forwarded  atomic.Uint64 // entries sent and acknowledged in the outbox
+	Requests   atomic.Uint64 // successful send requests
+	SendErrors atomic.Uint64 // failed send requests (each retried)
+	Skipped    atomic.Uint64 // entries that could not be turned into messages
+	// Backoff is true while sends are failing.
+	Backoff atomic.Bool
+}
+
+// Forwarder moves events from the durable outbox to RocketMQ, in order,
+// acknowledging each window only after RocketMQ stored all of it. Failed
+// sends are retried with capped exponential backoff, for as long as it
+// takes: the outbox holds the events meanwhile.
+type Forwarder struct {
+	cfg   ForwarderConfig
+	src   Source
+	log   *slog.Logger
+	Stats ForwarderStats
+
+	mu        sync.Mutex
+	running   bool
+	draining  bool
+	stopReads context.CancelFunc // wakes a blocked Read when draining starts
+	cancelRun context.CancelFunc
+	done      chan struct{}
+	newSender func() (sender, error)
+}
+
+// sender is the part of the rocketmq-client-go producer the forwarder uses.
+type sender interface {
+	Start() error
+	Shutdown() error
+	SendSync(ctx context.Context, msgs ...*primitive.Message) (*primitive.SendResult, error)
+}
+
+// NewForwarder returns a Forwarder draining src. Call Run.
+func NewForwarder(src Source, cfg ForwarderConfig) (*Forwarder, error) {
+	if err := cfg.Routing.validate(); err != nil {
+		return nil, fmt.Errorf("new forwarder: %w", err)
+	}
+	if len(cfg.NameServers) == 0 {
+		return nil, errors.New("new forwarder: no name server address")
+	}
+	if cfg.ProducerGroup == "" {
+		cfg.ProducerGroup = "presenced_broker"
+	}
+	if err := checkName("producer group", cfg.ProducerGroup); err != nil {
+		return nil, fmt.Errorf("new forwarder: %w", err)
+	}
+	if cfg.InstanceName == "" {
+		cfg.InstanceName = uniqueInstanceName("producer")
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 64
+	}
+	if cfg.SendTimeout <= 0 {
+		cfg.SendTimeout = 3 * time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 5 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	f := &Forwarder{cfg: cfg, src: src, log: cfg.Log.With("component", "forwarder"), done: make(chan struct{})}
+	f.newSender = f.newProducer
+	return f, nil
+}
+
+func (f *Forwarder) newProducer() (sender, error) {
+	addrs, err := ResolveNameServers(context.Background(), f.cfg.NameServers)
+	if err != nil {
+		return nil, err
+	}
+	opts := []producer.Option{
+		producer.WithNameServer(addrs),
+		producer.WithGroupName(f.cfg.ProducerGroup),
+		producer.WithInstanceName(f.cfg.InstanceName),
+		producer.WithSendMsgTimeout(f.cfg.SendTimeout),
+		// The forwarder retries itself, forever, with backoff; the
+		// client's own immediate retries would only hide failures.
+		producer.WithRetry(0),
+		producer.WithQueueSelector(producer.NewHashQueueSelector()),
+	}
+	if f.cfg.AccessKey != "" {
+		opts = append(opts, producer.WithCredentials(primitive.Credentials{AccessKey: f.cfg.AccessKey, SecretKey: f.cfg.SecretKey}))
+	}
+	p, err := producer.NewDefaultProducer(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("new rocketmq producer: %w", err)
+	}
+	return p, nil
+}
+
+// Run forwards until ctx ends (returning nil) or Shutdown has drained the
+// outbox (returning nil). It returns an error when the producer cannot be
+// created or the outbox cannot be read (a corrupt record stops it: it
+// cannot be skipped safely). Run may be called once.
+func (f *Forwarder) Run(ctx context.Context) error {
+	f.mu.Lock()
+	if f.running {
+		f.mu.Unlock()
+		return errors.New("forwarder: Run called twice")
+	}
+	f.running = true
+	runCtx, cancelRun := context.WithCancel(ctx)
+	readCtx, stopReads := context.WithCancel(runCtx)
+	if f.draining {
+		stopReads()
+	}
+	f.cancelRun, f.stopReads = cancelRun, stopReads
+	f.mu.Unlock()
+	defer close(f.done)
+	defer cancelRun()
+
+	p, err := f.newSender()
+	if err != nil {
+		return fmt.Errorf("forwarder: %w", err)
+	}
+	if err := p.Start(); err != nil {
+		return fmt.Errorf("forwarder: start rocketmq producer: %w", err)
+	}
+	defer p.Shutdown()
+	if r, ok := f.src.(rewinder); ok {
+		r.Rewind()
+	}
+	f.log.Info("forwarding events to rocketmq", "topic", f.cfg.Routing.Topic, "perGroupTopics", f.cfg.Routing.PerGroupTopics, "instance", f.cfg.InstanceName)
+
+	for {
+		entries, err := f.src.Read(readCtx, f.cfg.Window)
+		if err != nil {
+			if runCtx.Err() != nil {
+				return nil
+			}
+			if readCtx.Err() != nil { // draining, and nothing is left
+				f.log.Info("forwarder drained the outbox")
+				return nil
+			}
+			return fmt.Errorf("forwarder: read outbox: %w", err)
+		}
+		if err := f.forward(runCtx, p, entries); err != nil {
+			return nil // runCtx ended while retrying
+		}
+		if err := f.src.Ack(entries[len(entries)-1].Seq); err != nil {
+			return fmt.Errorf("forwarder: acknowledge outbox: %w", err)
+		}
+		f.Stats.Forwarded.Add(uint64(len(entries)))
+	}
+}
+
+// Shutdown asks Run to forward what the outbox holds, including entries
+// appended meanwhile, and return. It waits for that until ctx ends; then
+// it stops Run at once (what is left stays in the outbox for the next
+// start) and returns ctx.Err().
+func (f *Forwarder) Shutdown(ctx context.Context) error {
+	f.mu.Lock()
+	f.draining = true
+	running, stopReads, cancelRun := f.running, f.stopReads, f.cancelRun
+	f.mu.Unlock()
+	if !running {
+		return nil
+	}
+	stopReads()
+	select {
+	case <-f.done:
+		return nil
+	case <-ctx.Done():
+		cancelRun()
+		<-f.done
+		return ctx.Err()
+	}
+}
+
+// forward sends entries, retrying failed requests until they succeed or ctx
+// ends. Entries are grouped by topic (per-group topics keep each channel's
+// events in one group, so their relative order holds).
+func (f *Forwarder) forward(ctx context.Context, p sender, entries []Entry) error {
+	var order []string
+	byTopic := map[string][]*primitive.Message{}
+	for _, e := range entries {
+		msg, err := f.cfg.Routing.message(e)
+		if err != nil {
+			f.Stats.Skipped.Add(1)
+			f.log.Error("forwarder skips an outbox record it cannot send", "seq", e.Seq, "err", err)
+			continue
+		}
+		if _, ok := byTopic[msg.Topic]; !ok {
+			order = append(order, msg.Topic)
+		}
+		byTopic[msg.Topic] = append(byTopic[msg.Topic], msg)
+	}
+	for _, topic := range order {
+		if err := f.sendRetrying(ctx, p, byTopic[topic]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendRetrying sends msgs (one topic) until all are stored.
+func (f *Forwarder) sendRetrying(ctx context.Context, p sender, msgs []*primitive.Message) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		var err error
+		msgs, err = f.send(ctx, p, msgs)
+		if err == nil {
+			if attempt > 1 {
+				f.Stats.Backoff.Store(false)
+				f.log.Info("rocketmq send recovered", "attempts", attempt)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		f.Stats.Backoff.Store(true)
+		if attempt == 1 || attempt%20 == 0 {
+			f.log.Warn("rocketmq send failed; retrying", "err", err, "topic", msgs[0].Topic, "messages", len(msgs), "attempt", attempt, "backoff", backoff)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, f.cfg.MaxBackoff)
+	}
+}
+
+// send makes one attempt and returns the messages still to be sent.
+func (f *Forwarder) send(ctx context.Context, p sender, msgs []*primitive.Message) ([]*primitive.Message, error) {
+	if !f.cfg.NoBatch {
+		if err := f.sendOne(ctx, p, msgs...); err != nil {
+			return msgs, err
+		}
+		return nil, nil
+	}
+	errs := make([]error, len(msgs))
+	var wg sync.WaitGroup
+	for i, msg := range msgs {
+		wg.Go(func() { errs[i] = f.sendOne(ctx, p, msg) })
+	}
+	wg.Wait()
+	var failed []*primitive.Message
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, msgs[i])
+		}
+	}
+	if len(failed) > 0 {
+		return failed, errors.Join(errs...)
+	}
+	return nil, nil
+}
+
+// sendOne makes one SendSync request (a batch when given several).
+func (f *Forwarder) sendOne(ctx context.Context, p sender, msgs ...*primitive.Message) error {
+	sendCtx, cancel := context.WithTimeout(ctx, f.cfg.SendTimeout)
+	defer cancel()
+	res, err := p.SendSync(sendCtx, msgs...)
+	if err == nil && res != nil && res.Status != primitive.SendOK {
+		// Flush or replication timeouts: the master stored the message,
+		// but not as durably as configured. Resend rather than guess.
+		err = fmt.Errorf("send status %d", res.Status)
+	}
+	if err != nil {
+		f.Stats.SendErrors.Add(1)
+		return err
+	}
+	f.Stats.Requests.Add(1)
+	return nil
+}

@@ -1,0 +1,171 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/presenced/presenced/presence"
+)
+
+// feedChannel is the LISTEN channel that migration 0002's trigger notifies
+// after every statement that changes channels.
+const feedChannel = "presenced_channels"
+
+// FeedSink receives the channel feed of the store, from one goroutine, in
+// commit order.
+type FeedSink interface {
+	// Load replaces everything with a snapshot as of asOfSeq (Store.Snapshot).
+	Load(states []presence.ChannelState, asOfSeq int64)
+	// Apply folds channels changed after the previous Load or Apply.
+	Apply(states []presence.ChannelState)
+	// Lost reports that the feed broke: until the next Load the sink may be
+	// behind the store.
+	Lost(err error)
+}
+
+// FollowOptions tune a Follower; zero values take the defaults.
+type FollowOptions struct {
+	// PollInterval reads the feed even without a notification (default 1s),
+	// in case one is lost.
+	PollInterval time.Duration
+	// BatchSize is the most channels read per feed query (default 5000).
+	BatchSize int
+	Logger    *slog.Logger
+}
+
+// Follower keeps a FeedSink current with the store: it loads a snapshot,
+// then tails the feed (channels with last_seq after its cursor), woken by
+// LISTEN/NOTIFY within milliseconds of each commit, and polls every
+// PollInterval in case a notification is lost. It holds one connection of
+// its own, outside the pool. When that connection breaks it tells the sink,
+// reconnects with backoff, and loads a fresh snapshot: a full reload, since
+// nothing can be assumed about what happened meanwhile.
+type Follower struct {
+	store    *Store
+	sink     FeedSink
+	opts     FollowOptions
+	log      *slog.Logger
+	notified atomic.Bool // a notification arrived while a query ran
+	cursor   atomic.Int64
+}
+
+// NewFollower returns a Follower feeding sink; call Run.
+func (s *Store) NewFollower(sink FeedSink, opts FollowOptions) *Follower {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 5000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Follower{store: s, sink: sink, opts: opts, log: opts.Logger}
+}
+
+// Cursor returns the seq of the newest change handed to the sink.
+func (f *Follower) Cursor() int64 { return f.cursor.Load() }
+
+// Run follows the store until ctx ends, then returns nil. Failures are
+// logged and retried; they never end Run.
+func (f *Follower) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		err := f.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		f.sink.Lost(err)
+		if time.Since(start) > time.Minute {
+			backoff = 100 * time.Millisecond // it worked for a while: retry soon
+		}
+		f.log.Warn("change feed lost; reconnecting", "err", err, "backoff", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// session connects, loads a snapshot and tails the feed until the
+// connection fails or ctx ends.
+func (f *Follower) session(ctx context.Context) error {
+	config := f.store.pool.Config().ConnConfig.Copy()
+	config.RuntimeParams["application_name"] = "presenced-follower"
+	config.OnNotification = func(*pgconn.PgConn, *pgconn.Notification) { f.notified.Store(true) }
+	conn, err := pgx.ConnectConfig(ctx, config)
+	if err != nil {
+		return storeErr("connect change feed", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	// LISTEN before the snapshot: a commit after the snapshot is then
+	// either in the snapshot or notified.
+	if _, err := conn.Exec(ctx, "LISTEN "+feedChannel); err != nil {
+		return storeErr("listen for changes", err)
+	}
+	start := time.Now()
+	var (
+		states  []presence.ChannelState
+		asOfSeq int64
+	)
+	err = pgx.BeginTxFunc(ctx, conn, snapshotTx, func(tx pgx.Tx) error {
+		states, asOfSeq, err = snapshot(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return storeErr("read view snapshot", err)
+	}
+	f.sink.Load(states, asOfSeq)
+	f.cursor.Store(asOfSeq)
+	f.log.Info("view loaded", "states", len(states), "as_of_seq", asOfSeq, "took", time.Since(start).Round(time.Millisecond))
+
+	for {
+		// Clear before reading: a notification from now on means read again.
+		f.notified.Store(false)
+		if err := f.drain(ctx, conn); err != nil {
+			return err
+		}
+		if f.notified.Load() {
+			continue
+		}
+		waitCtx, cancel := context.WithTimeout(ctx, f.opts.PollInterval)
+		err := conn.PgConn().WaitForNotification(waitCtx)
+		cancel()
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err):
+			// The poll: read the feed anyway. The connection stays usable,
+			// since a deadline does not break a connection that was idle.
+		default:
+			return storeErr("wait for changes", err)
+		}
+	}
+}
+
+// drain reads the feed from the cursor until it is exhausted.
+func (f *Follower) drain(ctx context.Context, conn *pgx.Conn) error {
+	for {
+		states, err := changesSince(ctx, conn, f.cursor.Load(), f.opts.BatchSize)
+		if err != nil {
+			return storeErr("read channel feed", err)
+		}
+		if len(states) > 0 {
+			f.sink.Apply(states)
+			f.cursor.Store(states[len(states)-1].Seq)
+		}
+		if len(states) < f.opts.BatchSize {
+			return nil
+		}
+	}
+}

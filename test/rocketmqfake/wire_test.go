@@ -1,0 +1,201 @@
+package rocketmqfake
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
+)
+
+// TestRecordDecodesWithClient: the pull record layout is what the real
+// client's decoder reads, for IPv4 and IPv6 hosts.
+func TestRecordDecodesWithClient(t *testing.T) {
+	for _, hosts := range [][2]string{{"10.1.2.3:5555", "127.0.0.1:10911"}, {"[2001:db8::1]:5555", "[::1]:10911"}} {
+		m := &storedMsg{
+			topic: "t1", queueID: 3, queueOffset: 42, phyOffset: 123456, flag: 7, sysFlag: 0,
+			bornTS: 1700000000000, bornHost: parseHostPort(hosts[0]), storeTS: 1700000000500,
+			storeHost: parseHostPort(hosts[1]), reconsumeTimes: 2, body: []byte("hello"),
+		}
+		m.setProps(map[string]string{"TAGS": "connect", "KEYS": "k1 k2", "UNIQ_KEY": "ABC"})
+		wire := append(m.encode(), m.encode()...)
+		got := primitive.DecodeMessage(wire)
+		if len(got) != 2 {
+			t.Fatalf("decoded %d messages", len(got))
+		}
+		d := got[0]
+		if d.Topic != "t1" || d.Queue.QueueId != 3 || d.QueueOffset != 42 || d.CommitLogOffset != 123456 ||
+			d.Flag != 7 || d.BornTimestamp != 1700000000000 || d.StoreTimestamp != 1700000000500 ||
+			d.ReconsumeTimes != 2 || string(d.Body) != "hello" || d.GetTags() != "connect" ||
+			d.GetKeys() != "k1 k2" || d.MsgId != "ABC" || d.StoreSize != int32(len(wire)/2) {
+			t.Errorf("decoded %+v", d)
+		}
+		// The client prints only the first 4 bytes of an IPv6 host, so
+		// compare hosts for IPv4 only.
+		if !m.bornHost.v6() && (d.BornHost != hosts[0] || d.StoreHost != hosts[1]) {
+			t.Errorf("hosts %q %q", d.BornHost, d.StoreHost)
+		}
+		if d.OffsetMsgId != m.offsetMsgID() {
+			t.Errorf("offset msg id %s, want %s", d.OffsetMsgId, m.offsetMsgID())
+		}
+	}
+}
+
+// TestBatchBody: the producer's batch encoding splits back into messages.
+func TestBatchBody(t *testing.T) {
+	a := primitive.NewMessage("t", []byte("one"))
+	a.WithTag("connect")
+	b := primitive.NewMessage("t", []byte("two"))
+	b.WithKeys([]string{"k"})
+	items, err := decodeBatch(producer.MarshalMessageBatch(a, b))
+	if err != nil || len(items) != 2 {
+		t.Fatalf("items %v err %v", items, err)
+	}
+	if string(items[0].body) != "one" || parseProperties(items[0].props)["TAGS"] != "connect" ||
+		string(items[1].body) != "two" || parseProperties(items[1].props)["KEYS"] != "k" {
+		t.Errorf("items %+v", items)
+	}
+	if _, err := decodeBatch([]byte{0, 0, 0, 9, 1}); err == nil {
+		t.Error("garbage batch accepted")
+	}
+}
+
+// rawClient speaks the remoting protocol directly, for what the Go client
+// cannot be made to send.
+type rawClient struct {
+	t      *testing.T
+	c      net.Conn
+	r      *bufio.Reader
+	opaque int32
+}
+
+func dialRaw(t *testing.T, addr string) *rawClient {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawClient{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+func (rc *rawClient) call(code int16, serialize byte, ext map[string]string, body []byte) *command {
+	rc.t.Helper()
+	rc.opaque++
+	req := &command{Code: code, Version: 317, Opaque: rc.opaque, ExtFields: ext, Body: body, serialize: serialize}
+	frame, err := req.encode()
+	if err != nil {
+		rc.t.Fatal(err)
+	}
+	_ = rc.c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := rc.c.Write(frame); err != nil {
+		rc.t.Fatal(err)
+	}
+	for {
+		resp, err := readCommand(rc.r)
+		if err != nil {
+			rc.t.Fatalf("read response to %s: %v", RequestName(code), err)
+		}
+		if resp.isResponse() && resp.Opaque == rc.opaque {
+			if resp.serialize != serialize {
+				rc.t.Errorf("answered in serialize type %d, asked in %d", resp.serialize, serialize)
+			}
+			return resp
+		}
+	}
+}
+
+// TestRawProtocol: both header encodings, unknown codes, broker-side tag
+// filtering with PULL_RETRY_IMMEDIATELY, long polling, offsets.
+func TestRawProtocol(t *testing.T) {
+	f := New(Options{MaxLongPoll: 300 * time.Millisecond})
+	if err := f.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ns := dialRaw(t, f.NamesrvAddr())
+	br := dialRaw(t, f.BrokerAddr())
+
+	for _, ser := range []byte{serializeJSON, serializeRocketMQ} {
+		resp := ns.call(ReqGetRouteInfoByTopic, ser, map[string]string{"topic": "raw"}, nil)
+		var route topicRouteData
+		if resp.Code != ResSuccess || json.Unmarshal(resp.Body, &route) != nil ||
+			route.QueueDatas[0].ReadQueueNums != 4 || route.BrokerDatas[0].BrokerAddrs[0] != f.BrokerAddr() {
+			t.Fatalf("route: %d %s", resp.Code, resp.Body)
+		}
+		if resp := br.call(999, ser, nil, nil); resp.Code != ResRequestCodeNotSupported {
+			t.Errorf("unknown code answered %d", resp.Code)
+		}
+	}
+
+	br2 := dialRaw(t, f.BrokerAddr()) // for sends concurrent with a pull
+	send := func(tag, body string) {
+		props := formatProperties(map[string]string{"TAGS": tag})
+		resp := br2.call(ReqSendMessageV2, serializeRocketMQ, map[string]string{
+			"a": "pg", "b": "raw", "e": "0", "f": "0", "g": "1", "h": "0", "i": props, "j": "0", "m": "false",
+		}, []byte(body))
+		if resp.Code != ResSuccess {
+			t.Errorf("send: %d %s", resp.Code, resp.Remark)
+		}
+	}
+	pull := func(offset int64, expr string) (*command, time.Duration) {
+		start := time.Now()
+		resp := br.call(ReqPullMessage, serializeJSON, map[string]string{
+			"consumerGroup": "g", "topic": "raw", "queueId": "0", "queueOffset": strconv.FormatInt(offset, 10),
+			"maxMsgNums": "32", "sysFlag": strconv.Itoa(pullFlagSuspend | pullFlagSubscription | pullFlagCommitOffset),
+			"commitOffset": strconv.FormatInt(offset, 10), "suspendTimeoutMillis": "20000",
+			"subscription": expr, "expressionType": "TAG",
+		}, nil)
+		return resp, time.Since(start)
+	}
+
+	// Caught up: held for MaxLongPoll, then PULL_NOT_FOUND.
+	resp, took := pull(0, "connect")
+	if resp.Code != ResPullNotFound || took < 250*time.Millisecond {
+		t.Errorf("empty pull: code %d after %v", resp.Code, took)
+	}
+	// Only non-matching messages: PULL_RETRY_IMMEDIATELY past them.
+	send("other", "x")
+	send("", "y")
+	resp, _ = pull(0, "connect")
+	if resp.Code != ResPullRetryImmediately || resp.ext("nextBeginOffset") != "2" {
+		t.Errorf("filtered pull: %d next=%s", resp.Code, resp.ext("nextBeginOffset"))
+	}
+	// A long-polling pull is answered as soon as a matching message lands.
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		send("connect", "z")
+	}()
+	resp, took = pull(2, "connect || tcpclean")
+	msgs := primitive.DecodeMessage(resp.Body)
+	if resp.Code != ResSuccess || len(msgs) != 1 || string(msgs[0].Body) != "z" || resp.ext("nextBeginOffset") != "3" {
+		t.Errorf("woken pull: %d %d msgs next=%s", resp.Code, len(msgs), resp.ext("nextBeginOffset"))
+	}
+	if took > 250*time.Millisecond {
+		t.Errorf("woken pull took %v", took)
+	}
+	// Beyond the end: PULL_OFFSET_MOVED back to max.
+	if resp, _ = pull(10, "*"); resp.Code != ResPullOffsetMoved || resp.ext("nextBeginOffset") != "3" {
+		t.Errorf("overflow pull: %d next=%s", resp.Code, resp.ext("nextBeginOffset"))
+	}
+	// The pulls committed their offsets (forward only).
+	if got := f.Offset("g", "raw", 0); got != 10 {
+		t.Errorf("committed offset %d", got)
+	}
+	for code, want := range map[int16]string{ReqGetMaxOffset: "3", ReqGetMinOffset: "0"} {
+		if resp := br.call(code, serializeJSON, map[string]string{"topic": "raw", "queueId": "0"}, nil); resp.ext("offset") != want {
+			t.Errorf("%s = %s, want %s", RequestName(code), resp.ext("offset"), want)
+		}
+	}
+	resp = br.call(ReqQueryConsumerOffset, serializeJSON, map[string]string{"consumerGroup": "new", "topic": "raw", "queueId": "0"}, nil)
+	if resp.Code != ResSuccess || resp.ext("offset") != "0" {
+		t.Errorf("new group offset: %d %s", resp.Code, resp.ext("offset"))
+	}
+	if !bytes.Equal(f.Messages("raw")[2].Body, []byte("z")) {
+		t.Error("inspection")
+	}
+}
