@@ -44,8 +44,16 @@ test: postgres
 test-short: postgres
 	$(GO) test -count=1 -short ./...
 
+# fuzz runs every Fuzz* target of the module for FUZZTIME each (go test
+# -fuzz takes one target at a time). Seed corpora live in testdata/fuzz/.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./presence
+	@set -e; for file in $$(git ls-files '*_test.go' | xargs grep -l '^func Fuzz'); do \
+		pkg=./$$(dirname $$file); \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 bench: postgres
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -8,14 +8,23 @@ import (
 	"github.com/presenced/presenced/presence"
 )
 
+// errViewNotCurrent answers requests served from the view while it does
+// not follow the store (not loaded yet, or its feed was lost): a 503 is
+// better than an answer that may be wrong.
+var errViewNotCurrent = presence.Errorf(presence.EUNAVAILABLE, "the presence view is not current (loading, or the database is unreachable); retry shortly")
+
 // handleHealthz is liveness: the process serves HTTP.
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// handleReadyz is readiness: the database is reachable and migrated, so
-// answers are truthful.
+// handleReadyz is readiness: the view is loaded and follows the store, and
+// the database is reachable and migrated, so answers are truthful.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if !s.deps.Live.View.Current() {
+		s.writeError(w, r, errViewNotCurrent)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.deps.Readiness.Ready(ctx); err != nil {

@@ -32,7 +32,7 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 		}),
 		ingested: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "presenced_http_ingested_events_total",
-			Help: "Events received by POST /events by result: applied (new), duplicate, rejected (invalid request).",
+			Help: "Events received by POST /events: applied (new) and duplicate count events; rejected counts requests refused as invalid (nothing stored).",
 		}, []string{"result"}),
 	}
 	reg.MustRegister(m.duration, m.inFlight, m.ingested)
@@ -41,10 +41,14 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 
 // handleMetrics serves the registry in the Prometheus text format.
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{
+	s.metricsHandler.ServeHTTP(w, r)
+}
+
+func newMetricsHandler(s *Server) http.Handler {
+	return promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{
 		ErrorLog:      promLogger{s},
 		ErrorHandling: promhttp.ContinueOnError,
-	}).ServeHTTP(w, r)
+	})
 }
 
 // promLogger sends promhttp's errors to the API's logger.

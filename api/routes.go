@@ -28,17 +28,22 @@ func (s *Server) routes() http.Handler {
 		// (streams have their own cap).
 		r.Get("/stream", s.handleStream)
 		r.Group(func(r chi.Router) {
-			r.Use(s.limitInFlight, s.timeout, s.limitBody)
+			r.Use(s.limitInFlight, s.deadlines)
+			// Answered from the in-memory view.
 			r.Get("/clients/{clientId}/online", s.handleOnline)
-			r.Post("/clients/online", s.handleOnlineBatch)
+			r.With(s.limitBody).Post("/clients/online", s.handleOnlineBatch)
 			r.Get("/clients", s.handleListClients)
-			r.Get("/clients/{clientId}/channels", s.handleChannels)
-			r.Get("/clients/{clientId}/events", s.handleEvents)
-			r.Get("/stats", s.handleStats)
+			// Answered by the store, within the request timeout.
+			r.Group(func(r chi.Router) {
+				r.Use(s.timeout)
+				r.Get("/clients/{clientId}/channels", s.handleChannels)
+				r.Get("/clients/{clientId}/events", s.handleEvents)
+				r.Get("/stats", s.handleStats)
+			})
 		})
 	})
 	r.Group(func(r chi.Router) {
-		r.Use(s.authenticate(scopeIngest), s.limitInFlight, s.timeout, s.limitBody)
+		r.Use(s.authenticate(scopeIngest), s.limitInFlight, s.deadlines, s.timeout, s.limitBody)
 		r.Post("/events", s.handleIngest)
 	})
 	return r

@@ -56,11 +56,11 @@ type Deps struct {
 
 // Caps of the API, documented in README.md and openapi.json.
 const (
-	MaxBatchClientIDs = 1000 // ids in one POST /clients/online
-	DefaultPageLimit  = 100  // page size when limit is not given
-	MaxPageLimit      = 1000 // largest page of /clients, /channels, /events
-	MaxEventsPerPost  = 1000 // events in one POST /events
-	MaxStreamClientIDs = 100 // clientId filters of one /stream
+	MaxBatchClientIDs  = 1000 // ids in one POST /clients/online
+	DefaultPageLimit   = 100  // page size when limit is not given
+	MaxPageLimit       = 1000 // largest page of /clients, /channels, /events
+	MaxEventsPerPost   = 1000 // events in one POST /events
+	MaxStreamClientIDs = 100  // clientId filters of one /stream
 	// MaxHistoryRange bounds the time range of one /events query.
 	MaxHistoryRange = 31 * 24 * time.Hour
 )
@@ -132,6 +132,8 @@ type Server struct {
 	inFlight chan struct{}
 	metrics  *httpMetrics
 	counts   *countCache
+
+	metricsHandler http.Handler
 }
 
 // New returns the API handler. It registers its metrics on cfg.Registry.
@@ -146,6 +148,7 @@ func New(cfg Config, deps Deps) *Server {
 		counts:   newCountCache(cfg.StatsCacheTTL, time.Now),
 	}
 	s.metrics = newHTTPMetrics(cfg.Registry)
+	s.metricsHandler = newMetricsHandler(s)
 	deps.Live.register(cfg.Registry)
 	deps.Live.Stream.configure(cfg.MaxStreams, cfg.StreamBuffer)
 	s.router = s.routes()

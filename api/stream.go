@@ -45,11 +45,11 @@ type streamEntry struct {
 
 // subscriber is one /stream response.
 type subscriber struct {
-	match   func(clientID string) bool
-	ch      chan streamEntry
-	done    chan struct{} // closed when the stream drops the subscriber
-	reloaded atomic.Bool  // the view was reloaded: tell the client to refetch
-	lagging atomic.Bool   // dropped for not keeping up
+	match    func(clientID string) bool
+	ch       chan streamEntry
+	done     chan struct{} // closed when the stream drops the subscriber
+	reloaded atomic.Bool   // the view was reloaded: tell the client to refetch
+	lagging  atomic.Bool   // dropped for not keeping up
 }
 
 func newStream(ringSize int) *Stream {
@@ -186,9 +186,9 @@ func (s *Stream) drop(sub *subscriber) {
 // subscription is what subscribe hands to a /stream handler.
 type subscription struct {
 	*subscriber
-	replay []streamEntry // changes after Last-Event-ID, to send first
-	mustReset bool       // Last-Event-ID is not in the ring: refetch
-	seq    int64         // the stream position at subscribe time
+	replay    []streamEntry // changes after Last-Event-ID, to send first
+	mustReset bool          // Last-Event-ID is not in the ring: refetch
+	seq       int64         // the stream position at subscribe time
 }
 
 // subscribe registers a subscriber for the changes matching match. With

@@ -1,6 +1,8 @@
 package mqttbroker
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -8,6 +10,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/presenced/presenced/presence"
@@ -26,15 +29,15 @@ var errDisconnected = errors.New("client sent DISCONNECT")
 // while there is something to write, so an idle connection costs one
 // goroutine and a small struct.
 type conn struct {
-	s         *Server
-	nc        net.Conn
-	channelID string
-	remote    string // "ip:port"
-	done      chan struct{}
-	reader    packetReader
+	s       *Server
+	nc      net.Conn
+	channel [16]byte // the channel id, 128 random bits; see channelID
+	reader  packetReader
 
-	reasonMu sync.Mutex
+	stateMu  sync.Mutex
 	reason   presence.Reason // why the connection ends; the first cause wins
+	finished bool            // finish is done
+	waiters  chan struct{}   // made on demand by waitFinished, closed by finish
 
 	// Set while handling CONNECT by the reading goroutine, read-only after.
 	clientID  string
@@ -43,6 +46,9 @@ type conn struct {
 	clean     bool
 	sess      *session // set once the session is claimed
 	connected atomic.Bool
+	// held: counted by OpenChannels; set just before the connect event is
+	// emitted (connected is set just after).
+	held atomic.Bool
 
 	will *willMessage // reading goroutine only; nil after DISCONNECT [MQTT-3.14.4-3]
 
@@ -50,27 +56,48 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{
-		s:         s,
-		nc:        nc,
-		channelID: newID(),
-		remote:    nc.RemoteAddr().String(),
-		done:      make(chan struct{}),
+	c := &conn{s: s, nc: nc}
+	rand.Read(c.channel[:]) // never fails [crypto/rand]
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.reader.useRawConn(raw)
+		}
 	}
+	return c
+}
+
+// channelID returns the channel id: 32 lowercase hex digits. It is kept as
+// bytes and formatted on use, to keep idle connections small.
+func (c *conn) channelID() string { return hex.EncodeToString(c.channel[:]) }
+
+// remoteAddr returns the client's "ip:port".
+func (c *conn) remoteAddr() string { return c.nc.RemoteAddr().String() }
+
+// waitFinished returns a channel closed once finish is done.
+func (c *conn) waitFinished() <-chan struct{} {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	if c.waiters == nil {
+		c.waiters = make(chan struct{})
+		if c.finished {
+			close(c.waiters)
+		}
+	}
+	return c.waiters
 }
 
 // setReason records why the connection ends unless a cause is known.
 func (c *conn) setReason(r presence.Reason) {
-	c.reasonMu.Lock()
+	c.stateMu.Lock()
 	if c.reason == "" {
 		c.reason = r
 	}
-	c.reasonMu.Unlock()
+	c.stateMu.Unlock()
 }
 
 func (c *conn) closeReason() presence.Reason {
-	c.reasonMu.Lock()
-	defer c.reasonMu.Unlock()
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
 	if c.reason == "" {
 		return presence.ReasonNetworkError
 	}
@@ -84,12 +111,41 @@ func (c *conn) kick(r presence.Reason) {
 	c.nc.Close()
 }
 
-// serve reads and handles packets until the connection ends, then
-// finishes it. It runs on the connection's own goroutine.
+// serve runs on the connection's first goroutine: it handles CONNECT, then
+// hands the connection to readLoop on a fresh goroutine. Handling a packet
+// can grow a goroutine's stack to 4 KiB or more, and the runtime never
+// shrinks a stack parked in a network read below 4 KiB; continuing on a new
+// goroutine before each wait keeps an idle connection's stack at the
+// initial 2 KiB.
 func (c *conn) serve() {
-	defer c.finish()
-	defer c.recoverPanic()
+	defer c.s.wg.Done()
+	if !c.accept() {
+		c.finish()
+		return
+	}
+	if c.keepalive == 0 {
+		c.nc.SetReadDeadline(time.Time{})
+	}
+	c.s.wg.Add(1) // this goroutine still counts, so Add is safe during Shutdown
+	go c.readLoop()
+}
 
+// readLoop handles packets until the connection ends or, having handled
+// some, it would wait for more: then it continues on a fresh goroutine.
+func (c *conn) readLoop() {
+	defer c.s.wg.Done()
+	if c.readPackets() {
+		c.s.wg.Add(1)
+		go c.readLoop()
+		return
+	}
+	c.finish()
+}
+
+// accept reads and handles CONNECT; it reports whether the client is
+// connected.
+func (c *conn) accept() (connected bool) {
+	defer c.recoverPanic()
 	cfg := &c.s.cfg
 	c.nc.SetReadDeadline(time.Now().Add(cfg.ConnectTimeout))
 	first, body, err := c.reader.readPacket(c.nc, cfg.MaxPacketSize)
@@ -98,38 +154,43 @@ func (c *conn) serve() {
 			c.s.stats.connectTimeouts.Add(1)
 		}
 		c.fail(err)
-		return
+		return false
 	}
 	c.s.stats.bytesIn.Add(int64(1 + remainingLengthSize(len(body)) + len(body)))
 	if t := packetType(first >> 4); t != typeConnect {
 		c.fail(malformed("MQTT-3.1.0-1", "first packet is %s, not CONNECT", t))
-		return
+		return false
 	}
 	p, err := decodePacket(first, body)
 	if err != nil {
 		var refused *refusedError
 		if errors.As(err, &refused) {
-			c.refuse(refused.Code, refused)
-			return
+			return c.refuse(refused.Code, refused)
 		}
 		c.fail(err)
-		return
+		return false
 	}
-	if !c.handleConnect(p.(*connectPacket)) {
-		return
-	}
+	return c.handleConnect(p.(*connectPacket))
+}
+
+// readPackets reads and handles packets. It returns false when the
+// connection ends, true when it handled packets and has no more buffered:
+// the next read would wait.
+func (c *conn) readPackets() (more bool) {
+	defer c.recoverPanic()
 	keepalive := time.Duration(c.keepalive) * 1500 * time.Millisecond // [MQTT-3.1.2-24]
-	if keepalive == 0 {
-		c.nc.SetReadDeadline(time.Time{})
-	}
+	handled := false
 	for {
+		if handled && c.reader.buffered() == 0 {
+			return true
+		}
 		if keepalive > 0 {
 			c.nc.SetReadDeadline(time.Now().Add(keepalive))
 		}
-		first, body, err := c.reader.readPacket(c.nc, cfg.MaxPacketSize)
+		first, body, err := c.reader.readPacket(c.nc, c.s.cfg.MaxPacketSize)
 		if err != nil {
 			c.fail(err)
-			return
+			return false
 		}
 		c.s.stats.bytesIn.Add(int64(1 + remainingLengthSize(len(body)) + len(body)))
 		p, err := decodePacket(first, body)
@@ -138,8 +199,9 @@ func (c *conn) serve() {
 		}
 		if err != nil {
 			c.fail(err)
-			return
+			return false
 		}
+		handled = true
 	}
 }
 
@@ -152,7 +214,7 @@ func (c *conn) fail(err error) {
 	case isProtocolError(err), errors.Is(err, io.ErrUnexpectedEOF):
 		reason = presence.ReasonProtocolError
 		c.s.stats.protocolErrors.Add(1)
-		c.s.log.Debug("mqtt protocol error", "channel", c.channelID, "client", c.clientID, "remote", c.remote, "err", err)
+		c.s.log.Debug("mqtt protocol error", "channel", c.channelID(), "client", c.clientID, "remote", c.remoteAddr(), "err", err)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		reason = presence.ReasonKeepaliveTimeout
 		if c.connected.Load() {
@@ -171,8 +233,17 @@ func (c *conn) fail(err error) {
 func (c *conn) recoverPanic() {
 	if r := recover(); r != nil {
 		c.setReason(reasonInternalError)
-		c.s.log.Error("mqtt connection handler panicked", "channel", c.channelID, "panic", r, "stack", string(debug.Stack()))
+		c.s.log.Error("mqtt connection handler panicked", "channel", c.channelID(), "panic", r, "stack", string(debug.Stack()))
 	}
+}
+
+// publishWill publishes and forgets the will; a panic (of an Authorizer)
+// is logged, so finish still runs to the end.
+func (c *conn) publishWill() {
+	defer c.recoverPanic()
+	will := c.will
+	c.will = nil
+	c.s.publishWill(c, will)
 }
 
 // finish ends the connection: close the socket, publish the will unless
@@ -187,8 +258,7 @@ func (c *conn) finish() {
 			c.s.stats.takeovers.Add(1)
 		}
 		if c.will != nil {
-			c.s.publishWill(c, c.will)
-			c.will = nil
+			c.publishWill()
 		}
 		c.s.detach(c)
 		e := c.s.event(c, presence.EventTCPClean)
@@ -200,5 +270,10 @@ func (c *conn) finish() {
 		c.s.detach(c)
 	}
 	c.s.removeConn(c)
-	close(c.done)
+	c.stateMu.Lock()
+	c.finished = true
+	if c.waiters != nil {
+		close(c.waiters)
+	}
+	c.stateMu.Unlock()
 }

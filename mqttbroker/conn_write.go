@@ -27,6 +27,13 @@ func (c *conn) writeNow(bufs ...[]byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	if len(bufs) == 1 {
+		// A plain write: writev would leave an iovec slice cached in the
+		// socket for the rest of the connection's life.
+		n, err := c.nc.Write(bufs[0])
+		c.s.stats.bytesOut.Add(int64(n))
+		return err
+	}
 	nb := net.Buffers(bufs)
 	n, err := nb.WriteTo(c.nc)
 	c.s.stats.bytesOut.Add(n)

@@ -2,7 +2,6 @@ package mqttbroker
 
 import (
 	"errors"
-	"time"
 
 	"github.com/presenced/presenced/presence"
 )
@@ -25,7 +24,7 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 			return c.refuse(connRefusedIdentifier, err)
 		}
 	}
-	if code, err := s.authenticate(p, clientID, c.remote); code != connAccepted {
+	if code, err := s.authenticate(p, clientID, c.remoteAddr()); code != connAccepted {
 		return c.refuse(code, err)
 	}
 	if p.Will != nil {
@@ -51,9 +50,13 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 	e.Username = p.Username
 	e.Keepalive = int(p.Keepalive)
 	e.CleanSession = &p.CleanSession
+	// Counted as held before its connect is emitted, so a channel-set report
+	// (OpenChannels) never misses a channel whose connect came before it.
+	c.held.Store(true)
 	if err := s.emit(e); err != nil {
 		// The connection's presence could not be recorded: refuse it and
 		// emit nothing more for it (see EventSink).
+		c.held.Store(false)
 		return c.refuse(connRefusedUnavailable, err)
 	}
 	c.connected.Store(true)
@@ -61,7 +64,9 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 	s.stats.connects.Add(1)
 	c.will = p.Will // stored only now, so a refused CONNECT never publishes it
 
-	// [MQTT-3.2.2-1..3] session present only for a resumed persistent session.
+	// [MQTT-3.2.2-1..3] session present only for a resumed persistent
+	// session; MQTT 3.1 has no such flag (the byte is reserved there).
+	present = present && p.ProtocolLevel == 4
 	if err := c.send(&connackPacket{SessionPresent: present, ReturnCode: connAccepted}); err != nil {
 		c.setReason(presence.ReasonNetworkError)
 		return false
@@ -76,7 +81,7 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 // connection then closes [MQTT-3.2.2-5] with no events emitted.
 func (c *conn) refuse(code byte, cause error) bool {
 	c.s.stats.refused.Add(1)
-	c.s.log.Debug("mqtt connect refused", "remote", c.remote, "code", code, "err", cause)
+	c.s.log.Debug("mqtt connect refused", "remote", c.remoteAddr(), "code", code, "err", cause)
 	// [MQTT-3.2.2-4] session present is 0 with a non-zero return code.
 	c.send(&connackPacket{ReturnCode: code})
 	return false
@@ -115,13 +120,13 @@ func (s *Server) attach(c *conn) (present, ok bool) {
 		sess := s.sessions[c.clientID]
 		if sess != nil {
 			sess.mu.Lock()
-			old := sess.conn
+			old := sess.owner
 			sess.mu.Unlock()
 			if old != nil {
 				s.sessMu.Unlock()
 				old.kick(presence.ReasonTakeover)
 				select {
-				case <-old.done:
+				case <-old.waitFinished():
 					continue
 				case <-s.quit:
 					return false, false
@@ -140,8 +145,8 @@ func (s *Server) attach(c *conn) (present, ok bool) {
 			s.stats.sessions.Add(1)
 		}
 		sess.mu.Lock()
-		sess.conn = c
-		sess.expireAt = time.Time{}
+		sess.owner = c // deliveries start in resume, after CONNACK
+		sess.expireAt = 0
 		sess.mu.Unlock()
 		s.sessMu.Unlock()
 		c.sess = sess
@@ -156,13 +161,13 @@ func (s *Server) detach(c *conn) {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
 	sess.mu.Lock()
-	if sess.conn != c {
+	if sess.owner != c {
 		sess.mu.Unlock()
 		return
 	}
-	sess.conn = nil
+	sess.owner, sess.conn = nil, nil
 	if !sess.clean && s.cfg.SessionExpiry > 0 {
-		sess.expireAt = s.cfg.Now().Add(s.cfg.SessionExpiry)
+		sess.expireAt = s.cfg.Now().Add(s.cfg.SessionExpiry).UnixNano()
 	}
 	sess.mu.Unlock()
 	if sess.clean {

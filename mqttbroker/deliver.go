@@ -73,9 +73,12 @@ func (s *Server) resume(c *conn) {
 	sess := c.sess
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
-	if sess.conn != c {
+	if sess.owner != c {
 		return
 	}
+	// From now on messages go to c. Everything in flight predates it, so
+	// the resent messages keep their original order [MQTT-4.6.0-1].
+	sess.conn = c
 	for _, m := range sess.inflight {
 		var wire []byte
 		if m.released {

@@ -81,7 +81,7 @@ var malformedFixtures = []malformedFixture{
 	{"SUBSCRIBE filter without QoS", []byte{0x82, 5, 0, 1, 0, 1, 'a'}, "MQTT-2.2.3"},
 	{"UNSUBSCRIBE no filters", []byte{0xa2, 2, 0, 1}, "MQTT-3.10.3-2"},
 	{"SUBACK bad code", []byte{0x90, 3, 0, 1, 3}, "MQTT-3.9.3-2"},
-	{"CONNACK reserved flags", []byte{0x20, 2, 2, 0}, "MQTT-3.2.2-1"},
+	{"CONNACK reserved flags", []byte{0x20, 2, 2, 0}, "MQTT-3.2.2.1"},
 	{"CONNECT reserved flag", []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x03, 0, 60, 0, 1, 'c'}, "MQTT-3.1.2-3"},
 	{"CONNECT will QoS without will", []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x0a, 0, 60, 0, 1, 'c'}, "MQTT-3.1.2-13"},
 	{"CONNECT will retain without will", []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x22, 0, 60, 0, 1, 'c'}, "MQTT-3.1.2-15"},

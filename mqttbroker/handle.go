@@ -40,7 +40,7 @@ func (c *conn) handle(p packet) error {
 			// [MQTT-3.14.4-3] discard the will without publishing it.
 			c.will = nil
 			s.emit(s.event(c, presence.EventDisconnect))
-			return errDisconnected // [MQTT-3.14.4-1] then close the connection
+			return errDisconnected // the server closes the connection if the client has not [MQTT-3.14.4]
 		}
 	case *connectPacket:
 		return malformed("MQTT-3.1.0-2", "second CONNECT")

@@ -1,6 +1,7 @@
 package mqttbroker
 
 import (
+	"net"
 	"regexp"
 	"slices"
 	"testing"
@@ -48,7 +49,7 @@ func TestTCPCleanReasons(t *testing.T) {
 	t.Run("client_disconnect", func(t *testing.T) {
 		c := connectOK(t, srv.addr, "polite")
 		c.send(&emptyPacket{Type: typeDisconnect})
-		c.expectClosed() // [MQTT-3.14.4-1]
+		c.expectClosed() // [MQTT-3.14.4] the server closes after DISCONNECT
 		e := srv.rec.waitTCPClean(t, "polite")
 		if e.Reason != presence.ReasonClientDisconnect {
 			t.Fatalf("reason %q", e.Reason)
@@ -226,4 +227,46 @@ func TestAnonymousRefused(t *testing.T) {
 		t.Fatalf("CONNACK %d, want 5", ack.ReturnCode)
 	}
 	c.expectClosed()
+}
+
+func TestPanickingSinkDoesNotCrash(t *testing.T) {
+	srv := New(Config{AllowAnonymous: true, Logger: discardLogger()}, func(e presence.Event) error {
+		if e.Type == presence.EventTCPClean {
+			panic("sink bug")
+		}
+		return nil
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(t.Context())
+	c := connectOK(t, ln.Addr().String(), "p1")
+	c.nc.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Stats().SinkErrors == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if srv.Stats().SinkErrors != 1 {
+		t.Fatalf("stats %+v", srv.Stats())
+	}
+	connectOK(t, ln.Addr().String(), "p2") // still serving
+}
+
+func TestDropTCPCleanHook(t *testing.T) {
+	srv := startServer(t, Config{AllowAnonymous: true, DropTCPClean: func(e presence.Event) bool { return e.ClientID == "lost" }})
+	connectOK(t, srv.addr, "lost").nc.Close()
+	connectOK(t, srv.addr, "kept").nc.Close()
+	srv.rec.waitTCPClean(t, "kept")
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Stats().EventsDropped == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := types(srv.rec.forClient("lost")); !slices.Equal(got, []presence.EventType{"connect"}) {
+		t.Fatalf("events of lost = %v, want only connect", got)
+	}
+	if n := srv.Stats().EventsDropped; n != 1 {
+		t.Fatalf("EventsDropped = %d", n)
+	}
 }

@@ -13,7 +13,7 @@ func decodeConnack(body []byte) (packet, error) {
 		return nil, malformed("MQTT-3.2.1", "CONNACK remaining length %d, want 2", len(body))
 	}
 	if body[0]&^0x01 != 0 {
-		return nil, malformed("MQTT-3.2.2-1", "reserved connect acknowledge flags %08b", body[0])
+		return nil, malformed("MQTT-3.2.2.1", "reserved connect acknowledge flags %08b", body[0])
 	}
 	if body[1] > connRefusedNotAuth {
 		return nil, malformed("MQTT-3.2.2.3", "CONNACK return code %d", body[1])

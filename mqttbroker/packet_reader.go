@@ -3,26 +3,41 @@ package mqttbroker
 import (
 	"errors"
 	"io"
+	"sync"
+	"syscall"
 )
 
-// smallReadBuffer is the read buffer every connection keeps. It is small so
-// idle connections cost little; bigger packets get their own buffer, sized
-// as their bytes arrive and dropped once decoded.
-const smallReadBuffer = 256
+// readBufferSize is the size of the pooled read buffers. A connection
+// holds one only while it has bytes buffered; an idle connection holds
+// none (see packetReader).
+const readBufferSize = 4096
 
-// largeChunk is the first allocation for a packet that does not fit the
-// small buffer. The buffer doubles as bytes arrive, so a peer announcing a
-// huge Remaining Length and sending nothing costs only this much.
+// largeChunk is the first allocation for a packet that does not fit a read
+// buffer. The body doubles as bytes arrive, so a peer announcing a huge
+// Remaining Length and sending nothing costs only this much.
 const largeChunk = 4096
+
+var readBuffers = sync.Pool{New: func() any { b := make([]byte, readBufferSize); return &b }}
 
 // errPacketTooLarge: the announced packet exceeds the configured limit.
 var errPacketTooLarge = &protocolError{Clause: "MQTT-2.2.3", Reason: "packet larger than the server accepts"}
 
-// packetReader splits a byte stream into packets: a resumable reader over a
-// small inline buffer.
+// packetReader splits a byte stream into packets: a resumable reader over
+// a pooled buffer. With a RawConn it waits for data without holding a
+// buffer, so idle connections cost no read buffer at all.
 type packetReader struct {
-	buf  [smallReadBuffer]byte
-	r, w int // buf[r:w] holds bytes read but not yet returned
+	raw     syscall.RawConn // nil: read through the io.Reader, holding a buffer while waiting
+	rawRead func(fd uintptr) bool
+	rawErr  syscall.Errno // the error of the last rawRead
+	buf     *[]byte       // pooled; nil while nothing is buffered
+	r, w    int           // (*buf)[r:w] holds bytes read but not yet returned
+}
+
+// useRawConn makes the reader wait for data through raw. The callback is
+// bound once, so waiting allocates nothing.
+func (pr *packetReader) useRawConn(raw syscall.RawConn) {
+	pr.raw = raw
+	pr.rawRead = pr.readFD
 }
 
 // readPacket returns the first header byte and the body of the next packet.
@@ -32,24 +47,26 @@ type packetReader struct {
 // io.ErrUnexpectedEOF; ending between packets, io.EOF.
 func (pr *packetReader) readPacket(src io.Reader, maxSize int) (byte, []byte, error) {
 	for {
-		avail := pr.buf[pr.r:pr.w]
-		if len(avail) >= 2 {
-			n, used, err := decodeRemainingLength(avail[1:])
-			if err != nil {
-				return 0, nil, err
-			}
-			if used > 0 {
-				headerLen := 1 + used
-				total := headerLen + n
-				if total > maxSize {
-					return 0, nil, errPacketTooLarge
+		if pr.buf != nil {
+			avail := (*pr.buf)[pr.r:pr.w]
+			if len(avail) >= 2 {
+				n, used, err := decodeRemainingLength(avail[1:])
+				if err != nil {
+					return 0, nil, err
 				}
-				if total <= len(avail) {
-					pr.r += total
-					return avail[0], avail[headerLen:total], nil
-				}
-				if total > len(pr.buf) {
-					return pr.readLarge(src, avail[0], avail[headerLen:], n)
+				if used > 0 {
+					headerLen := 1 + used
+					total := headerLen + n
+					if total > maxSize {
+						return 0, nil, errPacketTooLarge
+					}
+					if total <= len(avail) {
+						pr.r += total
+						return avail[0], avail[headerLen:total], nil
+					}
+					if total > readBufferSize {
+						return pr.readLarge(src, avail[0], avail[headerLen:], n)
+					}
 				}
 			}
 		}
@@ -59,13 +76,31 @@ func (pr *packetReader) readPacket(src io.Reader, maxSize int) (byte, []byte, er
 	}
 }
 
-// fill reads more bytes into the small buffer, compacting it first.
+// buffered returns the number of bytes read ahead of the packets returned.
+func (pr *packetReader) buffered() int { return pr.w - pr.r }
+
+// release returns the buffer to the pool once nothing is buffered.
+func (pr *packetReader) release() {
+	if pr.buf != nil && pr.r == pr.w {
+		readBuffers.Put(pr.buf)
+		pr.buf, pr.r, pr.w = nil, 0, 0
+	}
+}
+
+// fill reads more bytes, compacting the buffer first.
 func (pr *packetReader) fill(src io.Reader) error {
+	pr.release()
+	if pr.buf == nil && pr.raw != nil {
+		return pr.fillRaw()
+	}
+	if pr.buf == nil {
+		pr.buf = readBuffers.Get().(*[]byte)
+	}
 	if pr.r > 0 {
-		pr.w = copy(pr.buf[:], pr.buf[pr.r:pr.w])
+		pr.w = copy(*pr.buf, (*pr.buf)[pr.r:pr.w])
 		pr.r = 0
 	}
-	n, err := src.Read(pr.buf[pr.w:])
+	n, err := src.Read((*pr.buf)[pr.w:])
 	pr.w += n
 	if n > 0 {
 		return nil // a pending error recurs on the next read
@@ -76,15 +111,57 @@ func (pr *packetReader) fill(src io.Reader) error {
 	if errors.Is(err, io.EOF) && pr.w > 0 {
 		return io.ErrUnexpectedEOF
 	}
+	pr.release()
 	return err
 }
 
-// readLarge reads a body of n bytes that does not fit the small buffer;
-// have are its first bytes, already buffered.
+// fillRaw waits until the socket is readable and reads into a buffer taken
+// from the pool only then; while waiting it holds none.
+func (pr *packetReader) fillRaw() error {
+	pr.rawErr = 0
+	err := pr.raw.Read(pr.rawRead)
+	switch {
+	case err != nil:
+		pr.release()
+		return err
+	case pr.rawErr != 0:
+		pr.release()
+		return pr.rawErr
+	case pr.w == 0:
+		pr.release()
+		return io.EOF
+	}
+	return nil
+}
+
+// readFD is the RawConn callback: one read(2) into a pooled buffer, which
+// goes back to the pool when there is nothing to read yet.
+func (pr *packetReader) readFD(fd uintptr) bool {
+	buf := readBuffers.Get().(*[]byte)
+	for {
+		n, err := syscall.Read(int(fd), *buf)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			readBuffers.Put(buf)
+			return false // wait for data, then try again
+		case err != nil:
+			pr.rawErr = err.(syscall.Errno)
+			n = 0
+		}
+		pr.buf, pr.r, pr.w = buf, 0, n
+		return true
+	}
+}
+
+// readLarge reads a body of n bytes that does not fit a read buffer; have
+// are its first bytes, already buffered.
 func (pr *packetReader) readLarge(src io.Reader, first byte, have []byte, n int) (byte, []byte, error) {
 	body := make([]byte, 0, max(min(n, largeChunk), len(have)))
 	body = append(body, have...)
-	pr.r, pr.w = 0, 0
+	pr.r = pr.w
+	pr.release()
 	for len(body) < n {
 		if len(body) == cap(body) {
 			grown := make([]byte, len(body), min(n, 2*cap(body)))

@@ -15,7 +15,7 @@ func pahoClient(t *testing.T, addr, clientID string, clean bool) paho.Client {
 	t.Helper()
 	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(clientID).
 		SetCleanSession(clean).SetAutoReconnect(false).SetConnectRetry(false).SetOrderMatters(true).
-		SetConnectTimeout(5 * time.Second).SetKeepAlive(30 * time.Second)
+		SetConnectTimeout(5 * time.Second).SetKeepAlive(30 * time.Second).SetProtocolVersion(4)
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("paho connect %s: %v", clientID, tok.Error())

@@ -1,7 +1,3 @@
-// Package mqttbroker is an MQTT 3.1.1 broker (accepting 3.1 clients too)
-// that reports the lifecycle of every TCP connection — connect, disconnect,
-// tcpclean — through an EventSink. Spec clauses are cited beside the checks
-// that enforce them, as [MQTT-x.y.z-n].
 package mqttbroker
 
 import (
@@ -22,8 +18,19 @@ import (
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown.
 var ErrServerClosed = errors.New("mqttbroker: server closed")
 
-// errTooManyFiles is the accept error that passes as connections close.
-var errTooManyFiles = syscall.EMFILE
+// isTemporaryAcceptError reports whether an accept error passes with
+// time (descriptors or memory freed as connections close).
+func isTemporaryAcceptError(err error) bool {
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return true
+	}
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
+}
 
 // Server is an MQTT broker. Create it with New.
 type Server struct {
@@ -120,7 +127,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.isClosed() {
 				return ErrServerClosed
 			}
-			if ne, ok := err.(net.Error); ok && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+			if isTemporaryAcceptError(err) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.log.Warn("mqtt accept failed; retrying", "err", err, "backoff", backoff)
 				select {
@@ -161,10 +168,7 @@ func (s *Server) startConn(nc net.Conn) {
 	s.stats.connections.Add(1)
 	s.wg.Add(1)
 	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		c.serve()
-	}()
+	go c.serve()
 }
 
 // removeConn forgets a finished connection.
@@ -209,21 +213,35 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// OpenChannels returns the channel ids of the connections currently held
-// whose connect event was emitted and whose tcpclean was not yet.
+// OpenChannels returns the channel ids of the connections currently held:
+// every channel whose connect event is being or has been emitted and that
+// is not yet closed. A channel counts before its connect is emitted, so a
+// report taken after numbering an event never misses that event's channel.
 func (s *Server) OpenChannels() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := make([]string, 0, len(s.conns))
 	for c := range s.conns {
-		if c.connected.Load() {
-			ids = append(ids, c.channelID)
+		if c.held.Load() {
+			ids = append(ids, c.channelID())
 		}
 	}
 	return ids
 }
 
-// newID returns 128 random bits as 32 lowercase hex digits.
+// callSink calls the sink, turning a panic into an error: a faulty sink
+// must not take the broker down.
+func (s *Server) callSink(e presence.Event) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("event sink panicked: %v", r)
+		}
+	}()
+	return s.sink(e)
+}
+
+// newID returns 128 random bits as 32 lowercase hex digits (for
+// server-assigned client ids).
 func newID() string {
 	var b [16]byte
 	rand.Read(b[:]) // never fails [crypto/rand]
@@ -234,10 +252,10 @@ func newID() string {
 func (s *Server) event(c *conn, t presence.EventType) presence.Event {
 	return presence.Event{
 		ClientID:  c.clientID,
-		ChannelID: c.channelID,
+		ChannelID: c.channelID(),
 		Type:      t,
 		Time:      s.cfg.Now().UnixMilli(),
-		ClientIP:  c.remote,
+		ClientIP:  c.remoteAddr(),
 		Node:      s.cfg.Node,
 		Epoch:     s.cfg.Epoch,
 	}
@@ -250,7 +268,7 @@ func (s *Server) emit(e presence.Event) error {
 		s.stats.eventsDropped.Add(1)
 		return nil
 	}
-	err := s.sink(e)
+	err := s.callSink(e)
 	if err != nil {
 		s.stats.sinkErrors.Add(1)
 		s.log.Warn("lifecycle event not accepted by the sink", "event", e.String(), "err", err)

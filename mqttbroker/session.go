@@ -47,10 +47,14 @@ type session struct {
 	clientID string
 	clean    bool
 
-	mu        sync.Mutex
-	conn      *conn // nil while the client is offline
+	mu sync.Mutex
+	// owner is the connection that claimed the session (see attach); conn
+	// is where messages go, set once owner's CONNACK is out (see resume).
+	// Both are nil while the client is offline.
+	owner     *conn
+	conn      *conn
 	discarded bool
-	expireAt  time.Time // for an offline persistent session
+	expireAt  int64 // Unix ns when an offline persistent session expires; 0: never
 	subs      map[string]byte
 	lastID    uint16
 	inflight  []*inflightMessage // in the order sent
@@ -130,7 +134,7 @@ func (s *Server) expireSessionsNow() {
 	defer s.sessMu.Unlock()
 	for _, sess := range s.sessions {
 		sess.mu.Lock()
-		expired := sess.conn == nil && !sess.expireAt.IsZero() && !now.Before(sess.expireAt)
+		expired := sess.owner == nil && sess.expireAt != 0 && now.UnixNano() >= sess.expireAt
 		sess.mu.Unlock()
 		if expired {
 			s.discardLocked(sess)

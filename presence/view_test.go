@@ -65,3 +65,70 @@ func TestViewUnknownClientIsOffline(t *testing.T) {
 		t.Fatalf("a closed channel made the client online: %+v", st)
 	}
 }
+
+func TestViewLoadReplacesAndReportsDifferences(t *testing.T) {
+	v := NewView()
+	if v.Current() {
+		t.Fatal("an empty view is current")
+	}
+	// Two open channels of one client in any order: online since the earliest.
+	first := v.Load([]ChannelState{
+		state("a", "a2", true, 200, 5), state("a", "a1", true, 100, 3),
+		state("b", "b1", true, 100, 4),
+		{ClientID: "c", LastEventAt: 900, Seq: 9}, // a client with only closed channels
+	}, 9)
+	if len(first) != 0 || !v.Current() {
+		t.Fatalf("first load: changes %+v, current %v", first, v.Current())
+	}
+	if st := v.Status("a"); st.OpenChannels != 2 || Millis(*st.Since) != 100 {
+		t.Fatalf("a after load: %+v", st)
+	}
+	if st := v.Status("c"); st.Online || Millis(*st.LastEventAt) != 900 {
+		t.Fatalf("c after load: %+v", st)
+	}
+	if s := v.Stats(); s.OnlineClients != 2 || s.OpenChannels != 3 || s.KnownClients != 3 || s.Seq != 9 {
+		t.Fatalf("stats %+v", s)
+	}
+	v.MarkStale()
+	if v.Current() {
+		t.Fatal("stale view reports current")
+	}
+	// A reload where b went offline and c online meanwhile.
+	changes := v.Load([]ChannelState{state("a", "a1", true, 100, 3), state("c", "c1", true, 950, 12), {ClientID: "b", LastEventAt: 990}}, 12)
+	if len(changes) != 2 || changes[0].ClientID != "b" || changes[0].Online || changes[1].ClientID != "c" || !changes[1].Online || changes[1].Channel.Seq != 12 {
+		t.Fatalf("reload changes %+v", changes)
+	}
+	if !v.Current() {
+		t.Fatal("reloaded view not current")
+	}
+}
+
+func TestViewListAndStatusMany(t *testing.T) {
+	v := NewView()
+	var states []ChannelState
+	for i, id := range []string{"g1@@@c", "g1@@@a", "g2@@@a", "g1@@@b", "g1@@@d"} {
+		states = append(states, state(id, "ch"+id, id != "g1@@@d", 100, int64(i+1)))
+	}
+	v.Apply(states)
+	page, more := v.List(ListQuery{State: StateOnline, Prefix: "g1@@@", Limit: 2})
+	if len(page) != 2 || !more || page[0].ClientID != "g1@@@a" || page[1].ClientID != "g1@@@b" {
+		t.Fatalf("page 1: %+v more=%v", page, more)
+	}
+	page, more = v.List(ListQuery{State: StateOnline, Prefix: "g1@@@", After: "g1@@@b", Limit: 2})
+	if len(page) != 1 || more || page[0].ClientID != "g1@@@c" {
+		t.Fatalf("page 2: %+v more=%v", page, more)
+	}
+	if page, _ := v.List(ListQuery{State: StateOffline, Limit: 10}); len(page) != 1 || page[0].ClientID != "g1@@@d" {
+		t.Fatalf("offline: %+v", page)
+	}
+	if page, _ := v.List(ListQuery{Limit: 10}); len(page) != 5 {
+		t.Fatalf("all: %d", len(page))
+	}
+	st := v.StatusMany([]string{"g2@@@a", "nobody", "g2@@@a"})
+	if len(st) != 3 || !st[0].Online || st[1].Online || st[1].ClientID != "nobody" || !st[2].Online {
+		t.Fatalf("StatusMany %+v", st)
+	}
+	if s := v.PrefixStats("g1@@@"); s.OnlineClients != 3 || s.OpenChannels != 3 || s.KnownClients != 4 {
+		t.Fatalf("prefix stats %+v", s)
+	}
+}

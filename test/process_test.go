@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,6 +29,12 @@ type proc struct {
 	HTTPAddr string
 	DBURL    string
 	Node     string
+	DataDir  string
+	Env      []string // extra environment, e.g. test hooks
+	// Command is the presenced command: serve (default), api, broker or consumer.
+	Command string
+	// Args are extra flags given at every start.
+	Args []string
 }
 
 // syncBuffer collects a process's output for failure reports.
@@ -63,7 +70,7 @@ func freeAddr(t *testing.T) string {
 // and waits until it is ready.
 func startServe(t *testing.T, dbURL string, extraArgs ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, MQTTAddr: freeAddr(t), HTTPAddr: freeAddr(t), DBURL: dbURL, Node: "node-" + t.Name()}
+	p := &proc{t: t, MQTTAddr: freeAddr(t), HTTPAddr: freeAddr(t), DBURL: dbURL, Node: "node-" + t.Name(), DataDir: t.TempDir()}
 	p.start(extraArgs...)
 	return p
 }
@@ -71,16 +78,21 @@ func startServe(t *testing.T, dbURL string, extraArgs ...string) *proc {
 // start (re)starts the process on the same addresses.
 func (p *proc) start(extraArgs ...string) {
 	p.t.Helper()
-	args := append([]string{"serve",
-		"--mqtt-addr", p.MQTTAddr, "--http-addr", p.HTTPAddr,
-		"--database-url", p.DBURL, "--node", p.Node, "--log-level", "debug",
-	}, extraArgs...)
+	command := cmp.Or(p.Command, "serve")
+	args := []string{command, "--http-addr", p.HTTPAddr, "--data-dir", p.DataDir, "--log-level", "debug"}
+	if p.MQTTAddr != "" {
+		args = append(args, "--mqtt-addr", p.MQTTAddr, "--node", p.Node)
+	}
+	if p.DBURL != "" {
+		args = append(args, "--database-url", p.DBURL)
+	}
+	args = append(append(args, p.Args...), extraArgs...)
 	p.logs = &syncBuffer{}
 	p.cmd = exec.Command(presencedBin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	p.cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	p.cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, p.Env...)
 	if err := p.cmd.Start(); err != nil {
-		p.t.Fatalf("start presenced: %v", err)
+		p.t.Fatalf("start presenced %s: %v", command, err)
 	}
 	p.done = make(chan struct{})
 	go func() {
@@ -99,11 +111,11 @@ func (p *proc) start(extraArgs ...string) {
 		}
 		select {
 		case <-p.done:
-			p.t.Fatalf("presenced exited before it was ready: %v\n%s", p.exitErr, p.logs)
+			p.t.Fatalf("presenced %s exited before it was ready: %v\n%s", command, p.exitErr, p.logs)
 		default:
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("presenced not ready after 60s\n%s", p.logs)
+			p.t.Fatalf("presenced %s not ready after 60s\n%s", command, p.logs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

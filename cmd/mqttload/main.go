@@ -2,6 +2,8 @@
 // run is bounded in count and time.
 //
 //	mqttload offline-latency -mqtt 127.0.0.1:1883 -http 127.0.0.1:8080 -n 100
+//	mqttload seed -database-url postgres://127.0.0.1:5432/presenced -clients 100000 -channels 1000000
+//	mqttload http-online -http 127.0.0.1:8080 -clients 100000 -d 10s -pgbench-url postgres://127.0.0.1:5432/pgbench
 package main
 
 import (
@@ -28,6 +30,8 @@ func main() {
 // scenarios maps a subcommand to its implementation.
 var scenarios = map[string]func(ctx context.Context, fs *flag.FlagSet, args []string, out io.Writer) error{
 	"offline-latency": offlineLatency,
+	"seed":            seed,
+	"http-online":     httpOnline,
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {

@@ -28,6 +28,18 @@ type config struct {
 	ShutdownWait   time.Duration
 	ConnectTimeout time.Duration
 	AllowAnonymous string // "auto", "true" or "false"
+
+	// API is the HTTP API's configuration (see apiconfig.go).
+	API apiConfig
+	// RocketMQ is the transport of the broker and consumer modes.
+	RocketMQ rocketmqConfig
+
+	// Node liveness (see nodes.go).
+	NodeLease       time.Duration
+	NodeGrace       time.Duration
+	HeartbeatEvery  time.Duration
+	ReconcileEvery  time.Duration
+	LeaseCheckEvery time.Duration
 }
 
 // envFlags registers flags whose defaults come from the environment, and
@@ -92,6 +104,15 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	f.Duration(&c.ShutdownWait, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
 	f.Duration(&c.ConnectTimeout, "connect-timeout", 10*time.Second, "how long a new MQTT connection may take to send CONNECT")
 	f.String(&c.AllowAnonymous, "allow-anonymous", "auto", "accept MQTT clients without credentials: true, false, or auto (only while the MQTT listener is on loopback)")
+	f.Duration(&c.NodeLease, "node-lease", 30*time.Second, "a broker node silent for this long has its clients answered as unknown")
+	f.Duration(&c.NodeGrace, "node-grace", 30*time.Second, "a node silent past its lease for this long more has its channels closed as node_lost")
+	f.Duration(&c.HeartbeatEvery, "heartbeat-every", 5*time.Second, "how often a broker node reports that it is alive")
+	f.Duration(&c.ReconcileEvery, "reconcile-every", 30*time.Second, "how often a broker node reports the channels it holds, repairing lost tcpclean events (0: never)")
+	f.Duration(&c.LeaseCheckEvery, "lease-check-every", time.Second, "how often node leases are checked")
+	registerAPIFlags(f, &c.API)
+	if name == "broker" || name == "consumer" {
+		registerRocketMQFlags(f, &c.RocketMQ)
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -127,6 +148,15 @@ func (c config) validate() error {
 	}
 	if c.Node == "" {
 		errs = append(errs, errors.New("--node must not be empty"))
+	}
+	errs = append(errs, c.API.validate()...)
+	if err := validateNodeTimes(c); err != nil {
+		errs = append(errs, err)
+	}
+	if c.RocketMQ != (rocketmqConfig{}) {
+		if err := c.RocketMQ.validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -70,9 +70,10 @@ func (d *database) apply(ctx context.Context, events []presence.Event) ([]presen
 	return result.Applied, err
 }
 
-// Status answers the API's online lookups.
-func (d *database) Status(ctx context.Context, clientID string) (presence.Status, error) {
-	return d.store.Online(ctx, clientID)
+// Ingest is the API's EventIngester: POST /events goes through the same
+// idempotent Apply as the consumer.
+func (d *database) Ingest(ctx context.Context, events []presence.Event) ([]presence.StoredEvent, error) {
+	return d.apply(ctx, events)
 }
 
 // Ready reports whether the database is reachable and migrated.

@@ -3,6 +3,9 @@
 // client X online?" over HTTP.
 //
 //	presenced serve     broker + in-process transport + consumer + API (default)
+//	presenced api       the HTTP API alone, against a shared database
+//	presenced broker    the MQTT broker alone, sending events through RocketMQ
+//	presenced consumer  applies events from RocketMQ to the store
 //	presenced migrate   apply database migrations and exit
 //	presenced version   print the version
 package main
@@ -38,6 +41,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch command {
 	case "serve":
 		return runServe(ctx, args, getenv, stderr)
+	case "api":
+		return runAPI(ctx, args, getenv, stderr)
+	case "broker":
+		return runBroker(ctx, args, getenv, stderr)
+	case "consumer":
+		return runConsumer(ctx, args, getenv, stderr)
 	case "migrate":
 		return runMigrate(ctx, args, getenv, stderr)
 	case "version":
@@ -54,6 +63,9 @@ const usage = `usage: presenced <command> [flags]
 
 commands:
   serve     run the MQTT broker, the event consumer and the HTTP API in one process (default)
+  api       run the HTTP API alone against a shared database (--database-url)
+  broker    run the MQTT broker alone; events go through a durable outbox to RocketMQ
+  consumer  apply events from RocketMQ to the store (and check broker node leases)
   migrate   apply the database migrations and exit
   version   print the version
 

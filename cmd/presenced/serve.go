@@ -7,13 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
-	"github.com/presenced/presenced/api"
 	"github.com/presenced/presenced/consumer"
 	"github.com/presenced/presenced/mqttbroker"
 )
@@ -28,6 +26,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	hooks, err := parseTestHooks(getenv)
+	if err != nil {
+		return err
+	}
+	if attrs := hooks.active(); len(attrs) > 0 {
+		log.Warn("TEST HOOKS ACTIVE: this process injects faults", attrs...)
+	}
 	epoch := newEpoch()
 	log.Info("starting presenced", "version", version, "node", cfg.Node, "epoch", epoch)
 
@@ -48,26 +53,34 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 
 	queue := consumer.NewQueue(cfg.QueueLimit)
-	applier := consumer.NewApplier(db.apply, nil, log.With("component", "consumer"), time.Now)
-	pump := &consumer.Pump{Queue: queue, Applier: applier, BatchSize: cfg.BatchSize}
+	web := newHTTPAPI(cfg, db, log)
+	pipeline := newConsumerMetrics(web.registry)
+	applier := consumer.NewApplier(pipeline.observeBatches(db.apply), nil, log.With("component", "consumer"), time.Now)
+	pipeline.register(applier, queue)
+	nodeApplier := consumer.NewNodeApplier(db.store.ApplyNodeEvent, nil, log.With("component", "nodes"))
+	pump := &consumer.Pump{Queue: queue, Applier: applier, Nodes: nodeApplier, BatchSize: cfg.BatchSize}
 
+	// The reporter numbers every lifecycle event and reports this node's
+	// liveness and channel set through the same queue (issue: stale presence
+	// when a broker dies).
+	reporter := &consumer.NodeReporter{
+		Node: cfg.Node, Epoch: epoch, Generation: nodeGeneration(cfg.DataDir, log),
+		Lease: cfg.NodeLease, HeartbeatEvery: cfg.HeartbeatEvery, ReconcileEvery: cfg.ReconcileEvery,
+		Emit: queue.EmitNode, Log: log.With("component", "nodes"), Now: hooks.now,
+	}
 	broker := mqttbroker.New(mqttbroker.Config{
 		Node:           cfg.Node,
 		Epoch:          epoch,
 		ConnectTimeout: cfg.ConnectTimeout,
 		AllowAnonymous: allowAnonymous(cfg.AllowAnonymous, mqttListener.Addr()),
 		Logger:         log.With("component", "mqtt"),
-	}, queue.Emit)
+		Now:            hooks.now,
+		DropTCPClean:   hooks.dropTCPClean,
+	}, reporter.Stamp(pipeline.countEmitted(queue.Emit)))
+	reporter.OpenChannels = broker.OpenChannels
 
-	httpServer := &http.Server{
-		Handler: api.New(api.Config{Logger: log.With("component", "api")}, api.Deps{
-			Status:    db,
-			Readiness: db,
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	web.registry.MustRegister(brokerCollector{stats: broker.Stats})
+	httpServer := web.server
 
 	// pumpCtx outlives ctx: the pump must drain the tcpclean events of the
 	// shutdown. It is cancelled only if the drain takes too long.
@@ -76,9 +89,14 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	pumpDone := make(chan error, 1)
 	go func() { pumpDone <- pump.Run(pumpCtx) }()
+	// Announce the new epoch before accepting clients: the channels a
+	// previous process of this node left open are fenced first.
+	if err := reporter.Start(); err != nil {
+		return fmt.Errorf("announce node start: %w", err)
+	}
 
 	var wg sync.WaitGroup
-	failed := make(chan error, 2)
+	failed := make(chan error, 5)
 	serve := func(name string, fn func() error) {
 		wg.Add(1)
 		go func() {
@@ -89,6 +107,14 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}()
 	}
 	serve("mqtt server", func() error { return broker.Serve(mqttListener) })
+	nodesCtx, stopNodes := context.WithCancel(ctx)
+	defer stopNodes()
+	serve("node reporter", func() error { return reporter.Run(nodesCtx) })
+	serve("lease monitor", func() error { return leaseMonitor(db.store, cfg, cfg.Node, log).Run(nodesCtx) })
+	// The view follows the store's change feed until HTTP has stopped.
+	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFeed()
+	serve("change feed", func() error { return web.runFollower(feedCtx) })
 	serve("http server", func() error { return httpServer.Serve(httpListener) })
 	log.Info("listening", "mqtt", mqttListener.Addr().String(), "http", httpListener.Addr().String())
 
@@ -102,8 +128,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownWait)
 	defer cancel()
+	stopNodes()
 	if err := broker.Shutdown(shutdownCtx); err != nil {
 		log.Error("mqtt shutdown", "err", err)
+	}
+	if err := reporter.Stop(); err != nil {
+		log.Error("announce node stop", "err", err)
 	}
 	// The broker has handed every tcpclean to the queue; drain it into the
 	// store before HTTP stops, so readiness stays truthful meanwhile.
@@ -118,6 +148,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := httpServer.Shutdown(shutdownCtx); err != nil {
 		log.Error("http shutdown", "err", err)
 	}
+	stopFeed()
 	wg.Wait()
 	log.Info("stopped", "events_applied", applier.Stats.Applied.Load())
 	return runErr

@@ -15,8 +15,11 @@ func (o *Outbox) Ack(upTo uint64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	o.mu.Lock()
-	acked := o.acked
+	acked, closed := o.acked, o.closed
 	o.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
 	if upTo <= acked {
 		return nil
 	}

@@ -2,6 +2,8 @@ package outbox
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 
@@ -12,29 +14,33 @@ import (
 // appenders, as a broker with many connecting clients produces them. Each
 // op is one Append that returned after its fsync.
 func BenchmarkAppendParallel(b *testing.B) {
-	o := openOutbox(b, b.TempDir(), Options{})
-	var n atomic.Int64
-	b.SetParallelism(128) // ×GOMAXPROCS goroutines: many clients connecting at once
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
-		for pb.Next() {
-			i := int(n.Add(1))
-			typ := presence.EventConnect
-			if i%2 == 0 {
-				typ = presence.EventTCPClean
-			}
-			if err := o.Append(ctx, testEvent(typ, i)); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.StopTimer()
-	st := o.Stats()
-	b.ReportMetric(float64(st.Appends)/b.Elapsed().Seconds(), "appends/s")
-	b.ReportMetric(float64(st.Appends)/float64(max(st.Fsyncs, 1)), "appends/fsync")
+	for _, perProc := range []int{8, 128} { // × GOMAXPROCS goroutines
+		b.Run(fmt.Sprintf("appenders=%d", perProc*runtime.GOMAXPROCS(0)), func(b *testing.B) {
+			o := openOutbox(b, b.TempDir(), Options{})
+			var n atomic.Int64
+			b.SetParallelism(perProc)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				for pb.Next() {
+					i := int(n.Add(1))
+					typ := presence.EventConnect
+					if i%2 == 0 {
+						typ = presence.EventTCPClean
+					}
+					if err := o.Append(ctx, testEvent(typ, i)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			st := o.Stats()
+			b.ReportMetric(float64(st.Appends)/b.Elapsed().Seconds(), "appends/s")
+			b.ReportMetric(float64(st.Appends)/float64(max(st.Fsyncs, 1)), "appends/fsync")
+		})
+	}
 }
 
 // BenchmarkAppendSerial is one appender at a time: the latency of one

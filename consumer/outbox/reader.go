@@ -41,7 +41,9 @@ type readRecord struct {
 // first, waiting until at least one exists or ctx ends. The first Read
 // after Open (or after Rewind) starts just after the last acknowledged
 // record. It returns ErrClosed after Close and a *CorruptError when a
-// record is damaged (reading cannot continue past it).
+// record is damaged (reading cannot continue past it). Records already
+// waiting are returned even when ctx is done; ctx.Err() is returned only
+// when none are, so Read with a cancelled context polls.
 func (o *Outbox) Read(ctx context.Context, max int) ([]Record, error) {
 	for {
 		recs, wait, err := o.readAvailable(max)

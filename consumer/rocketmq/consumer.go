@@ -2,6 +2,7 @@ package rocketmq
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,10 @@ type RejectFunc func(ctx context.Context, source string, raw []byte, reason stri
 
 // SubscriptionTags selects the lifecycle events.
 const SubscriptionTags = "connect||disconnect||tcpclean"
+
+// ApplyNodeFunc records a broker node's report (liveness, fencing,
+// reconciliation) in the store.
+type ApplyNodeFunc func(ctx context.Context, n presence.NodeEvent) error
 
 // ConsumerConfig configures a Consumer.
 type ConsumerConfig struct {
@@ -58,7 +63,10 @@ type ConsumerConfig struct {
 
 	Apply  ApplyFunc
 	Reject RejectFunc
-	Log    *slog.Logger
+	// ApplyNode, when set, also subscribes to node reports (tag "node")
+	// and applies them after the lifecycle events of the same batch.
+	ApplyNode ApplyNodeFunc
+	Log       *slog.Logger
 }
 
 // ConsumerStats are the consumer's counters, for metrics.
@@ -76,7 +84,51 @@ type Consumer struct {
 	log   *slog.Logger
 	Stats ConsumerStats
 
-	inflight sync.WaitGroup // consume callbacks running
+	inflight inflight // consume callbacks running
+}
+
+// inflight counts consume callbacks and, once stopping, turns new ones
+// away. (A WaitGroup would not do: the client may start a callback while
+// Run waits.)
+type inflight struct {
+	mu       sync.Mutex
+	n        int
+	stopping bool
+	idle     chan struct{} // closed when n drops to 0 while stopping
+}
+
+func (f *inflight) enter() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopping {
+		return false
+	}
+	f.n++
+	return true
+}
+
+func (f *inflight) leave() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	if f.n == 0 && f.idle != nil {
+		close(f.idle)
+		f.idle = nil
+	}
+}
+
+// stop turns new callbacks away and returns a channel closed once none runs.
+func (f *inflight) stop() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopping = true
+	idle := make(chan struct{})
+	if f.n == 0 {
+		close(idle)
+	} else {
+		f.idle = idle
+	}
+	return idle
 }
 
 // NewConsumer checks cfg and returns a Consumer. Call Run.
@@ -123,9 +175,9 @@ type pushConsumer interface {
 	Subscribe(topic string, selector consumer.MessageSelector, f func(context.Context, ...*primitive.MessageExt) (consumer.ConsumeResult, error)) error
 }
 
-// Run consumes until ctx ends, then shuts the client down (committing
-// offsets of what was applied), waits up to DrainTimeout for batches being
-// applied, and returns nil. Starting is retried while a topic has no route
+// Run consumes until ctx ends, then waits up to DrainTimeout for batches
+// being applied, shuts the client down (committing the offsets of what was
+// applied), and returns nil. Starting is retried while a topic has no route
 // yet; a name server address that does not resolve is an error.
 func (c *Consumer) Run(ctx context.Context) error {
 	addrs, err := ResolveNameServers(ctx, c.cfg.NameServers)
@@ -145,17 +197,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return err
 	}
 	<-ctx.Done()
-	if err := pc.Shutdown(); err != nil {
-		c.log.Warn("rocketmq consumer shutdown", "err", err)
-	}
-	drained := make(chan struct{})
-	go func() { c.inflight.Wait(); close(drained) }()
+	// Let batches being applied finish first, so that the offsets the
+	// client commits on Shutdown include them; batches dispatched
+	// meanwhile are turned away and come back through the retry topic.
+	idle := c.inflight.stop()
 	select {
-	case <-drained:
+	case <-idle:
 	case <-time.After(c.cfg.DrainTimeout):
 		c.log.Warn("rocketmq consumer: batches still applying after the drain timeout; cancelling them (they will be redelivered)")
 		cancelApply()
-		<-drained
+		<-idle
+	}
+	if err := pc.Shutdown(); err != nil {
+		c.log.Warn("rocketmq consumer shutdown", "err", err)
 	}
 	return nil
 }
@@ -171,7 +225,7 @@ func (c *Consumer) start(ctx, applyCtx context.Context, addrs []string) (pushCon
 			return nil, err
 		}
 		for _, topic := range c.cfg.Topics {
-			sel := consumer.MessageSelector{Type: consumer.TAG, Expression: SubscriptionTags}
+			sel := consumer.MessageSelector{Type: consumer.TAG, Expression: c.tags()}
 			if err := pc.Subscribe(topic, sel, c.callback(applyCtx)); err != nil {
 				pc.Shutdown()
 				return nil, fmt.Errorf("rocketmq consumer: subscribe %s: %w", topic, err)
@@ -226,8 +280,10 @@ func (c *Consumer) newPushConsumer(addrs []string) (pushConsumer, error) {
 // redelivery of the whole batch on any failure.
 func (c *Consumer) callback(ctx context.Context) func(context.Context, ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
 	return func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
-		c.inflight.Add(1)
-		defer c.inflight.Done()
+		if !c.inflight.enter() {
+			return consumer.ConsumeRetryLater, nil // shutting down
+		}
+		defer c.inflight.leave()
 		c.Stats.Batches.Add(1)
 		if err := c.consume(ctx, msgs); err != nil {
 			c.Stats.RetryLater.Add(1)
@@ -250,7 +306,17 @@ func (c *Consumer) consume(ctx context.Context, msgs []*primitive.MessageExt) er
 	events := make([]presence.Event, 0, len(msgs))
 	origins := make([]*primitive.MessageExt, 0, len(msgs))
 	var rejects []poison
+	var nodes []presence.NodeEvent
 	for _, m := range msgs {
+		if m.GetTags() == TagNode && c.cfg.ApplyNode != nil {
+			n, err := decodeNodeEvent(m.Body)
+			if err != nil {
+				rejects = append(rejects, poison{m, err.Error()})
+				continue
+			}
+			nodes = append(nodes, n)
+			continue
+		}
 		ev, err := presence.DecodeEvent(m.Body)
 		if err != nil {
 			rejects = append(rejects, poison{m, err.Error()})
@@ -268,6 +334,13 @@ func (c *Consumer) consume(ctx context.Context, msgs []*primitive.MessageExt) er
 			return err
 		}
 		rejects = append(rejects, refused...)
+	}
+	// Node reports after the events of the batch: a channel-set report
+	// must not be applied before connects the broker numbered earlier.
+	for _, n := range nodes {
+		if err := c.cfg.ApplyNode(ctx, n); err != nil {
+			return fmt.Errorf("apply node report %s/%s: %w", n.Node, n.Type, err)
+		}
 	}
 	for _, p := range rejects {
 		if err := c.cfg.Reject(ctx, source(p.msg), p.msg.Body, p.reason); err != nil {
@@ -318,4 +391,28 @@ func source(m *primitive.MessageExt) string {
 		queue = m.Queue.QueueId
 	}
 	return fmt.Sprintf("rocketmq topic=%s queue=%d offset=%d msgId=%s", m.Topic, queue, m.QueueOffset, m.MsgId)
+}
+
+// tags is the subscription expression: lifecycle events, and node reports
+// when they are applied.
+func (c *Consumer) tags() string {
+	if c.cfg.ApplyNode != nil {
+		return SubscriptionTags + "||" + TagNode
+	}
+	return SubscriptionTags
+}
+
+// decodeNodeEvent parses and validates a node report body.
+func decodeNodeEvent(body []byte) (presence.NodeEvent, error) {
+	var n presence.NodeEvent
+	if len(body) > 64<<20 {
+		return n, presence.Errorf(presence.EINVALID, "node report is %d bytes; at most 64 MiB are allowed", len(body))
+	}
+	if err := json.Unmarshal(body, &n); err != nil {
+		return n, presence.Errorf(presence.EINVALID, "node report is not valid JSON: %v", err)
+	}
+	if err := n.Validate(); err != nil {
+		return n, err
+	}
+	return n, nil
 }

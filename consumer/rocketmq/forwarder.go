@@ -42,8 +42,10 @@ type ForwarderConfig struct {
 	// InstanceName must be unique per client in the process; the default
 	// is unique.
 	InstanceName string
-	// Window is the most entries read, sent and acknowledged together
-	// (default 64). With Batch, entries of one topic go in one request.
+	// Window is the most entries read and sent together (default 64);
+	// unless NoBatch, the window's entries of one topic go in one request.
+	// Acknowledgements cover several windows: they are written at most
+	// every 100 ms while a backlog drains, and whenever it is drained.
 	Window int
 	// NoBatch sends one message per request, the window's messages
 	// concurrently, for brokers that refuse batch messages.
@@ -61,7 +63,7 @@ type ForwarderConfig struct {
 
 // ForwarderStats are the forwarder's counters, for metrics.
 type ForwarderStats struct {
-	Forwarded  atomic.Uint64 // entries sent and acknowledged in the outbox
+	Forwarded  atomic.Uint64 // entries stored by RocketMQ
 	Requests   atomic.Uint64 // successful send requests
 	SendErrors atomic.Uint64 // failed send requests (each retried)
 	Skipped    atomic.Uint64 // entries that could not be turned into messages
@@ -188,27 +190,61 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}
 	f.log.Info("forwarding events to rocketmq", "topic", f.cfg.Routing.Topic, "perGroupTopics", f.cfg.Routing.PerGroupTopics, "instance", f.cfg.InstanceName)
 
-	for {
-		entries, err := f.src.Read(readCtx, f.cfg.Window)
-		if err != nil {
-			if runCtx.Err() != nil {
-				return nil
-			}
-			if readCtx.Err() != nil { // draining, and nothing is left
-				f.log.Info("forwarder drained the outbox")
-				return nil
-			}
-			return fmt.Errorf("forwarder: read outbox: %w", err)
+	// Acknowledging costs two fsyncs (checkpoint and directory), so while
+	// a backlog drains, acknowledgements are batched: at most every
+	// ackInterval, and whenever the outbox has nothing more to read. A
+	// crash in between only resends events, which the store absorbs.
+	var sent, acked uint64
+	lastAck := time.Now()
+	// Read with an already cancelled context returns what is waiting
+	// without waiting (see Source).
+	doneCtx, cancelDone := context.WithCancel(context.Background())
+	cancelDone()
+	ack := func() error {
+		if sent == acked {
+			return nil
 		}
-		if err := f.forward(runCtx, p, entries); err != nil {
-			return nil // runCtx ended while retrying
-		}
-		if err := f.src.Ack(entries[len(entries)-1].Seq); err != nil {
+		if err := f.src.Ack(sent); err != nil {
 			return fmt.Errorf("forwarder: acknowledge outbox: %w", err)
 		}
+		acked, lastAck = sent, time.Now()
+		return nil
+	}
+	for {
+		entries, err := f.src.Read(doneCtx, f.cfg.Window) // never waits
+		if len(entries) == 0 && err != nil && errors.Is(err, context.Canceled) {
+			// Caught up: acknowledge, then wait for more.
+			if err := ack(); err != nil {
+				return err
+			}
+			entries, err = f.src.Read(readCtx, f.cfg.Window)
+		}
+		if err != nil {
+			if runCtx.Err() != nil {
+				return ack()
+			}
+			if readCtx.Err() != nil && errors.Is(err, context.Canceled) { // draining, and nothing is left
+				f.log.Info("forwarder drained the outbox")
+				return ack()
+			}
+			return errors.Join(fmt.Errorf("forwarder: read outbox: %w", err), ack())
+		}
+		if err := f.forward(runCtx, p, entries); err != nil {
+			return ack() // runCtx ended while retrying
+		}
+		sent = entries[len(entries)-1].Seq
 		f.Stats.Forwarded.Add(uint64(len(entries)))
+		if time.Since(lastAck) >= ackInterval {
+			if err := ack(); err != nil {
+				return err
+			}
+		}
 	}
 }
+
+// ackInterval is the longest the forwarder holds back acknowledging while
+// a backlog drains.
+const ackInterval = 100 * time.Millisecond
 
 // Shutdown asks Run to forward what the outbox holds, including entries
 // appended meanwhile, and return. It waits for that until ctx ends; then

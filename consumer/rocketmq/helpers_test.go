@@ -46,7 +46,7 @@ type env struct {
 	id      string             // unique per test, for topic and group names
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -86,7 +86,7 @@ func (s outboxSource) Read(ctx context.Context, max int) ([]rocketmq.Entry, erro
 	return entries, err
 }
 
-func openOutbox(t *testing.T) *outbox.Outbox {
+func openOutbox(t testing.TB) *outbox.Outbox {
 	t.Helper()
 	o, err := outbox.Open(t.TempDir(), outbox.Options{Log: testLog()})
 	if err != nil {
@@ -109,7 +109,7 @@ func event(clientID string, typ presence.EventType, n int) presence.Event {
 }
 
 // waitFor polls cond every 20 ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -120,31 +120,40 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// runInBackground runs run(ctx) and, at cleanup, cancels it and waits.
-func runInBackground(t *testing.T, run func(context.Context) error) (cancel func(), done <-chan error) {
+// background is a Run method running in its own goroutine.
+type background struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when run returned
+	err    error
+}
+
+// runInBackground runs run(ctx); at cleanup it cancels ctx, waits, and
+// fails the test if run returned an error.
+func runInBackground(t testing.TB, run func(context.Context) error) *background {
 	t.Helper()
-	ctx, cancelCtx := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx) }()
-	var once sync.Once
-	var result error
-	stop := func() {
-		once.Do(func() {
-			cancelCtx()
-			select {
-			case result = <-errc:
-			case <-time.After(30 * time.Second):
-				result = fmt.Errorf("did not return within 30 s of cancel")
-			}
-		})
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	bg := &background{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(bg.done)
+		bg.err = run(ctx)
+	}()
 	t.Cleanup(func() {
-		stop()
-		if result != nil {
-			t.Errorf("run: %v", result)
+		if err := bg.stop(); err != nil {
+			t.Errorf("run: %v", err)
 		}
 	})
-	return stop, errc
+	return bg
+}
+
+// stop cancels run's context and returns what it returned.
+func (bg *background) stop() error {
+	bg.cancel()
+	select {
+	case <-bg.done:
+		return bg.err
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("did not return within 30 s of cancel")
+	}
 }
 
 // collected is one message as a plain consumer of the topic sees it.

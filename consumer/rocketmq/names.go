@@ -16,12 +16,22 @@ import (
 // ResolveNameServers turns "host:port" name server addresses (a list, or
 // entries holding several separated by ';' or ',') into the "ip:port"
 // form rocketmq-client-go insists on. A host name resolving to several
-// addresses contributes all of them.
+// addresses contributes all of them. "http://host:port" addresses (Alibaba
+// Cloud instance endpoints) are passed through: the client accepts those.
 func ResolveNameServers(ctx context.Context, addrs []string) ([]string, error) {
 	var out []string
 	seen := map[string]bool{}
 	for _, entry := range addrs {
 		for _, addr := range strings.FieldsFunc(entry, func(r rune) bool { return r == ';' || r == ',' || r == ' ' }) {
+			if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
+				// Alibaba Cloud instance endpoints: the client strips
+				// the scheme and dials the host name itself.
+				if !seen[addr] {
+					seen[addr] = true
+					out = append(out, addr)
+				}
+				continue
+			}
 			host, port, err := net.SplitHostPort(addr)
 			if err != nil {
 				return nil, fmt.Errorf("resolve name server %q: want host:port: %w", addr, err)

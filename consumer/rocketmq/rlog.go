@@ -41,17 +41,20 @@ func (a *rlogAdapter) emit(level slog.Level, msg string, fields map[string]any) 
 	slices.Sort(keys)
 	attrs := make([]slog.Attr, 0, len(keys))
 	for _, k := range keys {
-		v := fields[k]
-		switch v.(type) {
-		case string, int, int32, int64, uint64, bool:
+		var s string
+		switch v := fields[k].(type) {
+		case int, int32, int64, uint64, bool:
+			attrs = append(attrs, slog.Any(k, v))
+			continue
+		case string:
+			s = v
 		default:
-			s := fmt.Sprint(v)
-			if len(s) > maxFieldChars {
-				s = s[:maxFieldChars] + "…"
-			}
-			v = s
+			s = fmt.Sprint(v)
 		}
-		attrs = append(attrs, slog.Any(k, v))
+		if len(s) > maxFieldChars {
+			s = s[:maxFieldChars] + "…"
+		}
+		attrs = append(attrs, slog.String(k, s))
 	}
 	a.log.LogAttrs(context.Background(), level, strings.TrimSpace(msg), attrs...)
 }

@@ -18,9 +18,8 @@ const (
 
 // aclRule grants access to the topics a filter matches.
 type aclRule struct {
-	access  access
-	filter  string
-	pattern bool // %u and %c are substituted per client
+	access access
+	filter string // for pattern rules, with %u and %c still to substitute
 }
 
 // ACL decides publish and subscribe rights from rules in the mosquitto
@@ -76,7 +75,6 @@ func ParseACL(r io.Reader, name string) (*ACL, error) {
 			}
 			switch {
 			case keyword == "pattern":
-				rule.pattern = true
 				a.patterns = append(a.patterns, rule)
 			case section == "user":
 				a.users[owner] = append(a.users[owner], rule)

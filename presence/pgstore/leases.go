@@ -14,20 +14,21 @@ import (
 // answered "unknown"); a node silent for longer than grace is lost, and its
 // open channels are closed with tcpclean reason node_lost. It returns the
 // synthesized events that were newly stored. Concurrent callers are safe:
-// the updates are conditional and the closes idempotent.
-func (s *Store) ExpireNodes(ctx context.Context, grace time.Duration) ([]presence.StoredEvent, error) {
+// the updates are conditional and the closes idempotent. skipNode (if not
+// empty) is left alone: the caller hosts that node and knows it is alive.
+func (s *Store) ExpireNodes(ctx context.Context, grace time.Duration, skipNode string) ([]presence.StoredEvent, error) {
 	var toClose []presence.Event
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		toClose = toClose[:0]
 		if _, err := tx.Exec(ctx, `
 			UPDATE nodes SET state = 'silent', silent_since = last_seen + lease_ms * interval '1 millisecond'
-			WHERE state = 'alive' AND last_seen + lease_ms * interval '1 millisecond' < now()`); err != nil {
+			WHERE state = 'alive' AND last_seen + lease_ms * interval '1 millisecond' < now() AND node <> $1`, skipNode); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, `
 			UPDATE nodes SET state = 'lost'
-			WHERE state = 'silent' AND silent_since + $1 * interval '1 millisecond' < now()
-			RETURNING node, epoch`, grace.Milliseconds())
+			WHERE state = 'silent' AND silent_since + $1 * interval '1 millisecond' < now() AND node <> $2
+			RETURNING node, epoch`, grace.Milliseconds(), skipNode)
 		if err != nil {
 			return err
 		}

@@ -120,11 +120,11 @@ func TestLeaseExpiryMakesNodeSilentThenLost(t *testing.T) {
 	start.LeaseMillis = 100
 	mustNodeEvent(t, s, start)
 	mustApply(t, s, connectOn("a", "ch-a", "n1", "e1"))
-	if closed, err := s.ExpireNodes(ctx, time.Hour); err != nil || len(closed) != 0 {
+	if closed, err := s.ExpireNodes(ctx, time.Hour, ""); err != nil || len(closed) != 0 {
 		t.Fatalf("ExpireNodes within the lease: %v %v", closed, err)
 	}
 	time.Sleep(150 * time.Millisecond) // the lease is judged on the database's clock
-	if closed, err := s.ExpireNodes(ctx, 2*time.Second); err != nil || len(closed) != 0 {
+	if closed, err := s.ExpireNodes(ctx, 2*time.Second, ""); err != nil || len(closed) != 0 {
 		t.Fatalf("ExpireNodes within the grace: %v %v", closed, err)
 	}
 	nodes, _ := s.Nodes(ctx)
@@ -132,7 +132,7 @@ func TestLeaseExpiryMakesNodeSilentThenLost(t *testing.T) {
 		t.Fatalf("node %+v, want silent with one open channel", nodes[0])
 	}
 	time.Sleep(2 * time.Second)
-	closed, err := s.ExpireNodes(ctx, 2*time.Second)
+	closed, err := s.ExpireNodes(ctx, 2*time.Second, "")
 	if err != nil || reasonsOf(closed)["ch-a"] != presence.ReasonNodeLost {
 		t.Fatalf("ExpireNodes past the grace: %v %v, want ch-a closed as node_lost", closed, err)
 	}

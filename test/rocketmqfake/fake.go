@@ -91,6 +91,8 @@ type Fake struct {
 	loops    tracker
 	opaque   atomic.Int32
 	gate     gate
+	// lastRequest is when the last frame arrived (UnixNano), for Stop's drain.
+	lastRequest atomic.Int64
 
 	lifecycle sync.Mutex // serialises Start/Stop/RefuseConnections
 
@@ -229,11 +231,12 @@ func listenRetry(addr string) (net.Listener, error) {
 }
 
 // Stop shuts both servers down the way a broker restart looks to clients:
-// listeners close (new connections are refused), requests arriving from now
-// on get SERVICE_NOT_AVAILABLE, long-polling pulls are answered
-// PULL_NOT_FOUND so the client's pull loops do not sit on a dead request for
-// their 30 s timeout, then every connection is closed. Stored messages,
-// offsets and group membership are kept for the next Start.
+// listeners close (new connections are refused), long-polling pulls are
+// answered PULL_NOT_FOUND and pulls and sends arriving meanwhile get
+// SERVICE_NOT_AVAILABLE — so no client request is left unanswered on a
+// socket that is about to die (rocketmq-client-go would wait out its 30 s
+// pull timeout) — and once the connections are quiet they are closed.
+// Stored messages, offsets and group membership are kept for the next Start.
 func (f *Fake) Stop() {
 	f.lifecycle.Lock()
 	defer f.lifecycle.Unlock()
@@ -247,9 +250,7 @@ func (f *Fake) Stop() {
 	close(f.stopCh)
 	f.mu.Unlock()
 
-	// Give woken pulls a moment to write their answers before the sockets
-	// go; bounded so a paused fake cannot hang Stop.
-	f.handlers.wait(500 * time.Millisecond)
+	f.drainBeforeClose()
 	f.closeAllConns()
 	if !f.loops.wait(5 * time.Second) {
 		f.log.Warn("rocketmqfake: connection loops still running after Stop")
@@ -260,6 +261,26 @@ func (f *Fake) Stop() {
 	f.running, f.stopping = false, false
 	f.mu.Unlock()
 	f.log.Info("rocketmqfake stopped")
+}
+
+// drainBeforeClose lets the connections go quiet before Stop closes them.
+// Woken pulls answer PULL_NOT_FOUND and the client re-pulls at once; that
+// re-pull must be answered (SERVICE_NOT_AVAILABLE, after which the client
+// backs off 3 s) rather than be swallowed by the close, or its pull loop
+// sits 30 s on a request nobody will answer. So wait until no request has
+// arrived for a little while and no handler runs, bounded so a paused fake
+// or a chatty client cannot hang Stop.
+func (f *Fake) drainBeforeClose() {
+	const quiet, limit = 100 * time.Millisecond, 2 * time.Second
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		idle := time.Since(time.Unix(0, f.lastRequest.Load()))
+		if idle >= quiet && f.handlers.wait(0) {
+			return
+		}
+		f.handlers.wait(quiet)
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Close stops the fake; it exists so a Fake can be handed to t.Cleanup.

@@ -29,6 +29,11 @@ func (t Target) matches(k serverKind) bool {
 // every request and does nothing. Actions apply in order: Delay, then one
 // of Drop, CloseConn or Error; with none of those the request is then
 // handled normally (a pure delay).
+//
+// Beware Error on GET_CONSUMER_LIST_BY_GROUP (which a fault without Codes
+// includes): rocketmq-client-go reads any error answer as an empty consumer
+// list and drops all its queues until its next 20 s rebalance. Transport
+// failures (Drop, CloseConn, Pause) do not have that effect.
 type Fault struct {
 	Target Target
 	// Codes limits the fault to these request codes (Req* constants);

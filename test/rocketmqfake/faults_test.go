@@ -2,7 +2,6 @@ package rocketmqfake_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -190,5 +189,4 @@ func TestDropAndRefuse(t *testing.T) {
 	if ids := f.ConsumerIDs(group); len(ids) != 1 {
 		t.Errorf("consumer ids %v", ids)
 	}
-	_ = fmt.Sprint()
 }

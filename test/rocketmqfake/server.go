@@ -135,6 +135,7 @@ func (c *conn) readLoop() {
 			}
 			return
 		}
+		c.f.lastRequest.Store(time.Now().UnixNano())
 		if !c.f.gate.wait(c.closed) {
 			return
 		}
@@ -214,13 +215,22 @@ func (f *Fake) handle(c *conn, req *command) {
 	f.mu.Unlock()
 	f.log.Debug("rocketmqfake: request", "server", c.server, "code", RequestName(req.Code), "remote", c.remote, "ext", req.ExtFields)
 
-	if stopping {
+	// While Stop drains, refuse pulls and sends: the client backs a failed
+	// pull off for 3 s, so it is not mid-request when the socket closes.
+	// Everything else is answered normally — in particular
+	// GET_CONSUMER_LIST_BY_GROUP, whose error answer rocketmq-client-go
+	// reads as "no consumers" and drops all its queues until the next 20 s
+	// rebalance.
+	if stopping && (req.Code == ReqPullMessage || isSendCode(req.Code)) {
 		f.reply(c, req, response(req, ResServiceNotAvailable, "rocketmqfake: broker is stopping"))
 		return
 	}
 	if rule != nil {
 		f.log.Debug("rocketmqfake: fault", "server", c.server, "code", RequestName(req.Code), "fault", rule.Fault)
 		if !sleepCtx(rule.Delay, stopCh, c.closed) {
+			// Stopping: answer rather than leave the client waiting on a
+			// socket about to close (a no-op if it closed already).
+			f.reply(c, req, response(req, ResServiceNotAvailable, "rocketmqfake: broker is stopping"))
 			return
 		}
 		switch {
@@ -256,10 +266,19 @@ func (f *Fake) reply(c *conn, req *command, resp *command) {
 	}
 }
 
-func (f *Fake) handleBroker(c *conn, req *command, stopCh chan struct{}) *command {
-	switch req.Code {
+func isSendCode(code int16) bool {
+	switch code {
 	case ReqSendMessage, ReqSendMessageV2, ReqSendBatchMessage, ReqSendReplyMessage, ReqSendReplyMessageV2:
+		return true
+	}
+	return false
+}
+
+func (f *Fake) handleBroker(c *conn, req *command, stopCh chan struct{}) *command {
+	if isSendCode(req.Code) {
 		return f.handleSend(c, req)
+	}
+	switch req.Code {
 	case ReqPullMessage:
 		return f.handlePull(c, req, stopCh)
 	case ReqQueryConsumerOffset:

@@ -3,6 +3,7 @@ package rocketmqfake
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"net"
 	"strconv"
@@ -112,7 +113,7 @@ func (rc *rawClient) call(code int16, serialize byte, ext map[string]string, bod
 // TestRawProtocol: both header encodings, unknown codes, broker-side tag
 // filtering with PULL_RETRY_IMMEDIATELY, long polling, offsets.
 func TestRawProtocol(t *testing.T) {
-	f := New(Options{MaxLongPoll: 300 * time.Millisecond})
+	f := New(Options{MaxLongPoll: time.Second})
 	if err := f.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,7 @@ func TestRawProtocol(t *testing.T) {
 
 	// Caught up: held for MaxLongPoll, then PULL_NOT_FOUND.
 	resp, took := pull(0, "connect")
-	if resp.Code != ResPullNotFound || took < 250*time.Millisecond {
+	if resp.Code != ResPullNotFound || took < 900*time.Millisecond {
 		t.Errorf("empty pull: code %d after %v", resp.Code, took)
 	}
 	// Only non-matching messages: PULL_RETRY_IMMEDIATELY past them.
@@ -166,17 +167,20 @@ func TestRawProtocol(t *testing.T) {
 		t.Errorf("filtered pull: %d next=%s", resp.Code, resp.ext("nextBeginOffset"))
 	}
 	// A long-polling pull is answered as soon as a matching message lands.
+	sent := make(chan struct{})
 	go func() {
+		defer close(sent)
 		time.Sleep(100 * time.Millisecond)
 		send("connect", "z")
 	}()
 	resp, took = pull(2, "connect || tcpclean")
+	<-sent
 	msgs := primitive.DecodeMessage(resp.Body)
 	if resp.Code != ResSuccess || len(msgs) != 1 || string(msgs[0].Body) != "z" || resp.ext("nextBeginOffset") != "3" {
 		t.Errorf("woken pull: %d %d msgs next=%s", resp.Code, len(msgs), resp.ext("nextBeginOffset"))
 	}
-	if took > 250*time.Millisecond {
-		t.Errorf("woken pull took %v", took)
+	if took > 900*time.Millisecond {
+		t.Errorf("woken pull took %v: not woken by the send", took)
 	}
 	// Beyond the end: PULL_OFFSET_MOVED back to max.
 	if resp, _ = pull(10, "*"); resp.Code != ResPullOffsetMoved || resp.ext("nextBeginOffset") != "3" {
@@ -197,5 +201,67 @@ func TestRawProtocol(t *testing.T) {
 	}
 	if !bytes.Equal(f.Messages("raw")[2].Body, []byte("z")) {
 		t.Error("inspection")
+	}
+}
+
+// TestRawMembership: heartbeats register group members, a new member makes
+// the broker push NOTIFY_CONSUMER_IDS_CHANGED to the others, and
+// UNREGISTER_CLIENT / a closed socket remove members.
+func TestRawMembership(t *testing.T) {
+	f := New(Options{})
+	if err := f.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	heartbeat := func(rc *rawClient, id string) {
+		body, _ := json.Marshal(map[string]any{
+			"clientID": id, "producerDataSet": []any{},
+			"consumerDataSet": []any{map[string]any{"groupName": "g", "consumeType": "CONSUME_PASSIVELY",
+				"messageModel": "CLUSTERING", "subscriptionDataSet": []any{
+					map[string]any{"topic": "t", "subString": "connect||tcpclean", "expressionType": "TAG"}}}},
+		})
+		if resp := rc.call(ReqHeartBeat, serializeJSON, nil, body); resp.Code != ResSuccess {
+			t.Fatalf("heartbeat: %d %s", resp.Code, resp.Remark)
+		}
+	}
+	a := dialRaw(t, f.BrokerAddr())
+	heartbeat(a, "127.0.0.1@a")
+	b := dialRaw(t, f.BrokerAddr())
+	heartbeat(b, "127.0.0.1@b")
+	if ids := f.ConsumerIDs("g"); len(ids) != 2 {
+		t.Fatalf("ids %v", ids)
+	}
+	// a must see a NOTIFY for b's arrival (it may also have one for itself).
+	_ = a.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	notified := 0
+	for notified < 2 {
+		cmd, err := readCommand(a.r)
+		if err != nil {
+			break
+		}
+		if cmd.Code == ReqNotifyConsumerIdsChanged && !cmd.isResponse() && cmd.isOneway() && cmd.ext("consumerGroup") == "g" {
+			notified++
+		}
+	}
+	if notified != 2 {
+		t.Errorf("a got %d notifications, want 2 (own join, b's join)", notified)
+	}
+	if expr, _ := f.Subscription("g", "t"); expr != "connect||tcpclean" {
+		t.Errorf("subscription %q", expr)
+	}
+	if resp := b.call(ReqUnregisterClient, serializeJSON, map[string]string{"clientID": "127.0.0.1@b", "consumerGroup": "g"}, nil); resp.Code != ResSuccess {
+		t.Fatalf("unregister: %d", resp.Code)
+	}
+	if ids := f.ConsumerIDs("g"); len(ids) != 1 || ids[0] != "127.0.0.1@a" {
+		t.Errorf("after unregister: %v", ids)
+	}
+	a.c.Close() // the client going away itself: it leaves at once
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := WaitFor(ctx, func() bool { return len(f.ConsumerIDs("g")) == 0 }); err != nil {
+		t.Errorf("after close: %v", f.ConsumerIDs("g"))
+	}
+	if resp := b.call(ReqGetConsumerListByGroup, serializeJSON, map[string]string{"consumerGroup": "g"}, nil); resp.Code != ResSystemError {
+		t.Errorf("empty group answered %d", resp.Code)
 	}
 }

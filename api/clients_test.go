@@ -1,0 +1,131 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/presenced/presenced/presence"
+)
+
+func TestListClientsPaginates(t *testing.T) {
+	h := newHarness(t)
+	var events []presence.Event
+	for i := range 25 {
+		id := fmt.Sprintf("GID_x@@@d%02d", i)
+		events = append(events, ev(id, "cx"+fmt.Sprint(i), presence.EventConnect, 100))
+		if i%5 == 0 { // every fifth is offline again
+			events = append(events, ev(id, "cx"+fmt.Sprint(i), presence.EventTCPClean, 200))
+		}
+	}
+	events = append(events, ev("GID_y@@@d00", "cy", presence.EventConnect, 100))
+	h.apply(events...)
+
+	var got []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		var p page[presence.Status]
+		h.getJSON("/clients?state=online&prefix="+url.QueryEscape("GID_x@@@")+"&limit=7&cursor="+cursor, http.StatusOK, &p)
+		for _, s := range p.Items {
+			if !s.Online {
+				t.Fatalf("offline client %+v in state=online", s)
+			}
+			got = append(got, s.ClientID)
+		}
+		if p.NextCursor == "" {
+			break
+		}
+		if pages > 5 {
+			t.Fatal("too many pages")
+		}
+		cursor = url.QueryEscape(p.NextCursor)
+	}
+	if len(got) != 20 || got[0] != "GID_x@@@d01" || got[19] != "GID_x@@@d24" {
+		t.Fatalf("listed %d: %v", len(got), got)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] <= got[i-1] {
+			t.Fatalf("not in id order: %v", got)
+		}
+	}
+
+	var p page[presence.Status]
+	h.getJSON("/clients?state=offline&prefix=GID_x", http.StatusOK, &p)
+	if len(p.Items) != 5 || p.Items[0].ClientID != "GID_x@@@d00" || p.NextCursor != "" {
+		t.Fatalf("offline: %+v", p)
+	}
+	p = page[presence.Status]{}
+	h.getJSON("/clients?state=all", http.StatusOK, &p)
+	if len(p.Items) != 26 {
+		t.Fatalf("all: %d items", len(p.Items))
+	}
+	p = page[presence.Status]{}
+	h.getJSON("/clients", http.StatusOK, &p) // online by default
+	if len(p.Items) != 21 {
+		t.Fatalf("default: %d items", len(p.Items))
+	}
+}
+
+func TestListClientsErrors(t *testing.T) {
+	h := newHarness(t)
+	for target, field := range map[string]string{
+		"/clients?state=gone":            "state",
+		"/clients?limit=0":               "limit",
+		"/clients?limit=1001":            "limit",
+		"/clients?limit=ten":             "limit",
+		"/clients?cursor=%21%21":         "cursor",
+		"/clients?prefix=" + long(129):   "prefix",
+		"/clients/x/channels?limit=-1":   "limit",
+		"/clients/a+b/channels":          "clientId",
+		"/stats?prefix=" + long(129):     "prefix",
+		"/clients/x/events?order=up":     "order",
+		"/clients/x/events?cursor=abc":   "cursor",
+		"/clients/x/events?from=friday":  "from",
+		"/clients/x/events?to=yesterday": "to",
+		"/clients/x/events?from=2025-01-01T00:00:00Z&to=2025-03-01T00:00:00Z": "to",
+		"/clients/x/events?from=2025-01-02T00:00:00Z&to=2025-01-01T00:00:00Z": "to",
+		"/clients/a%23b/events": "clientId",
+	} {
+		t.Run(target, func(t *testing.T) {
+			h.t = t
+			h.expectProblem(http.MethodGet, target, "", http.StatusBadRequest, field)
+		})
+	}
+}
+
+func long(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = 'x'
+	}
+	return string(b)
+}
+
+func TestStats(t *testing.T) {
+	h := newHarness(t)
+	h.apply(
+		ev("GID_s@@@1", "s1", presence.EventConnect, 100),
+		ev("GID_s@@@1", "s2", presence.EventConnect, 110),
+		ev("GID_s@@@2", "s3", presence.EventConnect, 100),
+		ev("GID_s@@@2", "s3", presence.EventDisconnect, 150),
+		ev("GID_s@@@2", "s3", presence.EventTCPClean, 160),
+		ev("other", "o1", presence.EventConnect, 100),
+	)
+	var all, group statsResponse
+	h.getJSON("/stats", http.StatusOK, &all)
+	if all.OnlineClients != 2 || all.OpenChannels != 3 || all.KnownClients != 3 || all.EventsStored != 6 || all.Seq == 0 || all.EventsCountedAt.IsZero() {
+		t.Fatalf("stats %+v", all)
+	}
+	h.getJSON("/stats?prefix="+url.QueryEscape("GID_s@@@"), http.StatusOK, &group)
+	if group.Prefix != "GID_s@@@" || group.OnlineClients != 1 || group.OpenChannels != 2 || group.KnownClients != 2 || group.EventsStored != 5 {
+		t.Fatalf("group stats %+v", group)
+	}
+	// The count is cached: a new event shows in the view at once, in the
+	// count only after the TTL.
+	h.apply(ev("other", "o2", presence.EventConnect, 100))
+	h.getJSON("/stats", http.StatusOK, &all)
+	if all.OpenChannels != 4 || all.EventsStored != 6 {
+		t.Fatalf("stats after one more event %+v", all)
+	}
+}

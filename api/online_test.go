@@ -1,0 +1,127 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/presenced/presenced/presence"
+)
+
+func TestOnline(t *testing.T) {
+	h := newHarness(t)
+	st := h.status("GID_a@@@dev-1")
+	if st.Online || st.State != presence.StateOffline || st.LastEventAt != nil {
+		t.Fatalf("unknown client: %+v", st)
+	}
+
+	h.apply(ev("GID_a@@@dev-1", "ch1", presence.EventConnect, 1000))
+	st = h.status("GID_a@@@dev-1")
+	if !st.Online || st.OpenChannels != 1 || st.Since == nil || presence.Millis(*st.Since) != 1000 || presence.Millis(*st.LastEventAt) != 1000 {
+		t.Fatalf("after connect: %+v", st)
+	}
+
+	// Takeover: the new channel first, then the old one's tcpclean.
+	h.apply(ev("GID_a@@@dev-1", "ch2", presence.EventConnect, 2000))
+	h.apply(ev("GID_a@@@dev-1", "ch1", presence.EventTCPClean, 2001))
+	st = h.status("GID_a@@@dev-1")
+	if !st.Online || st.OpenChannels != 1 || presence.Millis(*st.Since) != 1000 || presence.Millis(*st.LastEventAt) != 2001 {
+		t.Fatalf("after takeover: %+v", st)
+	}
+
+	h.apply(ev("GID_a@@@dev-1", "ch2", presence.EventTCPClean, 3000))
+	st = h.status("GID_a@@@dev-1")
+	if st.Online || st.OpenChannels != 0 || st.Since != nil || presence.Millis(*st.LastEventAt) != 3000 {
+		t.Fatalf("after tcpclean: %+v", st)
+	}
+
+	// A client id with '/' travels escaped.
+	h.apply(ev("a/b", "ch3", presence.EventConnect, 1000))
+	st = h.status("a/b")
+	if st.ClientID != "a/b" || !st.Online {
+		t.Fatalf("escaped id: %+v", st)
+	}
+}
+
+func TestOnlineErrors(t *testing.T) {
+	h := newHarness(t)
+	h.expectProblem(http.MethodGet, "/clients/a+b/online", "", http.StatusBadRequest, "clientId")
+	h.expectProblem(http.MethodGet, "/clients/"+strings.Repeat("x", 129)+"/online", "", http.StatusBadRequest, "clientId")
+	h.expectProblem(http.MethodPost, "/clients/a/online", "", http.StatusMethodNotAllowed, "")
+
+	// A view whose feed is lost does not answer.
+	h.live.Lost(nil)
+	p := h.expectProblem(http.MethodGet, "/clients/a/online", "", http.StatusServiceUnavailable, "")
+	if !strings.Contains(p.Detail, "not current") {
+		t.Fatalf("detail %q", p.Detail)
+	}
+	h.expectProblem(http.MethodPost, "/clients/online", `{"clientIds":["a"]}`, http.StatusServiceUnavailable, "")
+	h.expectProblem(http.MethodGet, "/clients", "", http.StatusServiceUnavailable, "")
+	h.expectProblem(http.MethodGet, "/stats", "", http.StatusServiceUnavailable, "")
+	h.expectProblem(http.MethodGet, "/readyz", "", http.StatusServiceUnavailable, "")
+	if r := h.do(http.MethodGet, "/readyz", ""); r.header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+}
+
+func TestOnlineBatch(t *testing.T) {
+	h := newHarness(t)
+	h.apply(ev("b1", "c1", presence.EventConnect, 100), ev("b3", "c3", presence.EventConnect, 100), ev("b3", "c3", presence.EventTCPClean, 200))
+	r := h.do(http.MethodPost, "/clients/online", `{"clientIds":["b1","b2","b3","b1"]}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	var out onlineBatchResponse
+	mustDecode(t, r.body, &out)
+	got := ""
+	for _, s := range out.Results {
+		got += fmt.Sprintf("%s=%v ", s.ClientID, s.Online)
+	}
+	if got != "b1=true b2=false b3=false b1=true " {
+		t.Fatalf("results %s", got)
+	}
+
+	ids := make([]string, MaxBatchClientIDs)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%q", fmt.Sprintf("id-%d", i))
+	}
+	r = h.do(http.MethodPost, "/clients/online", `{"clientIds":[`+strings.Join(ids, ",")+`]}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("1000 ids: status %d", r.status)
+	}
+	mustDecode(t, r.body, &out)
+	if len(out.Results) != MaxBatchClientIDs || out.Results[999].ClientID != "id-999" {
+		t.Fatalf("1000 ids: %d results", len(out.Results))
+	}
+}
+
+func TestOnlineBatchErrors(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxBodyBytes = 64 << 10 })
+	ids := make([]string, MaxBatchClientIDs+1)
+	for i := range ids {
+		ids[i] = `"x"`
+	}
+	tests := []struct {
+		name, body string
+		status     int
+		field      string
+	}{
+		{"too many ids", `{"clientIds":[` + strings.Join(ids, ",") + `]}`, http.StatusBadRequest, "clientIds"},
+		{"invalid id", `{"clientIds":["ok","bad#id",""]}`, http.StatusBadRequest, "clientIds[1]"},
+		{"empty id", `{"clientIds":["ok","bad#id",""]}`, http.StatusBadRequest, "clientIds[2]"},
+		{"missing ids", `{}`, http.StatusBadRequest, "clientIds"},
+		{"not JSON", `{"clientIds":`, http.StatusBadRequest, "body"},
+		{"unknown field", `{"clientIds":[],"x":1}`, http.StatusBadRequest, "body"},
+		{"wrong type", `{"clientIds":"a"}`, http.StatusBadRequest, "body"},
+		{"too large", `{"clientIds":["` + strings.Repeat("a", 70<<10) + `"]}`, http.StatusRequestEntityTooLarge, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h.t = t
+			h.expectProblem(http.MethodPost, "/clients/online", tc.body, tc.status, tc.field)
+		})
+	}
+	h.t = t
+	h.expectProblem(http.MethodGet, "/clients/online", "", http.StatusMethodNotAllowed, "")
+}

@@ -1,0 +1,115 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/presenced/presenced/presence"
+)
+
+// The online lookup is the hot path of the API (callers ask on every
+// request of theirs), so its answer is encoded by hand: encoding/json's
+// reflection and time marshalling were a third of its cost. The output is
+// byte-for-byte what json.Marshal gives for presence.Status
+// (TestStatusJSONMatchesEncodingJSON).
+
+// appendStatus appends st as JSON.
+func appendStatus(b []byte, st presence.Status) []byte {
+	b = append(b, `{"clientId":`...)
+	b = appendJSONString(b, st.ClientID)
+	b = append(b, `,"online":`...)
+	b = strconv.AppendBool(b, st.Online)
+	b = append(b, `,"state":`...)
+	b = appendJSONString(b, string(st.State))
+	b = append(b, `,"openChannels":`...)
+	b = strconv.AppendInt(b, int64(st.OpenChannels), 10)
+	if st.Since != nil {
+		b = append(b, `,"since":`...)
+		b = appendJSONTime(b, *st.Since)
+	}
+	if st.LastEventAt != nil {
+		b = append(b, `,"lastEventAt":`...)
+		b = appendJSONTime(b, *st.LastEventAt)
+	}
+	if st.Node != "" {
+		b = append(b, `,"node":`...)
+		b = appendJSONString(b, st.Node)
+	}
+	return append(b, '}')
+}
+
+func appendJSONTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string, escaped as encoding/json
+// escapes it (HTML-safe, invalid UTF-8 replaced, U+2028/U+2029 escaped).
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// Header values shared by every JSON answer; net/http never modifies them.
+var (
+	headerJSON    = []string{"application/json"}
+	headerNoStore = []string{"no-store"}
+)
+
+// writeRawJSON writes an encoded JSON body with status 200.
+func writeRawJSON(w http.ResponseWriter, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = headerJSON
+	h["Cache-Control"] = headerNoStore
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,159 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/presence"
+)
+
+func TestStreamSendsOnlineAndOffline(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.RequestTimeout = 50 * time.Millisecond })
+	s := h.openStream("/stream")
+	ready := s.nextEvent()
+	if ready.Event != "ready" || ready.ID == "" {
+		t.Fatalf("first event %+v, want ready with an id", ready)
+	}
+	time.Sleep(100 * time.Millisecond) // longer than the request timeout: streams are exempt
+
+	h.apply(ev("GID_s@@@1", "c1", presence.EventConnect, 1000))
+	on := s.nextEvent()
+	c := decodeChange(t, on.Data)
+	if on.Event != "online" || on.ID != strconv.FormatInt(c.Seq, 10) || c.ClientID != "GID_s@@@1" || !c.Online ||
+		c.Event.EventType != presence.EventConnect || c.Event.ChannelID != "c1" || c.Event.Node != "n1" || c.Event.Time == nil {
+		t.Fatalf("online event %+v %+v", on, c)
+	}
+	// A second channel and a disconnect change nothing.
+	h.apply(ev("GID_s@@@1", "c2", presence.EventConnect, 1100), ev("GID_s@@@1", "c1", presence.EventDisconnect, 1200))
+	h.apply(ev("GID_s@@@1", "c1", presence.EventTCPClean, 1300), ev("GID_s@@@1", "c2", presence.EventTCPClean, 1400))
+	off := s.nextEvent()
+	c = decodeChange(t, off.Data)
+	if off.Event != "offline" || c.Online || c.Event.EventType != presence.EventTCPClean || c.Event.Reason != presence.ReasonClientClosed {
+		t.Fatalf("offline event %+v %+v", off, c)
+	}
+	if id, _ := strconv.ParseInt(off.ID, 10, 64); id <= c.Seq-1 || off.ID <= on.ID {
+		t.Fatalf("ids not increasing: %s then %s", on.ID, off.ID)
+	}
+}
+
+func TestStreamFilters(t *testing.T) {
+	h := newHarness(t)
+	s := h.openStream("/stream?clientId=solo&prefix=GID_f@@@")
+	s.nextEvent() // ready
+	h.apply(ev("other", "o", presence.EventConnect, 1), ev("GID_g@@@1", "g", presence.EventConnect, 1))
+	h.apply(ev("solo", "s", presence.EventConnect, 1))
+	h.apply(ev("GID_f@@@1", "f", presence.EventConnect, 1))
+	if e := decodeChange(t, s.nextEvent().Data); e.ClientID != "solo" {
+		t.Fatalf("first match %+v", e)
+	}
+	if e := decodeChange(t, s.nextEvent().Data); e.ClientID != "GID_f@@@1" {
+		t.Fatalf("second match %+v", e)
+	}
+}
+
+func TestStreamResumesWithLastEventID(t *testing.T) {
+	h := newHarness(t)
+	s := h.openStream("/stream")
+	s.nextEvent()
+	h.apply(ev("r1", "r1", presence.EventConnect, 1))
+	first := s.nextEvent()
+	h.apply(ev("r2", "r2", presence.EventConnect, 1))
+	h.apply(ev("r3", "r3", presence.EventConnect, 1))
+
+	// Reconnect after the first change: the two others are replayed, then ready.
+	s2 := h.openStream("/stream", "Last-Event-ID", first.ID)
+	for _, want := range []string{"r2", "r3"} {
+		if c := decodeChange(t, s2.nextEvent().Data); c.ClientID != want {
+			t.Fatalf("replayed %+v, want %s", c, want)
+		}
+	}
+	if e := s2.nextEvent(); e.Event != "ready" {
+		t.Fatalf("after replay %+v, want ready", e)
+	}
+	// The query parameter works too, and an id newer than the stream resets.
+	s3 := h.openStream("/stream?lastEventId=999999")
+	if e := s3.nextEvent(); e.Event != "reset" {
+		t.Fatalf("future id: %+v, want reset", e)
+	}
+	h.expectProblem(http.MethodGet, "/stream", "", http.StatusBadRequest, "Last-Event-ID", "Last-Event-ID", "abc")
+	h.expectProblem(http.MethodGet, "/stream?clientId=a%2Bb", "", http.StatusBadRequest, "clientId")
+	h.expectProblem(http.MethodGet, "/stream?prefix=", "", http.StatusBadRequest, "prefix")
+}
+
+func TestStreamResetsWhenResumePointIsForgotten(t *testing.T) {
+	h := newHarness(t) // the ring holds 100 changes
+	s := h.openStream("/stream")
+	s.nextEvent()
+	h.apply(ev("first", "first", presence.EventConnect, 1))
+	first := s.nextEvent()
+	var events []presence.Event
+	for i := range 150 {
+		events = append(events, ev(fmt.Sprintf("many-%03d", i), fmt.Sprintf("m%d", i), presence.EventConnect, 1))
+	}
+	h.apply(events...)
+	s2 := h.openStream("/stream", "Last-Event-ID", first.ID)
+	if e := s2.nextEvent(); e.Event != "reset" {
+		t.Fatalf("resume from a forgotten id: %+v, want reset", e)
+	}
+	if e := s2.nextEvent(); e.Event != "ready" {
+		t.Fatalf("after reset: %+v, want ready", e)
+	}
+}
+
+func TestStreamDisconnectsLaggard(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.StreamBuffer = 2 })
+	s := h.openStream("/stream")
+	s.nextEvent()
+	// The subscriber's buffer holds two changes; publishing ten at once,
+	// faster than the handler can take them, must not block the feed.
+	var changes []presence.Change
+	for i := range 10 {
+		changes = append(changes, presence.Change{ClientID: fmt.Sprint("lag", i), Online: true,
+			Channel: presence.ChannelState{ChannelID: fmt.Sprint(i), Open: true, Seq: int64(1000 + i)}})
+	}
+	done := make(chan struct{})
+	go func() { h.live.Stream.publish(1009, changes); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("publish blocked on a slow subscriber")
+	}
+	if !s.ended() {
+		t.Fatal("laggard not disconnected")
+	}
+	if h.live.Stream.dropped.Load() != 1 {
+		t.Fatalf("laggards counted %d", h.live.Stream.dropped.Load())
+	}
+}
+
+func TestStreamHeartbeatAndShutdown(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Heartbeat = 20 * time.Millisecond })
+	s := h.openStream("/stream")
+	s.nextEvent()
+	if e := s.next(); e.Comment == "" {
+		t.Fatalf("got %+v, want a heartbeat comment", e)
+	}
+	h.srv.CloseStreams()
+	if !s.ended() {
+		t.Fatal("CloseStreams did not end the stream")
+	}
+	h.expectProblem(http.MethodGet, "/stream", "", http.StatusServiceUnavailable, "")
+}
+
+func TestStreamCap(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxStreams = 1 })
+	s := h.openStream("/stream")
+	s.nextEvent()
+	req, _ := http.NewRequest(http.MethodGet, h.http.URL+"/stream", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("second stream: %d, want 429", resp.StatusCode)
+	}
+}

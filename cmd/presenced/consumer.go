@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/presenced/presenced/consumer"
+	"github.com/presenced/presenced/consumer/rocketmq"
+	"github.com/presenced/presenced/presence"
+)
+
+// runConsumer applies lifecycle events and node reports from RocketMQ to
+// the store ("presenced consumer"): a clustering-mode push consumer, so any
+// number of consumers of one group share the queues. Each batch is applied
+// in one transaction through the same idempotent path as in "serve"; a
+// transient store error sends the batch back for redelivery; a message that
+// is not a valid event is parked in rejected_events and acknowledged. It
+// also checks the leases of broker nodes.
+func runConsumer(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseServeConfig("consumer", args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	rocketmq.RouteClientLogs(log.With("component", "rocketmq-client"), slog.LevelWarn)
+	log.Info("starting presenced consumer", "version", version, "group", cfg.RocketMQ.ConsumerGroup, "topics", cfg.RocketMQ.consumeTopics())
+
+	db, err := openDatabase(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	httpListener, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err)
+	}
+
+	reg := prometheus.NewRegistry()
+	metrics := newConsumerMetrics(reg)
+	applier := consumer.NewApplier(metrics.observeBatches(db.apply), nil, log.With("component", "consumer"), time.Now)
+	metrics.register(applier, nil)
+	nodes := consumer.NewNodeApplier(db.store.ApplyNodeEvent, nil, log.With("component", "nodes"))
+	source, err := rocketmq.NewConsumer(rocketmq.ConsumerConfig{
+		NameServers: cfg.RocketMQ.nameServers(),
+		Group:       cfg.RocketMQ.ConsumerGroup,
+		Topics:      cfg.RocketMQ.consumeTopics(),
+		BatchSize:   64,
+		AccessKey:   cfg.RocketMQ.AccessKey,
+		SecretKey:   cfg.RocketMQ.SecretKey,
+		Apply: func(ctx context.Context, events []presence.Event) error {
+			return applier.ApplyOnce(ctx, events)
+		},
+		ApplyNode: nodes.ApplyOnce,
+		Reject: func(ctx context.Context, source string, raw []byte, reason string) error {
+			err := db.store.RejectEvent(ctx, source, raw, reason)
+			if err == nil {
+				applier.Stats.Rejected.Add(1)
+			}
+			return err
+		},
+		Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(retryLaterCollector{stats: &source.Stats})
+	ops := opsServer(db.Ready, reg, log)
+
+	consumeCtx, stopConsuming := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopConsuming()
+	parts := newComponents()
+	parts.run("rocketmq consumer", func() error { return source.Run(consumeCtx) })
+	parts.run("lease monitor", func() error { return leaseMonitor(db.store, cfg, "", log).Run(consumeCtx) })
+	parts.run("http server", func() error { return ops.Serve(httpListener) })
+	log.Info("listening", "http", httpListener.Addr().String())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "cause", context.Cause(ctx))
+	case runErr = <-parts.Failed():
+		log.Error("component failed; shutting down", "err", runErr)
+	}
+	stopConsuming() // finishes the batches being applied, then commits offsets
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownWait)
+	defer cancel()
+	if err := ops.Shutdown(shutdownCtx); err != nil {
+		log.Error("http shutdown", "err", err)
+	}
+	parts.Wait()
+	log.Info("stopped", "events_applied", applier.Stats.Applied.Load())
+	return runErr
+}
+
+// retryLaterCollector exposes how often batches went back to RocketMQ.
+type retryLaterCollector struct{ stats *rocketmq.ConsumerStats }
+
+var rmqRetryLaterDesc = prometheus.NewDesc("presenced_consumer_retry_later_total", "Batches sent back to RocketMQ for redelivery.", nil, nil)
+
+func (c retryLaterCollector) Describe(ch chan<- *prometheus.Desc) { ch <- rmqRetryLaterDesc }
+
+func (c retryLaterCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(rmqRetryLaterDesc, prometheus.CounterValue, float64(c.stats.RetryLater.Load()))
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/presenced/presenced/consumer"
+	"github.com/presenced/presenced/mqttbroker"
+	"github.com/presenced/presenced/presence"
+)
+
+// The broker and the consumer keep plain counters (they import no metrics
+// library); these collectors read them at scrape time.
+
+// brokerCollector exposes mqttbroker.Server.Stats.
+type brokerCollector struct {
+	stats func() mqttbroker.Stats
+}
+
+var brokerMetrics = []struct {
+	name, help string
+	gauge      bool
+	value      func(mqttbroker.Stats) int64
+}{
+	{"presenced_mqtt_connections", "TCP connections held.", true, func(s mqttbroker.Stats) int64 { return s.Connections }},
+	{"presenced_mqtt_channels_open", "Connections with a connect event and no tcpclean yet.", true, func(s mqttbroker.Stats) int64 { return s.Channels }},
+	{"presenced_mqtt_sessions", "MQTT sessions held, connected or persistent.", true, func(s mqttbroker.Stats) int64 { return s.Sessions }},
+	{"presenced_mqtt_retained_messages", "Retained messages stored.", true, func(s mqttbroker.Stats) int64 { return s.RetainedMessages }},
+	{"presenced_mqtt_accepted_total", "TCP connections accepted.", false, func(s mqttbroker.Stats) int64 { return s.Accepted }},
+	{"presenced_mqtt_connects_total", "CONNECTs answered with CONNACK 0.", false, func(s mqttbroker.Stats) int64 { return s.Connects }},
+	{"presenced_mqtt_refused_total", "CONNECTs refused.", false, func(s mqttbroker.Stats) int64 { return s.Refused }},
+	{"presenced_mqtt_connect_timeouts_total", "Connections closed for not sending CONNECT in time.", false, func(s mqttbroker.Stats) int64 { return s.ConnectTimeouts }},
+	{"presenced_mqtt_protocol_errors_total", "Connections closed for a protocol violation.", false, func(s mqttbroker.Stats) int64 { return s.ProtocolErrors }},
+	{"presenced_mqtt_keepalive_expired_total", "Connections closed for keepalive expiry.", false, func(s mqttbroker.Stats) int64 { return s.KeepaliveExpired }},
+	{"presenced_mqtt_takeovers_total", "Connections closed because their client id connected again.", false, func(s mqttbroker.Stats) int64 { return s.Takeovers }},
+	{"presenced_mqtt_sink_errors_total", "Lifecycle events the transport failed to accept.", false, func(s mqttbroker.Stats) int64 { return s.SinkErrors }},
+	{"presenced_mqtt_messages_in_total", "PUBLISH packets received.", false, func(s mqttbroker.Stats) int64 { return s.MessagesIn }},
+	{"presenced_mqtt_messages_out_total", "PUBLISH packets sent.", false, func(s mqttbroker.Stats) int64 { return s.MessagesOut }},
+	{"presenced_mqtt_bytes_in_total", "Bytes of packets received.", false, func(s mqttbroker.Stats) int64 { return s.BytesIn }},
+	{"presenced_mqtt_bytes_out_total", "Bytes written.", false, func(s mqttbroker.Stats) int64 { return s.BytesOut }},
+	{"presenced_mqtt_dropped_total", "QoS 0 messages dropped on a slow connection.", false, func(s mqttbroker.Stats) int64 { return s.Dropped }},
+}
+
+func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range brokerMetrics {
+		ch <- prometheus.NewDesc(m.name, m.help, nil, nil)
+	}
+}
+
+func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	for _, m := range brokerMetrics {
+		kind := prometheus.CounterValue
+		if m.gauge {
+			kind = prometheus.GaugeValue
+		}
+		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(m.name, m.help, nil, nil), kind, float64(m.value(s)))
+	}
+}
+
+// consumerMetrics are the pipeline's metrics: events emitted by the broker
+// into the transport, and what the consumer made of them.
+type consumerMetrics struct {
+	reg        prometheus.Registerer
+	emitted    *prometheus.CounterVec
+	batchSizes prometheus.Histogram
+}
+
+// newConsumerMetrics registers the emitted-events counter and the batch
+// size histogram; register adds the consumer's counters once it exists.
+func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
+	m := &consumerMetrics{reg: reg,
+		emitted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "presenced_events_emitted_total",
+			Help: "Lifecycle events the broker handed to the transport, by event type.",
+		}, []string{"type"}),
+		batchSizes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "presenced_consumer_batch_size",
+			Help:    "Events per store transaction.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000},
+		}),
+	}
+	for _, t := range presence.EventTypes {
+		m.emitted.WithLabelValues(string(t)) // show zeros from the start
+	}
+	reg.MustRegister(m.emitted, m.batchSizes)
+	return m
+}
+
+// register exposes the applier's counters and the queue's state (queue
+// may be nil).
+func (m *consumerMetrics) register(applier *consumer.Applier, queue *consumer.Queue) {
+	stat := func(name, help string, kind prometheus.ValueType, v func() float64) prometheus.Collector {
+		if kind == prometheus.GaugeValue {
+			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, v)
+		}
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, v)
+	}
+	s := &applier.Stats
+	m.reg.MustRegister(
+		stat("presenced_events_applied_total", "Events newly stored by the consumer.", prometheus.CounterValue, func() float64 { return float64(s.Applied.Load()) }),
+		stat("presenced_events_duplicate_total", "Events the store already had (redeliveries).", prometheus.CounterValue, func() float64 { return float64(s.Duplicates.Load()) }),
+		stat("presenced_events_rejected_total", "Events parked as invalid.", prometheus.CounterValue, func() float64 { return float64(s.Rejected.Load()) }),
+		stat("presenced_consumer_batches_total", "Store transactions attempted by the consumer.", prometheus.CounterValue, func() float64 { return float64(s.Batches.Load()) }),
+		stat("presenced_consumer_failures_total", "Failed store transactions (retried).", prometheus.CounterValue, func() float64 { return float64(s.Failures.Load()) }),
+		stat("presenced_consumer_last_batch_size", "Events in the last store transaction.", prometheus.GaugeValue, func() float64 { return float64(s.LastBatch.Load()) }),
+		stat("presenced_consumer_lag_seconds", "Age (broker clock) of the newest event of the last batch when it was stored.", prometheus.GaugeValue,
+			func() float64 { return float64(s.LagMillis.Load()) / 1000 }),
+	)
+	if queue == nil { // "presenced consumer" has no in-process queue
+		return
+	}
+	m.reg.MustRegister(
+		stat("presenced_consumer_queue_length", "Events waiting in the in-process queue.", prometheus.GaugeValue, func() float64 { return float64(queue.Len()) }),
+		stat("presenced_consumer_queue_refused_total", "CONNECTs refused because the queue was full.", prometheus.CounterValue, func() float64 { return float64(queue.Refused()) }),
+	)
+}
+
+// countEmitted wraps the broker's event sink to count accepted events.
+func (m *consumerMetrics) countEmitted(sink func(presence.Event) error) func(presence.Event) error {
+	return func(e presence.Event) error {
+		err := sink(e)
+		if err == nil {
+			m.emitted.WithLabelValues(string(e.Type)).Inc()
+		}
+		return err
+	}
+}
+
+// observeBatches wraps the consumer's ApplyFunc to record batch sizes.
+func (m *consumerMetrics) observeBatches(apply consumer.ApplyFunc) consumer.ApplyFunc {
+	return func(ctx context.Context, events []presence.Event) ([]presence.StoredEvent, error) {
+		m.batchSizes.Observe(float64(len(events)))
+		return apply(ctx, events)
+	}
+}

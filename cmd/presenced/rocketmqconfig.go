@@ -1,0 +1,82 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// rocketmqConfig is the transport of the scaled-out modes: `presenced
+// broker` sends lifecycle events to RocketMQ, `presenced consumer` applies
+// them to the store.
+type rocketmqConfig struct {
+	NameServers    string // comma-separated ip:port (host names are resolved)
+	Topic          string
+	PerGroupTopics bool   // Alibaba's convention: <GroupId>_MQTT per client group
+	ConsumeTopics  string // comma-separated topics the consumer subscribes (default: Topic)
+	ConsumerGroup  string
+	ProducerGroup  string
+	AccessKey      string // never logged
+	SecretKey      string // never logged
+	OutboxMaxMB    int
+}
+
+func (e *envFlags) Bool(p *bool, name string, def bool, usage string) {
+	if v := e.getenv(envName(name)); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q is not true or false", envName(name), v))
+		} else {
+			def = b
+		}
+	}
+	e.fs.BoolVar(p, name, def, usage+" ("+envName(name)+")")
+}
+
+func registerRocketMQFlags(f *envFlags, c *rocketmqConfig) {
+	f.String(&c.NameServers, "rocketmq-namesrv", "", "RocketMQ name server addresses, comma-separated ip:port")
+	f.String(&c.Topic, "rocketmq-topic", "presenced_events", "RocketMQ topic of lifecycle and node events")
+	f.Bool(&c.PerGroupTopics, "rocketmq-per-group-topics", false, "send each client's events to <GroupId>_MQTT (Alibaba's convention; GroupId is the client id before @@@); node events and clients without a group use --rocketmq-topic")
+	f.String(&c.ConsumeTopics, "rocketmq-consume-topics", "", "topics the consumer subscribes, comma-separated (default: --rocketmq-topic); list every <GroupId>_MQTT with per-group topics")
+	f.String(&c.ConsumerGroup, "rocketmq-consumer-group", "GID_presenced", "RocketMQ consumer group shared by every presenced consumer of one store")
+	f.String(&c.ProducerGroup, "rocketmq-producer-group", "GID_presenced_broker", "RocketMQ producer group of presenced brokers")
+	f.String(&c.AccessKey, "rocketmq-access-key", "", "RocketMQ ACL access key")
+	f.String(&c.SecretKey, "rocketmq-secret-key", "", "RocketMQ ACL secret key (never logged)")
+	f.Int(&c.OutboxMaxMB, "outbox-max-mb", 1024, "size bound of the broker's durable outbox; when full, new CONNECTs are refused with CONNACK 0x03")
+}
+
+// validate checks the transport settings of a mode that needs them.
+func (c rocketmqConfig) validate() error {
+	var errs []error
+	if len(c.nameServers()) == 0 {
+		errs = append(errs, errors.New("--rocketmq-namesrv is required in this mode"))
+	}
+	if c.Topic == "" {
+		errs = append(errs, errors.New("--rocketmq-topic must not be empty"))
+	}
+	if c.OutboxMaxMB < 1 {
+		errs = append(errs, fmt.Errorf("--outbox-max-mb must be at least 1, not %d", c.OutboxMaxMB))
+	}
+	return errors.Join(errs...)
+}
+
+func (c rocketmqConfig) nameServers() []string { return splitList(c.NameServers) }
+
+// consumeTopics is what the consumer subscribes.
+func (c rocketmqConfig) consumeTopics() []string {
+	if topics := splitList(c.ConsumeTopics); len(topics) > 0 {
+		return topics
+	}
+	return []string{c.Topic}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
