@@ -79,15 +79,13 @@ func runBroker(ctx context.Context, args []string, getenv func(string) string, s
 		Emit: func(n presence.NodeEvent) error { return box.AppendNode(appendCtx, n) },
 		Log:  log.With("component", "nodes"), Now: hooks.now,
 	}
-	broker := mqttbroker.New(mqttbroker.Config{
-		Node:           cfg.Node,
-		Epoch:          epoch,
-		ConnectTimeout: cfg.ConnectTimeout,
-		AllowAnonymous: allowAnonymous(cfg.AllowAnonymous, mqttListener.Addr()),
-		Logger:         log.With("component", "mqtt"),
-		Now:            hooks.now,
-		DropTCPClean:   hooks.dropTCPClean,
-	}, reporter.Stamp(func(e presence.Event) error { return box.Append(appendCtx, e) }))
+	brokerConfig, err := newBrokerConfig(cfg, epoch, mqttListener.Addr(), hooks, log)
+	if err != nil {
+		mqttListener.Close()
+		httpListener.Close()
+		return err
+	}
+	broker := mqttbroker.New(brokerConfig, reporter.Stamp(func(e presence.Event) error { return box.Append(appendCtx, e) }))
 	reporter.OpenChannels = broker.OpenChannels
 
 	reg := prometheus.NewRegistry()

@@ -33,6 +33,8 @@ type config struct {
 	API apiConfig
 	// RocketMQ is the transport of the broker and consumer modes.
 	RocketMQ rocketmqConfig
+	// MQTT is the broker's admission and limits (serve and broker modes).
+	MQTT mqttConfig
 
 	// Node liveness (see nodes.go).
 	NodeLease       time.Duration
@@ -113,6 +115,9 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	if name == "broker" || name == "consumer" {
 		registerRocketMQFlags(f, &c.RocketMQ)
 	}
+	if name == "serve" || name == "broker" {
+		registerMQTTFlags(f, &c.MQTT)
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -152,6 +157,11 @@ func (c config) validate() error {
 	errs = append(errs, c.API.validate()...)
 	if err := validateNodeTimes(c); err != nil {
 		errs = append(errs, err)
+	}
+	if c.MQTT != (mqttConfig{}) {
+		if err := c.MQTT.validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.RocketMQ != (rocketmqConfig{}) {
 		if err := c.RocketMQ.validate(); err != nil {

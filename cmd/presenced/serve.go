@@ -68,15 +68,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Lease: cfg.NodeLease, HeartbeatEvery: cfg.HeartbeatEvery, ReconcileEvery: cfg.ReconcileEvery,
 		Emit: queue.EmitNode, Log: log.With("component", "nodes"), Now: hooks.now,
 	}
-	broker := mqttbroker.New(mqttbroker.Config{
-		Node:           cfg.Node,
-		Epoch:          epoch,
-		ConnectTimeout: cfg.ConnectTimeout,
-		AllowAnonymous: allowAnonymous(cfg.AllowAnonymous, mqttListener.Addr()),
-		Logger:         log.With("component", "mqtt"),
-		Now:            hooks.now,
-		DropTCPClean:   hooks.dropTCPClean,
-	}, reporter.Stamp(pipeline.countEmitted(queue.Emit)))
+	brokerConfig, err := newBrokerConfig(cfg, epoch, mqttListener.Addr(), hooks, log)
+	if err != nil {
+		mqttListener.Close()
+		httpListener.Close()
+		return err
+	}
+	broker := mqttbroker.New(brokerConfig, reporter.Stamp(pipeline.countEmitted(queue.Emit)))
 	reporter.OpenChannels = broker.OpenChannels
 
 	web.registry.MustRegister(brokerCollector{stats: broker.Stats})

@@ -127,11 +127,14 @@ func (f *Fake) matchFaultLocked(k serverKind, code int16) *faultRule {
 	return nil
 }
 
-// Pause makes both servers go silent, like a network partition: requests
-// are neither processed nor answered and nothing is written, but
-// connections stay open and new ones are accepted. Resume handles what
-// arrived meanwhile (late, as TCP would deliver it). Clients time out on the
-// way: 3 s per send attempt, 30 s per pull.
+// Pause makes both servers go silent, as if the RocketMQ processes were
+// frozen (SIGSTOP) or the network black-holed: requests are neither
+// processed nor answered and nothing is written, yet connections stay open
+// and the kernel keeps accepting new ones and buffering requests. Resume
+// handles what arrived meanwhile, late: a send whose client already timed
+// out (3 s per attempt) and retried is then stored too, so expect
+// duplicates, as with a real broker. Pulls time out client-side after 30 s.
+// A peer that closed its connection during the pause is noticed on Resume.
 func (f *Fake) Pause() {
 	f.mu.Lock()
 	if f.resumeAt != nil {

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestFlagsWinOverEnvironment(t *testing.T) {
+	cfg, err := parseServeConfig("serve", []string{"--http-addr", "127.0.0.1:9"},
+		env(map[string]string{"PRESENCE_HTTP_ADDR": "127.0.0.1:7", "PRESENCE_MQTT_ADDR": "127.0.0.1:8", "PRESENCE_NODE_LEASE": "10s"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTPAddr != "127.0.0.1:9" || cfg.MQTTAddr != "127.0.0.1:8" || cfg.NodeLease != 10*time.Second {
+		t.Fatalf("config %+v: want the flag over the environment, and the environment over defaults", cfg)
+	}
+}
+
+func TestConfigErrorsNameTheSetting(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"bad env duration", nil, map[string]string{"PRESENCE_SHUTDOWN_TIMEOUT": "soon"}, `PRESENCE_SHUTDOWN_TIMEOUT="soon" is not a duration`},
+		{"bad env int", nil, map[string]string{"PRESENCE_QUEUE_LIMIT": "many"}, `PRESENCE_QUEUE_LIMIT="many" is not an integer`},
+		{"queue limit", []string{"--queue-limit", "0"}, nil, "--queue-limit must be at least 1"},
+		{"anonymous", []string{"--allow-anonymous", "maybe"}, nil, "--allow-anonymous must be auto, true or false"},
+		{"heartbeat vs lease", []string{"--node-lease", "2s", "--heartbeat-every", "5s"}, nil, "--heartbeat-every must be positive and at most half of --node-lease"},
+		{"packet size", []string{"--mqtt-max-packet-kib", "0"}, nil, "--mqtt-max-packet-kib must be within"},
+		{"stray argument", []string{"extra"}, nil, `unexpected argument "extra"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseServeConfig("serve", tt.args, env(tt.env), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRocketMQModesNeedANameServer(t *testing.T) {
+	_, err := parseServeConfig("consumer", nil, env(nil), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--rocketmq-namesrv is required") {
+		t.Fatalf("consumer without a name server: %v", err)
+	}
+	cfg, err := parseServeConfig("broker", []string{"--rocketmq-per-group-topics"}, env(map[string]string{"PRESENCE_ROCKETMQ_NAMESRV": "127.0.0.1:9876, 127.0.0.2:9876"}), io.Discard)
+	if err != nil || !cfg.RocketMQ.PerGroupTopics || len(cfg.RocketMQ.nameServers()) != 2 {
+		t.Fatalf("broker config %+v, %v", cfg.RocketMQ, err)
+	}
+	if topics := cfg.RocketMQ.consumeTopics(); len(topics) != 1 || topics[0] != "presenced_events" {
+		t.Fatalf("default consume topics %v", topics)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	err := run(t.Context(), []string{"frobnicate"}, env(nil), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `unknown command "frobnicate"`) {
+		t.Fatalf("run(frobnicate) = %v", err)
+	}
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/presenced/presenced/mqttbroker"
+	"github.com/presenced/presenced/mqttbroker/auth"
+)
+
+// mqttConfig is the broker's admission, authorization and limits.
+type mqttConfig struct {
+	PasswordFile   string
+	ACLFile        string
+	AccessKeysFile string
+	MaxConnections int
+	MaxPacketKiB   int
+	Inflight       int
+	MaxQueued      int
+	SessionExpiry  time.Duration
+	MaxTopicLength int
+	MaxTopicLevels int
+	MaxSubs        int
+}
+
+func registerMQTTFlags(f *envFlags, c *mqttConfig) {
+	f.String(&c.PasswordFile, "mqtt-password-file", "", "file of user:bcrypt-hash lines; clients with a user name must match one")
+	f.String(&c.ACLFile, "mqtt-acl-file", "", "mosquitto-style ACL file (user/client/topic/pattern lines); empty allows every topic")
+	f.String(&c.AccessKeysFile, "mqtt-access-keys-file", "", "file of AccessKey:SecretKey lines for Alibaba's signature mode (password = Base64(HMAC-SHA1(SecretKey, GroupId)))")
+	f.Int(&c.MaxConnections, "mqtt-max-connections", 0, "most MQTT connections held at once (0: unlimited)")
+	f.Int(&c.MaxPacketKiB, "mqtt-max-packet-kib", 256, "largest MQTT packet accepted, in KiB; checked before allocating")
+	f.Int(&c.Inflight, "mqtt-inflight", 32, "QoS 1/2 messages in flight per client")
+	f.Int(&c.MaxQueued, "mqtt-max-queued", 1000, "QoS 1/2 messages queued per offline persistent session (oldest dropped)")
+	f.Duration(&c.SessionExpiry, "mqtt-session-expiry", 24*time.Hour, "how long an abandoned persistent session is kept")
+	f.Int(&c.MaxTopicLength, "mqtt-max-topic-length", 1024, "longest topic name or filter, in bytes")
+	f.Int(&c.MaxTopicLevels, "mqtt-max-topic-levels", 128, "most levels in a topic name or filter")
+	f.Int(&c.MaxSubs, "mqtt-max-subscriptions", 1000, "most subscriptions per client")
+}
+
+func (c mqttConfig) validate() error {
+	var errs []error
+	if c.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("--mqtt-max-connections must not be negative, not %d", c.MaxConnections))
+	}
+	if c.MaxPacketKiB < 1 || c.MaxPacketKiB > 256*1024 {
+		errs = append(errs, fmt.Errorf("--mqtt-max-packet-kib must be within 1..262144 (256 MiB, MQTT's own limit), not %d", c.MaxPacketKiB))
+	}
+	if c.Inflight < 1 || c.Inflight > 65535 {
+		errs = append(errs, fmt.Errorf("--mqtt-inflight must be within 1..65535, not %d", c.Inflight))
+	}
+	if c.MaxQueued < 0 || c.MaxTopicLength < 1 || c.MaxTopicLevels < 1 || c.MaxSubs < 1 {
+		errs = append(errs, errors.New("--mqtt-max-queued must not be negative, and --mqtt-max-topic-length, --mqtt-max-topic-levels and --mqtt-max-subscriptions must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// newBrokerConfig builds the broker's configuration from the flags, loading
+// the credential and ACL files (their errors name file and line, never a
+// secret).
+func newBrokerConfig(cfg config, epoch string, listener net.Addr, hooks testHooks, log *slog.Logger) (mqttbroker.Config, error) {
+	m := cfg.MQTT
+	var authenticators []mqttbroker.Authenticator
+	if m.PasswordFile != "" {
+		passwords, err := auth.LoadPasswordFile(m.PasswordFile)
+		if err != nil {
+			return mqttbroker.Config{}, fmt.Errorf("load --mqtt-password-file: %w", err)
+		}
+		authenticators = append(authenticators, passwords)
+	}
+	if m.AccessKeysFile != "" {
+		signature, err := auth.LoadAccessKeys(m.AccessKeysFile)
+		if err != nil {
+			return mqttbroker.Config{}, fmt.Errorf("load --mqtt-access-keys-file: %w", err)
+		}
+		authenticators = append(authenticators, signature)
+	}
+	bc := mqttbroker.Config{
+		Node:                      cfg.Node,
+		Epoch:                     epoch,
+		ConnectTimeout:            cfg.ConnectTimeout,
+		MaxPacketSize:             m.MaxPacketKiB << 10,
+		AllowAnonymous:            allowAnonymous(cfg.AllowAnonymous, listener),
+		MaxConnections:            m.MaxConnections,
+		InflightWindow:            m.Inflight,
+		MaxQueuedMessages:         m.MaxQueued,
+		SessionExpiry:             m.SessionExpiry,
+		MaxTopicLength:            m.MaxTopicLength,
+		MaxTopicLevels:            m.MaxTopicLevels,
+		MaxSubscriptionsPerClient: m.MaxSubs,
+		Logger:                    log.With("component", "mqtt"),
+		Now:                       hooks.now,
+		DropTCPClean:              hooks.dropTCPClean,
+	}
+	switch len(authenticators) {
+	case 0:
+	case 1:
+		bc.Authenticator = authenticators[0]
+	default:
+		bc.Authenticator = auth.Any(authenticators...)
+	}
+	if m.ACLFile != "" {
+		acl, err := auth.LoadACLFile(m.ACLFile)
+		if err != nil {
+			return mqttbroker.Config{}, fmt.Errorf("load --mqtt-acl-file: %w", err)
+		}
+		bc.Authorizer = acl
+	}
+	if !bc.AllowAnonymous && bc.Authenticator == nil {
+		log.Warn("MQTT clients without credentials are refused (--allow-anonymous) and no credentials are configured: every client will be refused; set --mqtt-password-file, --mqtt-access-keys-file or --allow-anonymous=true")
+	}
+	return bc, nil
+}
