@@ -47,6 +47,10 @@ func (l *Live) Apply(states []presence.ChannelState) {
 	l.advance(seq)
 }
 
+// SilentNodes tells the view which broker nodes missed their lease: their
+// clients are answered "unknown".
+func (l *Live) SilentNodes(nodes []string) { l.View.SetSilentNodes(nodes) }
+
 // Lost marks the view stale: until the next Load the API answers 503
 // rather than risk a wrong answer.
 func (l *Live) Lost(error) { l.View.MarkStale() }

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/presenced/presenced/presence"
 )
@@ -41,6 +43,29 @@ func TestOnline(t *testing.T) {
 	st = h.status("a/b")
 	if st.ClientID != "a/b" || !st.Online {
 		t.Fatalf("escaped id: %+v", st)
+	}
+}
+
+func TestOnlineUnknownOnSilentNode(t *testing.T) {
+	h := newHarness(t)
+	h.apply(ev("u1", "u1", presence.EventConnect, 1000)) // on node n1
+	if _, err := h.store.Pool().Exec(context.Background(),
+		`INSERT INTO nodes (node, epoch, state, lease_ms, silent_since) VALUES ('n1', 'e1', 'silent', 1000, now())`); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := h.status("u1")
+		if st.State == presence.StateUnknown {
+			if !st.Online || st.Node != "n1" {
+				t.Fatalf("unknown status %+v", st)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v, want unknown once n1 is silent", st)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

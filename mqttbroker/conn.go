@@ -23,11 +23,12 @@ const reasonInternalError presence.Reason = "internal_error"
 // errDisconnected ends the read loop after a DISCONNECT packet.
 var errDisconnected = errors.New("client sent DISCONNECT")
 
-// conn is one TCP connection (one channel). One goroutine reads and handles
-// its packets and owns its lifecycle; outbound messages from other
-// connections are queued and written by a writer goroutine that exists only
-// while there is something to write, so an idle connection costs one
-// goroutine and a small struct.
+// conn is one TCP connection (one channel). One goroutine at a time reads
+// and handles its packets and owns its lifecycle; while there is nothing to
+// read the connection is parked in the server's idlePoller with no
+// goroutine at all. Outbound messages from other connections are queued and
+// written by a writer goroutine that exists only while there is something
+// to write, so an idle connection costs a small struct.
 type conn struct {
 	s       *Server
 	nc      net.Conn
@@ -52,6 +53,13 @@ type conn struct {
 
 	will *willMessage // reading goroutine only; nil after DISCONNECT [MQTT-3.14.4-3]
 
+	// Parking in the idlePoller. parkToken is fixed at creation; the
+	// others belong to the reading side.
+	parkToken    uint64
+	epollAdded   bool
+	idleTimer    *time.Timer  // enforces keepalive while parked
+	idleDeadline atomic.Int64 // unix ns; read by the timer under the poller's lock
+
 	outbound
 }
 
@@ -61,6 +69,9 @@ func newConn(s *Server, nc net.Conn) *conn {
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.reader.useRawConn(raw)
+			if s.idle != nil {
+				c.parkToken = s.idle.token()
+			}
 		}
 	}
 	return c
@@ -109,14 +120,40 @@ func (c *conn) closeReason() presence.Reason {
 func (c *conn) kick(r presence.Reason) {
 	c.setReason(r)
 	c.nc.Close()
+	if c.parkToken != 0 && c.s.idle.take(c.parkToken) {
+		c.s.takeUp(c) // parked: nobody else would notice the close
+	}
+}
+
+// armKeepalive (re)starts the keepalive timer of a connection about to
+// park: the read deadline that enforces keepalive [MQTT-3.1.2-24] needs a
+// waiting reader, and a parked connection has none.
+func (c *conn) armKeepalive() {
+	if c.keepalive == 0 {
+		return
+	}
+	d := time.Duration(c.keepalive) * 1500 * time.Millisecond
+	c.idleDeadline.Store(time.Now().Add(d).UnixNano())
+	if c.idleTimer == nil {
+		c.idleTimer = time.AfterFunc(d, c.idleExpired)
+	} else {
+		c.idleTimer.Reset(d)
+	}
+}
+
+// idleExpired closes a parked connection whose keepalive ran out.
+func (c *conn) idleExpired() {
+	if !c.s.idle.expire(c) {
+		return // taken up meanwhile: its reads enforce the deadline
+	}
+	c.setReason(presence.ReasonKeepaliveTimeout)
+	c.s.stats.keepaliveExpired.Add(1)
+	c.nc.Close()
+	c.s.takeUp(c)
 }
 
 // serve runs on the connection's first goroutine: it handles CONNECT, then
-// hands the connection to readLoop on a fresh goroutine. Handling a packet
-// can grow a goroutine's stack to 4 KiB or more, and the runtime never
-// shrinks a stack parked in a network read below 4 KiB; continuing on a new
-// goroutine before each wait keeps an idle connection's stack at the
-// initial 2 KiB.
+// hands the connection on (see waitNext).
 func (c *conn) serve() {
 	defer c.s.wg.Done()
 	if !c.accept() {
@@ -126,20 +163,34 @@ func (c *conn) serve() {
 	if c.keepalive == 0 {
 		c.nc.SetReadDeadline(time.Time{})
 	}
-	c.s.wg.Add(1) // this goroutine still counts, so Add is safe during Shutdown
-	go c.readLoop()
+	c.waitNext()
 }
 
 // readLoop handles packets until the connection ends or, having handled
-// some, it would wait for more: then it continues on a fresh goroutine.
+// some, it would wait for more: then it hands the connection on.
 func (c *conn) readLoop() {
 	defer c.s.wg.Done()
 	if c.readPackets() {
-		c.s.wg.Add(1)
-		go c.readLoop()
+		c.waitNext()
 		return
 	}
 	c.finish()
+}
+
+// waitNext is called by the reading goroutine, about to end, when the
+// next read would wait. With nothing buffered the connection parks in the
+// idle poller, which starts a goroutine when data comes. Otherwise (or
+// without a poller) it continues on a fresh goroutine: handling a packet
+// can grow a stack to 4 KiB or more, and the runtime never shrinks a stack
+// parked in a network read below 4 KiB, so a new goroutine waits with the
+// initial 2 KiB.
+func (c *conn) waitNext() {
+	c.reader.release()
+	if c.reader.buffered() == 0 && c.s.idle != nil && c.s.idle.park(c) {
+		return
+	}
+	c.s.wg.Add(1) // this goroutine still counts, so Add is safe during Shutdown
+	go c.readLoop()
 }
 
 // accept reads and handles CONNECT; it reports whether the client is
@@ -251,6 +302,9 @@ func (c *conn) publishWill() {
 // once, and only for a channel whose connect was emitted.
 func (c *conn) finish() {
 	c.nc.Close()
+	if c.idleTimer != nil {
+		c.idleTimer.Stop()
+	}
 	c.stopOutbound()
 	if c.connected.Load() {
 		reason := c.closeReason()

@@ -50,6 +50,7 @@ type Server struct {
 
 	subs     subscriptionTree
 	retained retainedStore
+	idle     *idlePoller // nil: every connection keeps a reading goroutine
 
 	stats stats
 }
@@ -72,6 +73,9 @@ func New(cfg Config, sink EventSink) *Server {
 	}
 	s.subs.init()
 	s.retained.init()
+	if s.idle = newIdlePoller(); s.idle != nil {
+		s.goFunc(func() { s.idle.run(s.takeUp) })
+	}
 	if cfg.SessionExpiry > 0 {
 		s.goFunc(s.expireSessions)
 	}
@@ -144,6 +148,14 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
+// takeUp runs the reading side of a connection taken out of the idle
+// poller on a new goroutine. The caller is the poller's goroutine, or holds
+// a connection that Shutdown has yet to kick, so the WaitGroup is not idle.
+func (s *Server) takeUp(c *conn) {
+	s.wg.Add(1)
+	go c.readLoop()
+}
+
 func (s *Server) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -199,6 +211,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 	for _, c := range conns {
 		c.kick(presence.ReasonServerShutdown)
+	}
+	if s.idle != nil {
+		// Every parked connection was kicked and taken up; one parking
+		// from now on fails on its closed socket and keeps its goroutine.
+		s.idle.close()
 	}
 	done := make(chan struct{})
 	go func() {

@@ -54,6 +54,9 @@ type View struct {
 	// by MarkStale when the feed is lost. A view that is not current may be
 	// behind the store, so its answers must not be given as the truth.
 	current atomic.Bool
+	// silent are the broker nodes that missed their lease: a client whose
+	// open channels are all on silent nodes is answered StateUnknown.
+	silent map[string]bool
 }
 
 type clientEntry struct {
@@ -239,6 +242,9 @@ func (v *View) status(clientID string) Status {
 	st.OpenChannels = len(c.open)
 	if st.OpenChannels > 0 {
 		st.Online, st.State = true, StateOnline
+		if node := v.silentNodeOf(c); node != "" {
+			st.State, st.Node = StateUnknown, node
+		}
 		since := c.onlineSince
 		if since == 0 {
 			since = c.earliestConnect()
@@ -249,6 +255,35 @@ func (v *View) status(clientID string) Status {
 		}
 	}
 	return st
+}
+
+// silentNodeOf returns the node of c's open channels when every one of
+// them is on a silent node, else "". v.mu must be held.
+func (v *View) silentNodeOf(c *clientEntry) string {
+	if len(v.silent) == 0 {
+		return ""
+	}
+	for _, ch := range c.open {
+		if !v.silent[ch.node] {
+			return ""
+		}
+	}
+	return c.open[0].node
+}
+
+// SetSilentNodes records the broker nodes that missed their lease (and are
+// not yet declared lost). The clients whose open channels are all on them
+// are answered StateUnknown — still Online, since no tcpclean says
+// otherwise, but with the silent Node — until the node reports again or is
+// declared lost and its channels are closed.
+func (v *View) SetSilentNodes(nodes []string) {
+	silent := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		silent[n] = true
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.silent = silent
 }
 
 func (c *clientEntry) earliestConnect() int64 {

@@ -132,3 +132,23 @@ func TestViewListAndStatusMany(t *testing.T) {
 		t.Fatalf("prefix stats %+v", s)
 	}
 }
+
+func TestViewAnswersUnknownForSilentNodes(t *testing.T) {
+	v := NewView()
+	a := state("a", "a1", true, 100, 1)
+	a.Node = "n1"
+	b1, b2 := state("b", "b1", true, 100, 2), state("b", "b2", true, 100, 3)
+	b1.Node, b2.Node = "n1", "n2"
+	v.Apply([]ChannelState{a, b1, b2})
+	v.SetSilentNodes([]string{"n1"})
+	if st := v.Status("a"); st.State != StateUnknown || !st.Online || st.Node != "n1" {
+		t.Fatalf("client on a silent node: %+v", st)
+	}
+	if st := v.Status("b"); st.State != StateOnline || st.Node != "" {
+		t.Fatalf("client with a channel on a live node: %+v", st)
+	}
+	v.SetSilentNodes(nil)
+	if st := v.Status("a"); st.State != StateOnline {
+		t.Fatalf("after the node came back: %+v", st)
+	}
+}

@@ -39,9 +39,12 @@ func httpOnline(ctx context.Context, fs *flag.FlagSet, args []string, out io.Wri
 	batch := fs.Int("batch", 1000, "ids per POST /clients/online (0 skips the batch measurement)")
 	batchN := fs.Int("batch-n", 200, "POST /clients/online requests (at most 10,000)")
 	token := fs.String("token", "", "bearer token, if the API needs one")
-	pgbenchURL := fs.String("pgbench-url", "", "run pgbench -S against this database first (loopback only; initialized with pgbench -i)")
+	var pgbenchURLs []string
+	fs.Func("pgbench-url", "run pgbench -S against this database first (loopback or unix socket only; initialized with pgbench -i); repeatable, e.g. once over TCP and once over the unix socket",
+		func(v string) error { pgbenchURLs = append(pgbenchURLs, v); return nil })
 	pgbenchBin := fs.String("pgbench", "/usr/lib/postgresql/15/bin/pgbench", "pgbench binary")
 	pgbenchThreads := fs.Int("pgbench-j", 2, "pgbench worker threads")
+	rounds := fs.Int("rounds", 1, "alternate pgbench and the HTTP load this many times (at most 10), so that other load on the machine hits both alike; medians are printed")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,21 +59,35 @@ func httpOnline(ctx context.Context, fs *flag.FlagSet, args []string, out io.Wri
 		auth = "Authorization: Bearer " + *token + "\r\n"
 	}
 
-	if *pgbenchURL != "" {
-		tps, err := runPgbench(ctx, *pgbenchBin, *pgbenchURL, *conns, *pgbenchThreads, *duration)
+	*rounds = min(max(*rounds, 1), 10)
+	pgRates := make([][]float64, len(pgbenchURLs))
+	var httpRates []float64
+	for range *rounds {
+		for i, u := range pgbenchURLs {
+			tps, err := runPgbench(ctx, *pgbenchBin, u, *conns, *pgbenchThreads, *duration)
+			if err != nil {
+				return err
+			}
+			pgRates[i] = append(pgRates[i], tps)
+			fmt.Fprintf(out, "pgbench -S -c %d -j %d -T %d (%s): %8.0f queries/s\n", *conns, *pgbenchThreads, int(duration.Seconds()), transport(u), tps)
+		}
+		lat, errs, err := loadOnline(ctx, *httpAddr, auth, *prefix, *clients, *conns, *duration)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "pgbench -S -c %d -j %d -T %d:           %8.0f queries/s\n", *conns, *pgbenchThreads, int(duration.Seconds()), tps)
+		slices.Sort(lat)
+		rate := float64(len(lat)) / duration.Seconds()
+		httpRates = append(httpRates, rate)
+		fmt.Fprintf(out, "GET /clients/{id}/online  -c %d, %v: %8.0f requests/s  p50 %v  p99 %v  max %v  (%d requests, %d not 200 or offline)\n",
+			*conns, *duration, rate, percentile(lat, 50), percentile(lat, 99), lat[len(lat)-1], len(lat), errs)
 	}
-
-	lat, errs, err := loadOnline(ctx, *httpAddr, auth, *prefix, *clients, *conns, *duration)
-	if err != nil {
-		return err
+	if *rounds > 1 {
+		fmt.Fprintf(out, "medians of %d rounds:", *rounds)
+		for i, u := range pgbenchURLs {
+			fmt.Fprintf(out, " pgbench -S (%s) %.0f queries/s,", transport(u), median(pgRates[i]))
+		}
+		fmt.Fprintf(out, " GET online %.0f requests/s\n", median(httpRates))
 	}
-	slices.Sort(lat)
-	fmt.Fprintf(out, "GET /clients/{id}/online  -c %d, %v: %8.0f requests/s  p50 %v  p99 %v  max %v  (%d requests, %d not 200 or offline)\n",
-		*conns, *duration, float64(len(lat))/duration.Seconds(), percentile(lat, 50), percentile(lat, 99), lat[len(lat)-1], len(lat), errs)
 
 	if *batch > 0 {
 		lat, err := loadBatch(*httpAddr, auth, *prefix, *clients, *batch, *batchN)
@@ -86,14 +103,25 @@ func httpOnline(ctx context.Context, fs *flag.FlagSet, args []string, out io.Wri
 
 var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 
+// transport names how a pgbench URL connects: "unix" for a socket
+// directory (?host=/dir), else "tcp".
+func transport(dbURL string) string {
+	if u, err := url.Parse(dbURL); err == nil && u.Host == "" && strings.HasPrefix(u.Query().Get("host"), "/") {
+		return "unix"
+	}
+	return "tcp"
+}
+
 // runPgbench runs pgbench -S and returns its rate.
 func runPgbench(ctx context.Context, bin, dbURL string, conns, threads int, d time.Duration) (float64, error) {
 	u, err := url.Parse(dbURL)
 	if err != nil {
 		return 0, fmt.Errorf("parse -pgbench-url: %w", err)
 	}
-	if err := checkLoopback(u.Host); err != nil {
-		return 0, err
+	if transport(dbURL) != "unix" {
+		if err := checkLoopback(u.Host); err != nil {
+			return 0, err
+		}
 	}
 	cmd := exec.CommandContext(ctx, bin, "-S", "-n", "-c", strconv.Itoa(conns), "-j", strconv.Itoa(threads),
 		"-T", strconv.Itoa(int(d.Seconds())), dbURL)
@@ -257,6 +285,14 @@ func (c *httpConn) roundTrip(req []byte) (status int, body []byte, err error) {
 		return 0, nil, err
 	}
 	return status, c.body, nil
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 func cmpOr(a, b error) error {

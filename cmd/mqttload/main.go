@@ -30,8 +30,12 @@ func main() {
 // scenarios maps a subcommand to its implementation.
 var scenarios = map[string]func(ctx context.Context, fs *flag.FlagSet, args []string, out io.Writer) error{
 	"offline-latency": offlineLatency,
+	"churn":           churn,
 	"seed":            seed,
 	"http-online":     httpOnline,
+	"idle-rss":        idleRSS,
+	"connect-rate":    connectRate,
+	"pubsub":          pubsub,
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {

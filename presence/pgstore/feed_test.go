@@ -78,6 +78,8 @@ func (r *recordingSink) Lost(error) {
 	r.view.MarkStale()
 }
 
+func (r *recordingSink) SilentNodes(nodes []string) { r.view.SetSilentNodes(nodes) }
+
 func (r *recordingSink) signal() {
 	select {
 	case r.changed <- struct{}{}:

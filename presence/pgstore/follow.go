@@ -27,6 +27,10 @@ type FeedSink interface {
 	// Lost reports that the feed broke: until the next Load the sink may be
 	// behind the store.
 	Lost(err error)
+	// SilentNodes reports the broker nodes that missed their lease (and are
+	// not yet lost), read every PollInterval: a node's state changes no
+	// channel, so it is not in the feed.
+	SilentNodes(nodes []string)
 }
 
 // FollowOptions tune a Follower; zero values take the defaults.
@@ -128,7 +132,14 @@ func (f *Follower) session(ctx context.Context) error {
 	f.cursor.Store(asOfSeq)
 	f.log.Info("view loaded", "states", len(states), "as_of_seq", asOfSeq, "took", time.Since(start).Round(time.Millisecond))
 
+	var nodesReadAt time.Time
 	for {
+		if time.Since(nodesReadAt) >= f.opts.PollInterval {
+			if err := f.readSilentNodes(ctx, conn); err != nil {
+				return err
+			}
+			nodesReadAt = time.Now()
+		}
 		// Clear before reading: a notification from now on means read again.
 		f.notified.Store(false)
 		if err := f.drain(ctx, conn); err != nil {
@@ -151,6 +162,17 @@ func (f *Follower) session(ctx context.Context) error {
 			return storeErr("wait for changes", err)
 		}
 	}
+}
+
+// readSilentNodes hands the sink the nodes that missed their lease.
+func (f *Follower) readSilentNodes(ctx context.Context, conn *pgx.Conn) error {
+	rows, _ := conn.Query(ctx, "SELECT node FROM nodes WHERE state = 'silent' ORDER BY node")
+	nodes, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return storeErr("read silent nodes", err)
+	}
+	f.sink.SilentNodes(nodes)
+	return nil
 }
 
 // drain reads the feed from the cursor until it is exhausted.

@@ -90,7 +90,7 @@ func TestSendConsume(t *testing.T) {
 
 	// A graceful shutdown persists the offsets (UPDATE_CONSUMER_OFFSET is
 	// fire-and-forget, so poll for it): they must cover everything.
-	time.Sleep(100 * time.Millisecond) // let the last batch's offset update land in the client
+	rec.settle(t, n)
 	if err := c.Shutdown(); err != nil {
 		t.Fatal(err)
 	}

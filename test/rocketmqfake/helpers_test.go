@@ -91,6 +91,7 @@ type rocketmqProducer interface {
 
 // received collects what a consumer callback saw.
 type received struct {
+	done atomic.Int64 // messages whose callback has returned
 	mu   sync.Mutex
 	msgs []*primitive.MessageExt
 	by   map[string]int // body → deliveries
@@ -142,6 +143,20 @@ func (r *received) waitDistinct(t *testing.T, n int, timeout time.Duration) {
 	}
 }
 
+// settle waits until n messages' callbacks have returned, then a little
+// longer: the client records a consumed offset only after the callback
+// returns, and Shutdown persists whatever it has at that moment (it does not
+// wait for callbacks in flight).
+func (r *received) settle(t *testing.T, n int) {
+	t.Helper()
+	ctx, cancel := contextTimeout(10 * time.Second)
+	defer cancel()
+	if err := rocketmqfake.WaitFor(ctx, func() bool { return r.done.Load() >= int64(n) }); err != nil {
+		t.Fatalf("%d callbacks returned, want %d", r.done.Load(), n)
+	}
+	time.Sleep(200 * time.Millisecond)
+}
+
 type pushConsumer interface {
 	Start() error
 	Shutdown() error
@@ -175,6 +190,7 @@ func startConsumer(t *testing.T, f *rocketmqfake.Fake, group, topic, expr string
 	err = c.Subscribe(topic, consumer.MessageSelector{Type: consumer.TAG, Expression: expr},
 		func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
 			rec.add(msgs...)
+			defer rec.done.Add(int64(len(msgs)))
 			if handler != nil {
 				return handler(msgs), nil
 			}

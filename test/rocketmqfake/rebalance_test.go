@@ -50,6 +50,7 @@ func TestTwoConsumersSplitQueues(t *testing.T) {
 	t.Logf("split: consumer 1 got %d, consumer 2 got %d", len(by1), len(by2))
 
 	// Consumer 2 leaves: consumer 1 is notified and takes its queues over.
+	rec2.settle(t, len(by2))
 	left := time.Now()
 	if err := c2.Shutdown(); err != nil {
 		t.Fatal(err)
@@ -88,7 +89,7 @@ func TestOffsetsSurviveConsumerRestart(t *testing.T) {
 		sendSync(t, p, newMsg(topic, "connect", "", fmt.Sprintf("old%02d", i)))
 	}
 	rec1.waitDistinct(t, 12, 10*time.Second)
-	time.Sleep(100 * time.Millisecond)
+	rec1.settle(t, 12)
 	if err := c1.Shutdown(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Measures the scaled-out path on loopback: presenced broker -> RocketMQ
+# test double -> presenced consumer -> PostgreSQL, read by presenced api.
+#
+#   1. drain rate: a backlog of lifecycle events is built in RocketMQ while
+#      the consumer is stopped, then the consumer is started and the rate at
+#      which events land in Postgres is measured (events/s into the store);
+#   2. sustained rate: churn load with the consumer running;
+#   3. abrupt close -> online:false over REST through the whole path.
+#
+# Usage: cmd/mqttload/bench-rocketmq.sh [churn-seconds]   (run as root; needs PostgreSQL 15 binaries)
+# Everything listens on 127.0.0.1 and is stopped at exit; total time a few minutes.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECONDS_LOAD=${1:-20}
+WORK=$(mktemp -d /tmp/bench-rocketmq.XXXX)
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+PGPORT=55439
+DB="postgres://postgres@127.0.0.1:$PGPORT/presenced"
+psqlc() { psql -h "$WORK/pg" -p $PGPORT -U postgres -d presenced -tAc "$1"; }
+
+cleanup() {
+	pkill -TERM -f "$WORK" 2>/dev/null || true
+	sleep 2
+	su postgres -c "$PGBIN/pg_ctl -D $WORK/pg/data stop -m fast" >/dev/null 2>&1 || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+go build -o "$WORK/presenced" ./cmd/presenced
+go build -o "$WORK/mqttload" ./cmd/mqttload
+go build -o "$WORK/rocketmqfake" ./test/rocketmqfake/cmd/rocketmqfake
+
+mkdir -p "$WORK/pg" && chown postgres "$WORK/pg" && chmod o+x "$WORK"
+su postgres -c "$PGBIN/initdb -D $WORK/pg/data -A trust >/dev/null && $PGBIN/pg_ctl -D $WORK/pg/data -l $WORK/pg/log -o '-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c max_connections=200' start >/dev/null && $PGBIN/createdb -h $WORK/pg -p $PGPORT presenced"
+
+RMQ="--rocketmq-namesrv 127.0.0.1:19877 --rocketmq-topic bench_events"
+"$WORK/rocketmqfake" -namesrv-addr 127.0.0.1:19877 -broker-addr 127.0.0.1:10912 >"$WORK/fake.log" 2>&1 &
+sleep 1
+start_consumer() { "$WORK/presenced" consumer --http-addr 127.0.0.1:18091 --database-url "$DB" --data-dir "$WORK/c" $RMQ >>"$WORK/consumer.log" 2>&1 & }
+"$WORK/presenced" broker --mqtt-addr 127.0.0.1:18893 --http-addr 127.0.0.1:18092 --data-dir "$WORK/b" --node bench $RMQ >"$WORK/broker.log" 2>&1 &
+"$WORK/presenced" api --http-addr 127.0.0.1:18090 --database-url "$DB" --data-dir "$WORK/a" >"$WORK/api.log" 2>&1 &
+start_consumer
+for url in 18090/readyz 18091/readyz 18092/readyz; do
+	for _ in $(seq 1 100); do curl -sf "127.0.0.1:$url" >/dev/null && break; sleep 0.2; done
+done
+
+# wait_stable: poll the event count until it has not changed for 3 s.
+wait_stable() {
+	local prev=-1 same=0 n
+	while :; do
+		n=$(psqlc "SELECT count(*) FROM events")
+		if [ "$n" = "$prev" ]; then same=$((same + 1)); else same=0; fi
+		[ $same -ge 6 ] && break
+		prev=$n
+		sleep 0.5
+	done
+	echo "$n"
+}
+
+echo "== 1. drain rate: backlog in RocketMQ, then the consumer starts"
+pkill -TERM -f "$WORK/presenced consumer"; sleep 3
+"$WORK/mqttload" churn -mqtt 127.0.0.1:18893 -workers 200 -duration "${SECONDS_LOAD}s"
+sleep 3
+before=$(psqlc "SELECT count(*) FROM events")
+t0=$(date +%s.%N)
+start_consumer
+after=$(wait_stable)
+t1=$(date +%s.%N)
+drain=$(echo "($t1 - $t0 - 3)" | bc -l)
+echo "drained $((after - before)) events in ${drain}s: $(echo "($after - $before) / $drain" | bc) events/s into PostgreSQL"
+
+echo "== 2. sustained: churn with the consumer running"
+before=$(psqlc "SELECT count(*) FROM events")
+t0=$(date +%s.%N)
+"$WORK/mqttload" churn -mqtt 127.0.0.1:18893 -workers 200 -duration "${SECONDS_LOAD}s"
+after=$(wait_stable)
+t1=$(date +%s.%N)
+total=$(echo "($t1 - $t0 - 3)" | bc -l)
+echo "stored $((after - before)) events in ${total}s (load + drain): $(echo "($after - $before) / $total" | bc) events/s end to end"
+
+echo "== 3. abrupt close -> online:false over REST (presenced api), through RocketMQ"
+"$WORK/mqttload" offline-latency -mqtt 127.0.0.1:18893 -http 127.0.0.1:18090 -n 100
