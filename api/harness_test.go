@@ -62,7 +62,7 @@ func newHarness(t *testing.T, configure ...func(*Config)) *harness {
 	for _, c := range configure {
 		c(&cfg)
 	}
-	h.srv = New(cfg, Deps{Live: h.live, Channels: h.store, History: h.store, Counter: h.store,
+	h.srv = New(cfg, Deps{Live: h.live, Channels: h.store, Nodes: h.store, History: h.store, Counter: h.store,
 		Ingester: storeIngester{h.store}, Readiness: h.store})
 	h.http = httptest.NewServer(h.srv)
 	t.Cleanup(func() { h.srv.CloseStreams(); h.http.Close() })

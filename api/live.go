@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -49,7 +50,7 @@ func (l *Live) Apply(states []presence.ChannelState) {
 
 // SilentNodes tells the view which broker nodes missed their lease: their
 // clients are answered "unknown".
-func (l *Live) SilentNodes(nodes []string) { l.View.SetSilentNodes(nodes) }
+func (l *Live) SilentNodes(nodes map[string]time.Time) { l.View.SetSilentNodes(nodes) }
 
 // Lost marks the view stale: until the next Load the API answers 503
 // rather than risk a wrong answer.

@@ -39,6 +39,7 @@ func (s *Server) routes() http.Handler {
 				r.Get("/clients/{clientId}/channels", s.handleChannels)
 				r.Get("/clients/{clientId}/events", s.handleEvents)
 				r.Get("/stats", s.handleStats)
+				r.Get("/nodes", s.handleNodes)
 			})
 		})
 	})

@@ -22,6 +22,12 @@ type ChannelReader interface {
 	Channels(ctx context.Context, clientID string, limit int) ([]presence.Channel, error)
 }
 
+// NodeLister lists the broker nodes the store knows, with their epochs,
+// liveness and open channels.
+type NodeLister interface {
+	Nodes(ctx context.Context) ([]presence.Node, error)
+}
+
 // HistoryReader reads a page of a client's stored events.
 type HistoryReader interface {
 	History(ctx context.Context, q presence.HistoryQuery) ([]presence.StoredEvent, error)
@@ -48,6 +54,7 @@ type Deps struct {
 	// Live is the view and the change stream, fed from the store's feed.
 	Live      *Live
 	Channels  ChannelReader
+	Nodes     NodeLister
 	History   HistoryReader
 	Counter   EventCounter
 	Ingester  EventIngester

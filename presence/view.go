@@ -56,7 +56,7 @@ type View struct {
 	current atomic.Bool
 	// silent are the broker nodes that missed their lease: a client whose
 	// open channels are all on silent nodes is answered StateUnknown.
-	silent map[string]bool
+	silent map[string]time.Time
 }
 
 type clientEntry struct {
@@ -243,7 +243,11 @@ func (v *View) status(clientID string) Status {
 	if st.OpenChannels > 0 {
 		st.Online, st.State = true, StateOnline
 		if node := v.silentNodeOf(c); node != "" {
-			st.State, st.Node = StateUnknown, node
+			// Neither online nor offline: the only evidence is a node that
+			// went silent. Since is when it did.
+			silentSince := v.silent[node]
+			st.Online, st.State, st.Node, st.Since = false, StateUnknown, node, &silentSince
+			return st
 		}
 		since := c.onlineSince
 		if since == 0 {
@@ -264,7 +268,7 @@ func (v *View) silentNodeOf(c *clientEntry) string {
 		return ""
 	}
 	for _, ch := range c.open {
-		if !v.silent[ch.node] {
+		if _, silent := v.silent[ch.node]; !silent {
 			return ""
 		}
 	}
@@ -273,13 +277,14 @@ func (v *View) silentNodeOf(c *clientEntry) string {
 
 // SetSilentNodes records the broker nodes that missed their lease (and are
 // not yet declared lost). The clients whose open channels are all on them
-// are answered StateUnknown — still Online, since no tcpclean says
-// otherwise, but with the silent Node — until the node reports again or is
-// declared lost and its channels are closed.
-func (v *View) SetSilentNodes(nodes []string) {
-	silent := make(map[string]bool, len(nodes))
-	for _, n := range nodes {
-		silent[n] = true
+// are answered StateUnknown — not online (their broker may have died), not
+// offline (no tcpclean says so), with the silent Node and since when it is
+// silent — until the node reports again or is declared lost and its
+// channels are closed. nodes maps node → silent since.
+func (v *View) SetSilentNodes(nodes map[string]time.Time) {
+	silent := make(map[string]time.Time, len(nodes))
+	for n, since := range nodes {
+		silent[n] = since.UTC()
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()

@@ -1,6 +1,9 @@
 package presence
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func state(client, channel string, open bool, connectAt, seq int64) ChannelState {
 	return ChannelState{ClientID: client, ChannelID: channel, Open: open, ConnectAt: connectAt, LastEventAt: connectAt, Seq: seq}
@@ -140,15 +143,16 @@ func TestViewAnswersUnknownForSilentNodes(t *testing.T) {
 	b1, b2 := state("b", "b1", true, 100, 2), state("b", "b2", true, 100, 3)
 	b1.Node, b2.Node = "n1", "n2"
 	v.Apply([]ChannelState{a, b1, b2})
-	v.SetSilentNodes([]string{"n1"})
-	if st := v.Status("a"); st.State != StateUnknown || !st.Online || st.Node != "n1" {
+	silentSince := time.Date(2026, 11, 22, 5, 0, 0, 0, time.UTC)
+	v.SetSilentNodes(map[string]time.Time{"n1": silentSince})
+	if st := v.Status("a"); st.State != StateUnknown || st.Online || st.Node != "n1" || st.Since == nil || !st.Since.Equal(silentSince) {
 		t.Fatalf("client on a silent node: %+v", st)
 	}
 	if st := v.Status("b"); st.State != StateOnline || st.Node != "" {
 		t.Fatalf("client with a channel on a live node: %+v", st)
 	}
 	v.SetSilentNodes(nil)
-	if st := v.Status("a"); st.State != StateOnline {
+	if st := v.Status("a"); st.State != StateOnline || !st.Online {
 		t.Fatalf("after the node came back: %+v", st)
 	}
 }

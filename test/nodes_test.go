@@ -154,3 +154,50 @@ func TestBrokerClockSkewChangesNothing(t *testing.T) {
 		t.Fatalf("after takeover under clock skew: %+v", st)
 	}
 }
+
+func TestKilledBrokerNotRestartedTurnsUnknownThenOffline(t *testing.T) {
+	const clients = 1000
+	dbURL := pgtest.URL(t)
+	p := &proc{t: t, MQTTAddr: freeAddr(t), HTTPAddr: freeAddr(t), DBURL: dbURL, Node: "node-doomed", DataDir: t.TempDir(),
+		Args: []string{"--node-lease", "2s", "--heartbeat-every", "500ms", "--node-grace", "3s"}}
+	p.start()
+	// A separate API process watches the same store; it outlives the broker.
+	watcher := &proc{t: t, Command: "api", HTTPAddr: freeAddr(t), DBURL: dbURL, DataDir: t.TempDir(), Args: []string{"--node-grace", "3s"}}
+	watcher.start()
+	connectMany(t, p.MQTTAddr, "doomed-", clients)
+	waitOpenChannels(t, dbURL, "doomed-", clients, 30*time.Second)
+	if st := watcher.status("doomed-7"); !st.Online {
+		t.Fatalf("before the kill: %+v", st)
+	}
+
+	killed := time.Now()
+	p.kill()
+	// Unknown once the lease (2 s) has run out: not online, not offline.
+	for {
+		st := watcher.status("doomed-7")
+		if st.State == "unknown" {
+			if st.Online || st.Node != "node-doomed" || st.Since == nil {
+				t.Fatalf("unknown answer %+v, want online=false, the node and since when it is silent", st)
+			}
+			t.Logf("SIGKILL -> unknown after %v", time.Since(killed))
+			break
+		}
+		if !st.Online || time.Since(killed) > 20*time.Second {
+			t.Fatalf("after the kill %v: %+v, want online until the lease runs out, then unknown", time.Since(killed), st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Offline once the grace (3 s more) has run out: every channel closed as node_lost.
+	took := waitOpenChannels(t, dbURL, "doomed-", 0, 30*time.Second)
+	watcher.waitOnline("doomed-999", false, 5*time.Second)
+	t.Logf("SIGKILL -> all %d channels closed as node_lost after %v", clients, time.Since(killed))
+	_ = took
+	if got := reasonCounts(t, dbURL, "doomed-"); got["node_lost"] != clients {
+		t.Fatalf("tcpclean reasons %v, want %d node_lost", got, clients)
+	}
+	for i := 0; i < clients; i += 111 {
+		if st := watcher.status(fmt.Sprintf("doomed-%d", i)); st.Online || st.State != "offline" {
+			t.Fatalf("doomed-%d after the grace: %+v", i, st)
+		}
+	}
+}

@@ -39,8 +39,8 @@ type rmqPath struct {
 var nonTopicChars = regexp.MustCompile(`[^A-Za-z0-9_]`)
 
 // startRMQPath starts the fake (unless a real RocketMQ is configured) and
-// the three presenced processes.
-func startRMQPath(t *testing.T, dbURL string) *rmqPath {
+// the three presenced processes, each with the extra flags.
+func startRMQPath(t *testing.T, dbURL string, extraArgs ...string) *rmqPath {
 	t.Helper()
 	name := nonTopicChars.ReplaceAllString(t.Name(), "_")
 	r := &rmqPath{t: t, dbURL: dbURL, topic: "presenced_" + name, group: "GID_" + name}
@@ -57,12 +57,12 @@ func startRMQPath(t *testing.T, dbURL string) *rmqPath {
 		t.Cleanup(r.fake.Stop)
 		r.namesrv = r.fake.NamesrvAddr()
 	}
-	rmqArgs := []string{"--rocketmq-namesrv", r.namesrv, "--rocketmq-topic", r.topic, "--rocketmq-consumer-group", r.group}
+	rmqArgs := append([]string{"--rocketmq-namesrv", r.namesrv, "--rocketmq-topic", r.topic, "--rocketmq-consumer-group", r.group}, extraArgs...)
 	r.broker = &proc{t: t, Command: "broker", MQTTAddr: freeAddr(t), HTTPAddr: freeAddr(t), Node: "broker-" + name, DataDir: t.TempDir(), Args: rmqArgs}
 	r.broker.start()
 	r.consumer = &proc{t: t, Command: "consumer", HTTPAddr: freeAddr(t), DBURL: dbURL, DataDir: t.TempDir(), Args: rmqArgs}
 	r.consumer.start()
-	r.api = &proc{t: t, Command: "api", HTTPAddr: freeAddr(t), DBURL: dbURL, DataDir: t.TempDir()}
+	r.api = &proc{t: t, Command: "api", HTTPAddr: freeAddr(t), DBURL: dbURL, DataDir: t.TempDir(), Args: extraArgs}
 	r.api.start()
 	return r
 }
@@ -299,6 +299,55 @@ func (p *proc) waitMetric(name string, want float64, timeout time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			p.t.Fatalf("metric %s never became %v", name, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRocketMQKilledBrokerIsFencedOrExpires(t *testing.T) {
+	const clients = 1000
+	r := startRMQPath(t, pgtest.URL(t), "--node-lease", "2s", "--heartbeat-every", "500ms", "--node-grace", "3s")
+	connectMany(t, r.broker.MQTTAddr, "rfleet-", clients)
+	waitOpenChannels(t, r.dbURL, "rfleet-", clients, 60*time.Second)
+
+	// Killed and restarted at once: the new epoch fences every old channel.
+	killed := time.Now()
+	r.broker.kill()
+	r.broker.start()
+	waitOpenChannels(t, r.dbURL, "rfleet-", 0, 60*time.Second)
+	t.Logf("broker SIGKILL -> restart -> all %d old channels closed after %v", clients, time.Since(killed))
+	if got := reasonCounts(t, r.dbURL, "rfleet-"); got["node_lost"] != clients {
+		t.Fatalf("tcpclean reasons %v, want %d node_lost", got, clients)
+	}
+	rawConnect(t, r.broker.MQTTAddr, "rfleet-1", 300)
+	r.api.waitOnline("rfleet-1", true, 10*time.Second)
+
+	// Killed and not restarted: unknown after the lease, offline after the grace.
+	killed = time.Now()
+	r.broker.kill()
+	deadline := time.Now().Add(30 * time.Second)
+	for r.api.status("rfleet-1").State != "unknown" {
+		if time.Now().After(deadline) {
+			t.Fatalf("rfleet-1 never unknown: %+v", r.api.status("rfleet-1"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("broker SIGKILL, no restart -> unknown after %v", time.Since(killed))
+	r.api.waitState("rfleet-1", "offline", 30*time.Second)
+	t.Logf("broker SIGKILL, no restart -> offline after %v", time.Since(killed))
+}
+
+// waitState polls the API until the client's state is want.
+func (p *proc) waitState(clientID, want string, timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := p.status(clientID)
+		if string(st.State) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("client %q is %+v after %v, want state %s", clientID, st, timeout, want)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -33,7 +33,7 @@ func runAPI(ctx context.Context, args []string, getenv func(string) string, stde
 	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFeed()
 	var wg sync.WaitGroup
-	failed := make(chan error, 2)
+	failed := make(chan error, 3)
 	serve := func(name string, fn func() error) {
 		wg.Add(1)
 		go func() {
@@ -44,6 +44,10 @@ func runAPI(ctx context.Context, args []string, getenv func(string) string, stde
 		}()
 	}
 	serve("change feed", func() error { return web.runFollower(feedCtx) })
+	// Every process with a store checks node leases: the clients of a
+	// crashed broker must turn unknown, then offline, even when no broker
+	// or consumer of that node runs any more.
+	serve("lease monitor", func() error { return leaseMonitor(db.store, cfg, "", log).Run(feedCtx) })
 	serve("http server", func() error { return web.server.Serve(listener) })
 	log.Info("listening", "http", listener.Addr().String())
 

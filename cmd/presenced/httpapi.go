@@ -46,7 +46,7 @@ func newHTTPAPI(cfg config, db *database, log *slog.Logger) *httpAPI {
 		MaxStreams:     cfg.API.MaxStreams,
 		Registry:       registry,
 		Logger:         log.With("component", "api"),
-	}, api.Deps{Live: live, Channels: db.store, History: db.store, Counter: db.store, Ingester: db, Readiness: db})
+	}, api.Deps{Live: live, Channels: db.store, Nodes: db.store, History: db.store, Counter: db.store, Ingester: db, Readiness: db})
 	a.server = &http.Server{
 		Handler: a.api,
 		// No ReadTimeout or WriteTimeout: they would end /stream. The API

@@ -78,7 +78,7 @@ func (r *recordingSink) Lost(error) {
 	r.view.MarkStale()
 }
 
-func (r *recordingSink) SilentNodes(nodes []string) { r.view.SetSilentNodes(nodes) }
+func (r *recordingSink) SilentNodes(nodes map[string]time.Time) { r.view.SetSilentNodes(nodes) }
 
 func (r *recordingSink) signal() {
 	select {

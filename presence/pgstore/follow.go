@@ -30,7 +30,8 @@ type FeedSink interface {
 	// SilentNodes reports the broker nodes that missed their lease (and are
 	// not yet lost), read every PollInterval: a node's state changes no
 	// channel, so it is not in the feed.
-	SilentNodes(nodes []string)
+	// The map is node → since when it is silent (the store's clock).
+	SilentNodes(nodes map[string]time.Time)
 }
 
 // FollowOptions tune a Follower; zero values take the defaults.
@@ -166,9 +167,11 @@ func (f *Follower) session(ctx context.Context) error {
 
 // readSilentNodes hands the sink the nodes that missed their lease.
 func (f *Follower) readSilentNodes(ctx context.Context, conn *pgx.Conn) error {
-	rows, _ := conn.Query(ctx, "SELECT node FROM nodes WHERE state = 'silent' ORDER BY node")
-	nodes, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
+	rows, _ := conn.Query(ctx, "SELECT node, silent_since FROM nodes WHERE state = 'silent'")
+	nodes := map[string]time.Time{}
+	var node string
+	var since time.Time
+	if _, err := pgx.ForEachRow(rows, []any{&node, &since}, func() error { nodes[node] = since; return nil }); err != nil {
 		return storeErr("read silent nodes", err)
 	}
 	f.sink.SilentNodes(nodes)

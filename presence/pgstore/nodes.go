@@ -103,11 +103,13 @@ func recordNodeEvent(ctx context.Context, tx pgx.Tx, n presence.NodeEvent) (stri
 		return current, nil
 	case current == n.Epoch:
 		// The same process reporting again: alive (again), unless it stopped.
-		// A stopped node stays stopped until a new epoch starts.
+		// A stopped node stays stopped until a new epoch starts. A node
+		// declared lost that reports again is alive: the channels closed
+		// meanwhile stay closed (their clients count as online again only
+		// once they reconnect), its new channels count as usual.
 		_, err = tx.Exec(ctx, `
 			UPDATE nodes SET last_seen = now(), lease_ms = $3, silent_since = NULL,
-			       state = CASE WHEN state = 'stopped' OR $4 = 'stopped' THEN 'stopped'
-			                    WHEN state = 'lost' THEN 'lost' ELSE $4 END,
+			       state = CASE WHEN state = 'stopped' OR $4 = 'stopped' THEN 'stopped' ELSE $4 END,
 			       last_seq = greatest(last_seq, $5)
 			WHERE node = $1 AND epoch = $2`,
 			n.Node, n.Epoch, n.LeaseMillis, state, int64(n.Seq))
