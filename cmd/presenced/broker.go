@@ -54,7 +54,7 @@ func runBroker(ctx context.Context, args []string, getenv func(string) string, s
 		ProducerGroup: cfg.RocketMQ.ProducerGroup,
 		AccessKey:     cfg.RocketMQ.AccessKey,
 		SecretKey:     cfg.RocketMQ.SecretKey,
-		Log:           log.With("component", "forwarder"),
+		Log:           log,
 	})
 	if err != nil {
 		return err

@@ -251,6 +251,10 @@ func (c *Consumer) start(ctx, applyCtx context.Context, addrs []string) (pushCon
 	}
 }
 
+// pullThresholdForQueue is how many messages of one queue the client holds
+// (pulled, not yet acknowledged) before it pauses pulling that queue.
+const pullThresholdForQueue = 4096
+
 func (c *Consumer) newPushConsumer(addrs []string) (pushConsumer, error) {
 	opts := []consumer.Option{
 		consumer.WithNameServer(addrs),
@@ -263,6 +267,14 @@ func (c *Consumer) newPushConsumer(addrs []string) (pushConsumer, error) {
 		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
 		consumer.WithConsumeMessageBatchMaxSize(c.cfg.BatchSize),
 		consumer.WithPullBatchSize(int32(max(c.cfg.BatchSize, 32))),
+		// The client stops pulling a queue for 50 ms whenever 1,024
+		// messages of it wait or are being applied, or their offsets span
+		// more than 1,000. Group commit applies thousands at once, so
+		// those defaults idled the store between transactions while
+		// draining a backlog. At ~400 bytes a lifecycle event, 4,096 per
+		// queue is about 1.6 MB of memory per queue held.
+		consumer.WithPullThresholdForQueue(pullThresholdForQueue),
+		consumer.WithConsumeConcurrentlyMaxSpan(4 * pullThresholdForQueue),
 		consumer.WithMaxReconsumeTimes(int32(c.cfg.MaxReconsumeTimes)),
 	}
 	if c.cfg.AccessKey != "" {

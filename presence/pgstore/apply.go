@@ -102,17 +102,25 @@ func (s *Store) Apply(ctx context.Context, events []presence.Event) (ApplyResult
 		return ApplyResult{}, nil
 	}
 	cols := newColumns(batch)
+	// The lock and the statement go out as one pipelined batch, which
+	// PostgreSQL runs as one implicit transaction committed at its end:
+	// one round trip instead of four (BEGIN, lock, statement, COMMIT), all
+	// inside the serialized section. An error rolls back all of it.
+	var b pgx.Batch
+	b.Queue("SELECT pg_advisory_xact_lock($1)", applyLockKey)
+	b.Queue(applySQL, cols.args()...)
+	byKey := make(map[presence.Key]int, len(batch))
+	for i, e := range batch {
+		byKey[e.Key()] = i
+	}
 	var applied []presence.StoredEvent
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		applied = applied[:0] // a retried function starts over
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", applyLockKey); err != nil {
+	err := func() error {
+		results := s.pool.SendBatch(ctx, &b)
+		defer results.Close()
+		if _, err := results.Exec(); err != nil {
 			return err
 		}
-		rows, _ := tx.Query(ctx, applySQL, cols.args()...)
-		byKey := make(map[presence.Key]int, len(batch))
-		for i, e := range batch {
-			byKey[e.Key()] = i
-		}
+		rows, _ := results.Query()
 		var (
 			seq       int64
 			key       presence.Key
@@ -122,8 +130,13 @@ func (s *Store) Apply(ctx context.Context, events []presence.Event) (ApplyResult
 			applied = append(applied, presence.StoredEvent{Event: batch[byKey[key]], Seq: seq, AppliedAt: appliedAt})
 			return nil
 		})
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		// Close reads the end of the batch: the implicit commit, and any
+		// error it met (a deferred constraint, the server going away).
+		return results.Close()
+	}()
 	if err != nil {
 		return ApplyResult{}, storeErr("apply events", err)
 	}

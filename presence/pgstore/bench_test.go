@@ -2,6 +2,7 @@ package pgstore_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/presenced/presenced/presence"
@@ -67,4 +68,32 @@ func BenchmarkOnline(b *testing.B) {
 		}
 		i += 7919
 	}
+}
+
+// BenchmarkApplyChurn applies what a RocketMQ drain hands the store: batches
+// of ~1,150 events of channels with random 128-bit ids (as the broker makes
+// them), each with connect, disconnect and tcpclean in the same batch.
+func BenchmarkApplyChurn(b *testing.B) {
+	s := pgtest.NewStore(b)
+	const channelsPerBatch = 384
+	rng := rand.New(rand.NewPCG(1, 2))
+	batch := make([]presence.Event, 0, 3*channelsPerBatch)
+	n := 0
+	b.ResetTimer()
+	for b.Loop() {
+		batch = batch[:0]
+		for range channelsPerBatch {
+			client := fmt.Sprintf("GID_bench@@@device-%d", n%100_000)
+			ch := fmt.Sprintf("%016x%016x", rng.Uint64(), rng.Uint64())
+			batch = append(batch,
+				ev(client, ch, presence.EventConnect, int64(n)),
+				ev(client, ch, presence.EventDisconnect, int64(n)+5),
+				ev(client, ch, presence.EventTCPClean, int64(n)+6))
+			n++
+		}
+		if _, err := s.Apply(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "events/s")
 }

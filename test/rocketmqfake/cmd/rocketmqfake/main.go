@@ -51,15 +51,16 @@ func main() {
 	if *realDelays {
 		opts.DelayLevels = rocketmqfake.RealDelayLevels
 	}
+	// Listen for signals before READY: whoever reads READY may signal at
+	// once, and an unhandled SIGTERM would kill the process uncleanly.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	f := rocketmqfake.New(opts)
 	if err := f.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "rocketmqfake:", err)
 		os.Exit(1)
 	}
 	fmt.Printf("READY namesrv=%s broker=%s\n", f.NamesrvAddr(), f.BrokerAddr())
-
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig
 	done := make(chan struct{})
 	go func() { f.Stop(); close(done) }()
