@@ -47,12 +47,13 @@ mkdir -p "$WORK/pg" && chown postgres "$WORK/pg" && chmod o+x "$WORK"
 su postgres -c "$PGBIN/initdb -D $WORK/pg/data -A trust >/dev/null && $PGBIN/pg_ctl -D $WORK/pg/data -l $WORK/pg/log -o '-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c max_connections=200 -c track_wal_io_timing=on' start >/dev/null && $PGBIN/createdb -h $WORK/pg -p $PGPORT presenced"
 
 RMQ="--rocketmq-namesrv 127.0.0.1:19877 --rocketmq-topic bench_events"
-"$WORK/rocketmqfake" -namesrv-addr 127.0.0.1:19877 -broker-addr 127.0.0.1:10912 >"$WORK/fake.log" 2>&1 &
+start_fake() { "$WORK/rocketmqfake" -namesrv-addr 127.0.0.1:19877 -broker-addr 127.0.0.1:10912 >>"$WORK/fake.log" 2>&1 & }
+start_fake
 sleep 1
 start_consumer() { "$WORK/presenced" consumer --http-addr 127.0.0.1:18091 --database-url "$DB" --data-dir "$WORK/c" $RMQ >>"$WORK/consumer.log" 2>&1 & }
 "$WORK/presenced" broker --mqtt-addr 127.0.0.1:18893 --http-addr 127.0.0.1:18092 --data-dir "$WORK/b" --node bench $RMQ >"$WORK/broker.log" 2>&1 &
 start_consumer
-# DRAIN_ONLY=1: only the drain rate, without the API process following the store
+# DRAIN_ONLY=1: only the drain rate (FROM_OUTBOX=1: of a backlog in the broker's outbox), without the API process following the store
 if [ "${DRAIN_ONLY:-0}" = 0 ]; then
 	"$WORK/presenced" api --http-addr 127.0.0.1:18090 --database-url "$DB" --data-dir "$WORK/a" >"$WORK/api.log" 2>&1 &
 else
@@ -92,13 +93,28 @@ wait_stable() {
 	echo "$n"
 }
 
-echo "== 1. drain rate: backlog in RocketMQ, then the consumer starts"
-pkill -TERM -f "$WORK/presenced consumer"; sleep 3
-"$WORK/mqttload" churn -mqtt 127.0.0.1:18893 -workers 200 -duration "${SECONDS_LOAD}s"
-sleep 3
-psqlc "SELECT pg_stat_reset_shared('wal')" >/dev/null
-t0=$(date +%s.%N)
-start_consumer
+if [ "${FROM_OUTBOX:-0}" = 0 ]; then
+	echo "== 1. drain rate: backlog in RocketMQ, then the consumer starts"
+	pkill -TERM -f "$WORK/presenced consumer"; sleep 3
+	"$WORK/mqttload" churn -mqtt 127.0.0.1:18893 -workers 200 -duration "${SECONDS_LOAD}s"
+	sleep 3
+	psqlc "SELECT pg_stat_reset_shared('wal')" >/dev/null
+	t0=$(date +%s.%N)
+	start_consumer
+else
+	# FROM_OUTBOX=1: RocketMQ is down while the load runs, so the backlog
+	# builds in the broker's outbox; then the double and the consumer start
+	# and all three stages run at once: outbox -> double -> consumer -> store.
+	echo "== 1. drain rate: backlog in the broker's outbox, then RocketMQ and the consumer start"
+	pkill -TERM -f "$WORK/presenced consumer"; pkill -TERM -f "$WORK/rocketmqfake"; sleep 3
+	"$WORK/mqttload" churn -mqtt 127.0.0.1:18893 -workers 200 -duration "${SECONDS_LOAD}s"
+	sleep 3
+	psqlc "SELECT pg_stat_reset_shared('wal')" >/dev/null
+	t0=$(date +%s.%N)
+	start_fake
+	sleep 0.3
+	start_consumer
+fi
 wait_ready 18091
 before=0
 after=$(wait_stable)
