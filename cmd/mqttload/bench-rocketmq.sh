@@ -9,6 +9,7 @@
 #   3. abrupt close -> online:false over REST through the whole path.
 #
 # Usage: cmd/mqttload/bench-rocketmq.sh [churn-seconds]   (run as root; needs PostgreSQL 15 binaries)
+# DRAIN_ONLY=1, FROM_OUTBOX=1 and PG_OPTS="-c setting=value" are described below.
 # Everything listens on 127.0.0.1 and is stopped at exit; total time a few minutes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -44,7 +45,7 @@ go build -o "$WORK/mqttload" ./cmd/mqttload
 go build -o "$WORK/rocketmqfake" ./test/rocketmqfake/cmd/rocketmqfake
 
 mkdir -p "$WORK/pg" && chown postgres "$WORK/pg" && chmod o+x "$WORK"
-su postgres -c "$PGBIN/initdb -D $WORK/pg/data -A trust >/dev/null && $PGBIN/pg_ctl -D $WORK/pg/data -l $WORK/pg/log -o '-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c max_connections=200 -c track_wal_io_timing=on' start >/dev/null && $PGBIN/createdb -h $WORK/pg -p $PGPORT presenced"
+su postgres -c "$PGBIN/initdb -D $WORK/pg/data -A trust >/dev/null && $PGBIN/pg_ctl -D $WORK/pg/data -l $WORK/pg/log -o '-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c max_connections=200 -c track_wal_io_timing=on ${PG_OPTS:-}' start >/dev/null && $PGBIN/createdb -h $WORK/pg -p $PGPORT presenced"
 
 RMQ="--rocketmq-namesrv 127.0.0.1:19877 --rocketmq-topic bench_events"
 start_fake() { "$WORK/rocketmqfake" -namesrv-addr 127.0.0.1:19877 -broker-addr 127.0.0.1:10912 >>"$WORK/fake.log" 2>&1 & }

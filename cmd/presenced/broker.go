@@ -29,12 +29,9 @@ func runBroker(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	hooks, err := parseTestHooks(getenv)
+	hooks, err := loadTestHooks(getenv, log)
 	if err != nil {
 		return err
-	}
-	if attrs := hooks.active(); len(attrs) > 0 {
-		log.Warn("TEST HOOKS ACTIVE: this process injects faults", attrs...)
 	}
 	rocketmq.RouteClientLogs(log.With("component", "rocketmq-client"), slog.LevelWarn)
 	epoch := newEpoch()

@@ -26,12 +26,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	hooks, err := parseTestHooks(getenv)
+	hooks, err := loadTestHooks(getenv, log)
 	if err != nil {
 		return err
-	}
-	if attrs := hooks.active(); len(attrs) > 0 {
-		log.Warn("TEST HOOKS ACTIVE: this process injects faults", attrs...)
 	}
 	epoch := newEpoch()
 	log.Info("starting presenced", "version", version, "node", cfg.Node, "epoch", epoch)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -50,4 +51,17 @@ func (h testHooks) now() time.Time { return time.Now().Add(h.clockSkew) }
 // dropTCPClean reports whether the broker should lose this tcpclean.
 func (h testHooks) dropTCPClean(e presence.Event) bool {
 	return h.dropTCPCleanPrefix != "" && strings.HasPrefix(e.ClientID, h.dropTCPCleanPrefix)
+}
+
+// loadTestHooks parses the test hooks and, when any is set, says so loudly:
+// a production process must never run with them unnoticed.
+func loadTestHooks(getenv func(string) string, log *slog.Logger) (testHooks, error) {
+	hooks, err := parseTestHooks(getenv)
+	if err != nil {
+		return testHooks{}, err
+	}
+	if attrs := hooks.active(); len(attrs) > 0 {
+		log.Warn("TEST HOOKS ACTIVE: this process injects faults", attrs...)
+	}
+	return hooks, nil
 }
