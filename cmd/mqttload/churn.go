@@ -36,14 +36,15 @@ func churn(ctx context.Context, fs *flag.FlagSet, args []string, out io.Writer) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			scratch := make([]byte, 0, 128)
 			for i := 0; ctx.Err() == nil; i++ {
-				conn, err := dialConnect(*mqttAddr, fmt.Sprintf("%s%d-%d", *prefix, w, i))
+				conn, _, err := mqttDial(*mqttAddr, nil, fmt.Sprintf("%s%d-%d", *prefix, w, i), 60, 5*time.Second, scratch)
 				if err != nil {
 					failures.Add(1)
 					time.Sleep(10 * time.Millisecond)
 					continue
 				}
-				conn.Write([]byte{0xE0, 0x00}) // DISCONNECT
+				conn.Write(disconnectPacket)
 				conn.Close()
 				cycles.Add(1)
 			}

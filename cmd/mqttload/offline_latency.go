@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -38,7 +37,7 @@ func offlineLatency(ctx context.Context, fs *flag.FlagSet, args []string, out io
 			break
 		}
 		clientID := fmt.Sprintf("%s%d", prefix, i)
-		conn, err := dialConnect(*mqttAddr, clientID)
+		conn, _, err := mqttDial(*mqttAddr, nil, clientID, 60, 5*time.Second, nil)
 		if err != nil {
 			return err
 		}
@@ -58,32 +57,6 @@ func offlineLatency(ctx context.Context, fs *flag.FlagSet, args []string, out io
 	fmt.Fprintf(out, "abrupt close -> online:false over REST, %d tries: p50 %v  p90 %v  p99 %v  max %v\n",
 		len(latencies), percentile(latencies, 50), percentile(latencies, 90), percentile(latencies, 99), latencies[len(latencies)-1])
 	return nil
-}
-
-// dialConnect opens a raw MQTT 3.1.1 connection and completes CONNECT/CONNACK.
-func dialConnect(addr, clientID string) (net.Conn, error) {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
-	}
-	var body []byte
-	body = binary.BigEndian.AppendUint16(body, 4)
-	body = append(body, "MQTT"...)
-	body = append(body, 4, 0x02, 0, 60)
-	body = binary.BigEndian.AppendUint16(body, uint16(len(clientID)))
-	body = append(body, clientID...)
-	pkt := append([]byte{0x10, byte(len(body))}, body...)
-	if _, err := conn.Write(pkt); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("send CONNECT: %w", err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var connack [4]byte
-	if _, err := io.ReadFull(conn, connack[:]); err != nil || connack[3] != 0 {
-		conn.Close()
-		return nil, fmt.Errorf("CONNACK for %s: % x %v", clientID, connack, err)
-	}
-	return conn, nil
 }
 
 // waitOnline polls the API until the client's online flag equals want.
