@@ -80,7 +80,11 @@ func (c *coalescer) take() []*coalesced {
 }
 
 func (c *coalescer) applyGroup(group []*coalesced) {
-	var merged []presence.Event
+	n := 0
+	for _, r := range group {
+		n += len(r.events)
+	}
+	merged := make([]presence.Event, 0, n)
 	for _, r := range group {
 		merged = append(merged, r.events...)
 	}

@@ -32,6 +32,7 @@ var errDisconnected = errors.New("client sent DISCONNECT")
 type conn struct {
 	s       *Server
 	nc      net.Conn
+	addr    string   // the peer's address, formatted once: every event carries it
 	channel [16]byte // the channel id, 128 random bits; see channelID
 	reader  packetReader
 
@@ -65,6 +66,9 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc}
+	if a := nc.RemoteAddr(); a != nil {
+		c.addr = a.String()
+	}
 	rand.Read(c.channel[:]) // never fails [crypto/rand]
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
@@ -82,7 +86,22 @@ func newConn(s *Server, nc net.Conn) *conn {
 func (c *conn) channelID() string { return hex.EncodeToString(c.channel[:]) }
 
 // remoteAddr returns the client's "ip:port".
-func (c *conn) remoteAddr() string { return c.nc.RemoteAddr().String() }
+func (c *conn) remoteAddr() string { return c.addr }
+
+// tcpKeepalive switches TCP keepalive on (Go's defaults: probes after 15 s
+// idle, every 15 s, 9 of them) for a client without MQTT keepalive: the
+// broker never times such a client out, so a peer that vanished without a
+// FIN or RST (power loss, a dropped NAT mapping) would otherwise stay
+// online for good. Listen leaves it off for everyone else.
+func (c *conn) tcpKeepalive() {
+	if tc, ok := c.nc.(interface {
+		SetKeepAliveConfig(net.KeepAliveConfig) error
+	}); ok {
+		if err := tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true}); err != nil {
+			c.s.log.Debug("mqtt tcp keepalive not enabled", "channel", c.channelID(), "err", err)
+		}
+	}
+}
 
 // waitFinished returns a channel closed once finish is done.
 func (c *conn) waitFinished() <-chan struct{} {

@@ -40,6 +40,9 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 	c.clientID = clientID
 	c.username = p.Username
 	c.keepalive = p.Keepalive
+	if p.Keepalive == 0 {
+		c.tcpKeepalive()
+	}
 	c.clean = p.CleanSession
 	present, ok := s.attach(c)
 	if !ok {

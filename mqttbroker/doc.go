@@ -19,6 +19,9 @@
 // flows; trie.go and retained.go topic trees; auth/ password, ACL and
 // signature files.
 //
+// Listen makes the listener Serve expects: TCP keepalive off, switched on
+// per connection only for clients that declare MQTT keepalive 0.
+//
 // Memory: on Linux an idle connection holds no goroutine — it is parked
 // in an epoll instance of the server (idle_linux.go) until its socket is
 // readable, kicked, or its keepalive runs out — and no read buffer (reads

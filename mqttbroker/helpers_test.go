@@ -121,7 +121,7 @@ func startServer(t *testing.T, cfg Config) *testServer {
 		cfg.Logger = discardLogger()
 	}
 	srv := New(cfg, rec.sink)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := Listen(context.Background(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

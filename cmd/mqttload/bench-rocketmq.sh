@@ -83,7 +83,7 @@ wait_stable() {
 		n=$(applied || echo -1)
 		if [ "$n" = "$prev" ] && [ "$n" -gt 0 ]; then same=$((same + 1)); else same=0; fi
 		[ $same -ge 6 ] && break
-		prev=$n; [ -n "${TRACE:-}" ] && echo "$(date +%s.%N) $n" >&2
+		prev=$n; [ -n "${TRACE:-}" ] && echo "$(date +%s.%N) $n outbox=$(curl -sf 127.0.0.1:18092/metrics | awk '/^presenced_outbox_backlog_records /{print $2}')" >&2
 		sleep 0.5
 	done
 	if [ "$n" -le 0 ]; then
@@ -117,13 +117,21 @@ else
 	start_consumer
 fi
 wait_ready 18091
+# The first stored events mark the end of start-up (the double, the
+# consumer's rebalance, the forwarder's reconnection backoff): the steady
+# rate is counted from there, from the count seen then.
+for _ in $(seq 1 600); do first=$(applied || echo 0); [ "$first" -gt 0 ] && break; sleep 0.1; done
+tfirst=$(date +%s.%N)
 before=0
 after=$(wait_stable)
 t1=$(date +%s.%N)
 drain=$(echo "($t1 - $t0 - 3)" | bc -l)
-echo "drained $((after - before)) events in ${drain}s: $(echo "($after - $before) / $drain" | bc) events/s into PostgreSQL"
+steady=$(echo "($t1 - $tfirst - 3)" | bc -l)
+echo "drained $((after - before)) events in ${drain}s: $(echo "($after - $before) / $drain" | bc) events/s into PostgreSQL, start-up included"
+echo "steady: $((after - first)) events in ${steady}s from the first stored one: $(echo "($after - $first) / $steady" | bc) events/s"
 curl -sf 127.0.0.1:18091/metrics | awk '/^presenced_consumer_batch_size_(sum|count) /{v[$1]=$2} END{if (v["presenced_consumer_batch_size_count"]>0) printf "store transactions: %d, mean %.0f events each\n", v["presenced_consumer_batch_size_count"], v["presenced_consumer_batch_size_sum"]/v["presenced_consumer_batch_size_count"]}'
 psqlc "SELECT format('WAL: %s records, %s full-page images, %s written, %s fsyncs taking %s ms', wal_records, wal_fpi, pg_size_pretty(wal_bytes), wal_sync, round(wal_sync_time)) FROM pg_stat_wal"
+psqlc "SELECT format('rows: %s %s inserted, %s updated (%s HOT)', relname, n_tup_ins, n_tup_upd, n_tup_hot_upd) FROM pg_stat_user_tables WHERE relname IN ('events', 'channels') ORDER BY relname"
 [ "${DRAIN_ONLY:-0}" = 0 ] || exit 0
 wait_ready 18090
 

@@ -76,7 +76,7 @@ func seed(ctx context.Context, fs *flag.FlagSet, args []string, out io.Writer) e
 	pool := store.Pool()
 	perClient := *channels / *clients
 	var firstSeq int64
-	if err := pool.QueryRow(ctx, "SELECT coalesce(max(seq), 0) + 1 FROM events").Scan(&firstSeq); err != nil {
+	if err := pool.QueryRow(ctx, "SELECT nextval(pg_get_serial_sequence('events', 'seq'))").Scan(&firstSeq); err != nil {
 		return fmt.Errorf("read max seq: %w", err)
 	}
 	start := time.Now()
@@ -89,7 +89,7 @@ func seed(ctx context.Context, fs *flag.FlagSet, args []string, out io.Writer) e
 		}
 		fmt.Fprintf(out, "seeded clients %d..%d (%v)\n", lo, hi-1, time.Since(start).Round(time.Millisecond))
 	}
-	if _, err := pool.Exec(ctx, `SELECT setval(pg_get_serial_sequence('events', 'seq'), (SELECT max(seq) FROM events))`); err != nil {
+	if _, err := pool.Exec(ctx, `SELECT setval(pg_get_serial_sequence('events', 'seq'), (SELECT max(last_seq) FROM channels))`); err != nil {
 		return fmt.Errorf("advance the event sequence: %w", err)
 	}
 	if _, err := pool.Exec(ctx, "ANALYZE events; ANALYZE channels"); err != nil {

@@ -57,7 +57,7 @@ func runBroker(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 
-	mqttListener, err := net.Listen("tcp", cfg.MQTTAddr)
+	mqttListener, err := mqttbroker.Listen(ctx, cfg.MQTTAddr)
 	if err != nil {
 		return fmt.Errorf("listen for MQTT on %s: %w", cfg.MQTTAddr, err)
 	}

@@ -30,6 +30,7 @@ func runConsumer(ctx context.Context, args []string, getenv func(string) string,
 	log := newLogger(cfg, stderr)
 	rocketmq.RouteClientLogs(log.With("component", "rocketmq-client"), slog.LevelWarn)
 	log.Info("starting presenced consumer", "version", version, "group", cfg.RocketMQ.ConsumerGroup, "topics", cfg.RocketMQ.consumeTopics())
+	defaultGCPercent(getenv, consumerGCPercent, log)
 
 	db, err := openDatabase(ctx, cfg, log)
 	if err != nil {

@@ -39,7 +39,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer db.Close()
 
-	mqttListener, err := net.Listen("tcp", cfg.MQTTAddr)
+	mqttListener, err := mqttbroker.Listen(ctx, cfg.MQTTAddr)
 	if err != nil {
 		return fmt.Errorf("listen for MQTT on %s: %w", cfg.MQTTAddr, err)
 	}

@@ -42,8 +42,9 @@ type ForwarderConfig struct {
 	// InstanceName must be unique per client in the process; the default
 	// is unique.
 	InstanceName string
-	// Window is the most entries read and sent together (default 64);
-	// unless NoBatch, the window's entries of one topic go in one request.
+	// Window is the most entries read and sent together (default 256);
+	// unless NoBatch, the window's entries of one topic go in one request
+	// per message queue (the queue of their channel), sent concurrently.
 	// Acknowledgements cover several windows: they are written at most
 	// every 100 ms while a backlog drains, and whenever it is drained.
 	Window int
@@ -88,6 +89,7 @@ type Forwarder struct {
 	cancelRun context.CancelFunc
 	done      chan struct{}
 	newSender func() (sender, error)
+	queues    *channelQueueSelector
 }
 
 // sender is the part of the rocketmq-client-go producer the forwarder uses.
@@ -115,7 +117,7 @@ func NewForwarder(src Source, cfg ForwarderConfig) (*Forwarder, error) {
 		cfg.InstanceName = uniqueInstanceName("producer")
 	}
 	if cfg.Window <= 0 {
-		cfg.Window = 64
+		cfg.Window = 256
 	}
 	if cfg.SendTimeout <= 0 {
 		cfg.SendTimeout = 3 * time.Second
@@ -126,7 +128,8 @@ func NewForwarder(src Source, cfg ForwarderConfig) (*Forwarder, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	f := &Forwarder{cfg: cfg, src: src, log: cfg.Log.With("component", "forwarder"), done: make(chan struct{})}
+	f := &Forwarder{cfg: cfg, src: src, log: cfg.Log.With("component", "forwarder"), done: make(chan struct{}),
+		queues: newChannelQueueSelector()}
 	f.newSender = f.newProducer
 	return f, nil
 }
@@ -144,7 +147,7 @@ func (f *Forwarder) newProducer() (sender, error) {
 		// The forwarder retries itself, forever, with backoff; the
 		// client's own immediate retries would only hide failures.
 		producer.WithRetry(0),
-		producer.WithQueueSelector(producer.NewHashQueueSelector()),
+		producer.WithQueueSelector(f.queues),
 	}
 	if f.cfg.AccessKey != "" {
 		opts = append(opts, producer.WithCredentials(primitive.Credentials{AccessKey: f.cfg.AccessKey, SecretKey: f.cfg.SecretKey}))
@@ -271,7 +274,9 @@ func (f *Forwarder) Shutdown(ctx context.Context) error {
 
 // forward sends entries, retrying failed requests until they succeed or ctx
 // ends. Entries are grouped by topic (per-group topics keep each channel's
-// events in one group, so their relative order holds).
+// events in one group, so their relative order holds), then by the queue
+// of their channel (see channelQueueSelector); the groups are independent
+// and go out concurrently.
 func (f *Forwarder) forward(ctx context.Context, p sender, entries []Entry) error {
 	var order []string
 	byTopic := map[string][]*primitive.Message{}
@@ -287,12 +292,33 @@ func (f *Forwarder) forward(ctx context.Context, p sender, entries []Entry) erro
 		}
 		byTopic[msg.Topic] = append(byTopic[msg.Topic], msg)
 	}
+	var groups [][]*primitive.Message
 	for _, topic := range order {
-		if err := f.sendRetrying(ctx, p, byTopic[topic]); err != nil {
-			return err
+		if f.cfg.NoBatch {
+			groups = append(groups, byTopic[topic])
+			continue
 		}
+		msgs := byTopic[topic]
+		if f.queues.queueCount(topic) == 0 && len(msgs) > 1 {
+			// The topic's queue count is learnt from the first send:
+			// a message alone goes to its channel's queue.
+			if err := f.sendRetrying(ctx, p, msgs[:1]); err != nil {
+				return err
+			}
+			msgs = msgs[1:]
+		}
+		groups = append(groups, byQueue(msgs, f.queues.queueCount(topic))...)
 	}
-	return nil
+	if len(groups) == 1 {
+		return f.sendRetrying(ctx, p, groups[0])
+	}
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Go(func() { errs[i] = f.sendRetrying(ctx, p, g) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // sendRetrying sends msgs (one topic) until all are stored.

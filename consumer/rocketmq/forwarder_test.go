@@ -197,3 +197,62 @@ func BenchmarkForwarder(b *testing.B) {
 		})
 	}
 }
+
+// All events of a channel go to one message queue, in their order, even
+// though the forwarder sends batches (the client picks one queue per batch
+// request): the consumer then usually finds them in one batch.
+// [Forwarder.forward splits each window by queue]
+func TestForwarderKeepsEachChannelInOneQueue(t *testing.T) {
+	e := newEnv(t)
+	e.needFake(t)
+	ob := openOutbox(t)
+	ctx := context.Background()
+	topic := e.name("presence")
+	const channels = 300
+	types := []presence.EventType{presence.EventConnect, presence.EventDisconnect, presence.EventTCPClean}
+	for n := range channels {
+		for _, typ := range types {
+			if err := ob.Append(ctx, event("device", typ, n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fwd := newForwarder(t, e, outboxSource{ob}, rocketmq.Routing{Topic: topic})
+	runInBackground(t, fwd.Run)
+	waitFor(t, 20*time.Second, "the outbox to drain", func() bool { return ob.Stats().BacklogRecords == 0 })
+
+	queues := e.fake.QueueCount(topic)
+	if queues < 2 {
+		t.Fatalf("topic has %d queues; the test needs several", queues)
+	}
+	queueOf := map[string]int{}   // channel -> queue
+	seen := map[string][]string{} // channel -> event types in queue order
+	used := map[int]bool{}
+	total := 0
+	for q := range queues {
+		for _, m := range e.fake.QueueMessages(topic, q) {
+			var ev presence.Event
+			if err := json.Unmarshal(m.Body, &ev); err != nil {
+				t.Fatal(err)
+			}
+			total++
+			used[q] = true
+			if prev, ok := queueOf[ev.ChannelID]; ok && prev != q {
+				t.Fatalf("channel %s has events in queues %d and %d", ev.ChannelID, prev, q)
+			}
+			queueOf[ev.ChannelID] = q
+			seen[ev.ChannelID] = append(seen[ev.ChannelID], string(ev.Type))
+		}
+	}
+	if total != channels*len(types) {
+		t.Fatalf("%d messages stored, want %d", total, channels*len(types))
+	}
+	if len(used) < 2 {
+		t.Fatalf("every channel went to one queue (%v); want them spread", used)
+	}
+	for ch, got := range seen {
+		if len(got) != 3 || got[0] != "connect" || got[1] != "disconnect" || got[2] != "tcpclean" {
+			t.Fatalf("channel %s: events %v in its queue, want connect, disconnect, tcpclean", ch, got)
+		}
+	}
+}

@@ -61,15 +61,15 @@ func (r Routing) message(e Entry) (*primitive.Message, error) {
 		// Decode without validating: routing needs three fields, and an
 		// event the consumer finds invalid is better parked there, where
 		// operators look, than dropped here.
-		var ev presence.Event
-		if err := json.Unmarshal(e.Payload, &ev); err != nil {
+		ev, err := routeOf(e.Payload)
+		if err != nil {
 			return nil, fmt.Errorf("outbox record %d is not an event: %w", e.Seq, err)
 		}
 		if ev.Type == "" || ev.ChannelID == "" {
 			return nil, fmt.Errorf("outbox record %d has no eventType or channelId", e.Seq)
 		}
 		msg := primitive.NewMessage(r.topicFor(ev.ClientID), e.Payload)
-		msg.WithTag(string(ev.Type))
+		msg.WithTag(ev.Type)
 		msg.WithKeys([]string{ev.ChannelID})
 		// Events of one channel hash to one queue, so they are usually
 		// consumed in order (the store does not depend on it).

@@ -113,7 +113,7 @@ func (s *Store) Apply(ctx context.Context, events []presence.Event) (ApplyResult
 	for i, e := range batch {
 		byKey[e.Key()] = i
 	}
-	var applied []presence.StoredEvent
+	applied := make([]presence.StoredEvent, 0, len(batch))
 	err := func() error {
 		results := s.pool.SendBatch(ctx, &b)
 		defer results.Close()
@@ -155,7 +155,8 @@ func dedupe(events []presence.Event) []presence.Event {
 			batch = append(batch, e)
 		}
 	}
-	slices.SortStableFunc(batch, func(a, b presence.Event) int {
+	// Keys are unique now, so an unstable sort gives the same order.
+	slices.SortFunc(batch, func(a, b presence.Event) int {
 		return cmp.Or(cmp.Compare(a.ChannelID, b.ChannelID), cmp.Compare(a.Type, b.Type))
 	})
 	return batch

@@ -147,7 +147,11 @@ const openChannelsPage = 5000
 // current by applying exactly the events with Seq > asOfSeq.
 func (s *Store) ForEachOpenChannel(ctx context.Context, fn func(presence.Channel) error) (asOfSeq int64, err error) {
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM events").Scan(&asOfSeq); err != nil {
+		// Every event's seq is at most its channel's last_seq, so the
+		// newest last_seq (an index lookup on channels_last_seq) bounds
+		// the snapshot; a channel pruned by retention was closed, and is
+		// no part of the view.
+		if err := tx.QueryRow(ctx, "SELECT coalesce(max(last_seq), 0) FROM channels").Scan(&asOfSeq); err != nil {
 			return err
 		}
 		after := ""

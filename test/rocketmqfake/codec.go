@@ -249,7 +249,10 @@ func readLenString(r *bytes.Reader, n int) (string, error) {
 }
 
 // encode renders the command as one frame, header in c.serialize.
-func (c *command) encode() ([]byte, error) {
+// encodeHead renders the frame up to its body: lengths and header. The
+// body follows as is (conn.write sends both with one writev, so a pull
+// answer's messages are not copied once more).
+func (c *command) encodeHead() ([]byte, error) {
 	var header []byte
 	switch c.serialize {
 	case serializeRocketMQ:
@@ -274,8 +277,16 @@ func (c *command) encode() ([]byte, error) {
 	binary.BigEndian.PutUint32(out[0:4], uint32(4+len(header)+len(c.Body)))
 	binary.BigEndian.PutUint32(out[4:8], uint32(c.serialize)<<24|uint32(len(header))&0xFFFFFF)
 	out = append(out, header...)
-	out = append(out, c.Body...)
 	return out, nil
+}
+
+// encode renders the whole frame: encodeHead followed by the body.
+func (c *command) encode() ([]byte, error) {
+	head, err := c.encodeHead()
+	if err != nil {
+		return nil, err
+	}
+	return append(head, c.Body...), nil
 }
 
 func (c *command) binaryHeader() []byte {

@@ -118,8 +118,6 @@ func (m *storedMsg) encodedSize() int {
 // Java MessageDecoder) reads it: the commit-log v1 layout.
 func (m *storedMsg) encode() []byte {
 	size := m.encodedSize()
-	b := bytes.NewBuffer(make([]byte, 0, size))
-	w := func(v any) { _ = binary.Write(b, binary.BigEndian, v) }
 	sysFlag := m.sysFlag &^ (msgFlagBornHostV6 | msgFlagStoreHostV6)
 	if m.bornHost.v6() {
 		sysFlag |= msgFlagBornHostV6
@@ -127,29 +125,34 @@ func (m *storedMsg) encode() []byte {
 	if m.storeHost.v6() {
 		sysFlag |= msgFlagStoreHostV6
 	}
-	w(int32(size))
-	w(messageMagicCode)
-	w(int32(crc32.ChecksumIEEE(m.body) & 0x7FFFFFFF))
-	w(int32(m.queueID))
-	w(m.flag)
-	w(m.queueOffset)
-	w(m.phyOffset)
-	w(sysFlag)
-	w(m.bornTS)
-	b.Write(m.bornHost.ip)
-	w(int32(m.bornHost.port))
-	w(m.storeTS)
-	b.Write(m.storeHost.ip)
-	w(int32(m.storeHost.port))
-	w(m.reconsumeTimes)
-	w(m.preparedTxOffset)
-	w(int32(len(m.body)))
-	b.Write(m.body)
-	b.WriteByte(byte(len(m.topic)))
-	b.WriteString(m.topic)
-	w(int16(len(m.propsRaw)))
-	b.WriteString(m.propsRaw)
-	return b.Bytes()
+	// Appended field by field into a buffer of the exact size: the fake
+	// encodes every message it stores, so this is on its hot path.
+	be := binary.BigEndian
+	b := make([]byte, 0, size)
+	b = be.AppendUint32(b, uint32(size))
+	magic := int32(messageMagicCode)
+	b = be.AppendUint32(b, uint32(magic))
+	b = be.AppendUint32(b, crc32.ChecksumIEEE(m.body)&0x7FFFFFFF)
+	b = be.AppendUint32(b, uint32(m.queueID))
+	b = be.AppendUint32(b, uint32(m.flag))
+	b = be.AppendUint64(b, uint64(m.queueOffset))
+	b = be.AppendUint64(b, uint64(m.phyOffset))
+	b = be.AppendUint32(b, uint32(sysFlag))
+	b = be.AppendUint64(b, uint64(m.bornTS))
+	b = append(b, m.bornHost.ip...)
+	b = be.AppendUint32(b, uint32(m.bornHost.port))
+	b = be.AppendUint64(b, uint64(m.storeTS))
+	b = append(b, m.storeHost.ip...)
+	b = be.AppendUint32(b, uint32(m.storeHost.port))
+	b = be.AppendUint32(b, uint32(m.reconsumeTimes))
+	b = be.AppendUint64(b, uint64(m.preparedTxOffset))
+	b = be.AppendUint32(b, uint32(len(m.body)))
+	b = append(b, m.body...)
+	b = append(b, byte(len(m.topic)))
+	b = append(b, m.topic...)
+	b = be.AppendUint16(b, uint16(len(m.propsRaw)))
+	b = append(b, m.propsRaw...)
+	return b
 }
 
 // offsetMsgID is the broker's message id: store ip, port and commit-log
@@ -185,7 +188,7 @@ type batchItem struct {
 // decodeBatch splits a batch body: per message TOTALSIZE MAGICCODE BODYCRC
 // FLAG BODYLEN BODY PROPLEN(int16) PROPS (MessageDecoder.encodeMessage).
 func decodeBatch(data []byte) ([]batchItem, error) {
-	var items []batchItem
+	items := make([]batchItem, 0, countBatchRecords(data))
 	for pos := 0; pos < len(data); {
 		if len(data)-pos < 20 {
 			return nil, fmt.Errorf("truncated batch record at %d", pos)
@@ -206,10 +209,26 @@ func decodeBatch(data []byte) ([]batchItem, error) {
 			return nil, fmt.Errorf("bad batch properties length %d", plen)
 		}
 		props := string(rec[22+blen : 22+blen+plen])
-		items = append(items, batchItem{flag: flag, body: append([]byte(nil), body...), props: props})
+		// The body aliases the request frame, which is never reused
+		// (readCommand allocates each one): no copy.
+		items = append(items, batchItem{flag: flag, body: body[:len(body):len(body)], props: props})
 		pos += total
 	}
 	return items, nil
+}
+
+// countBatchRecords counts the records of a batch body by their sizes
+// alone (decodeBatch checks them), to size its result once.
+func countBatchRecords(data []byte) int {
+	n := 0
+	for pos := 0; len(data)-pos >= 4; n++ {
+		total := int(binary.BigEndian.Uint32(data[pos:]))
+		if total <= 0 {
+			break
+		}
+		pos += total
+	}
+	return n
 }
 
 // Message is a stored message as tests inspect it.

@@ -171,7 +171,7 @@ func (c *conn) isClosed() bool {
 
 // write sends one command, waiting while the fake is paused.
 func (c *conn) write(cmd *command) error {
-	frame, err := cmd.encode()
+	head, err := cmd.encodeHead()
 	if err != nil {
 		return err
 	}
@@ -184,7 +184,8 @@ func (c *conn) write(cmd *command) error {
 		return net.ErrClosed
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.nc.Write(frame); err != nil {
+	frame := net.Buffers{head, cmd.Body}
+	if _, err := frame.WriteTo(c.nc); err != nil {
 		c.close(false)
 		return err
 	}
