@@ -85,6 +85,7 @@ type Consumer struct {
 	Stats ConsumerStats
 
 	inflight inflight // consume callbacks running
+	pause    *retryPause
 }
 
 // inflight counts consume callbacks and, once stopping, turns new ones
@@ -165,7 +166,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Consumer{cfg: cfg, log: cfg.Log.With("component", "rocketmq-consumer", "group", cfg.Group)}, nil
+	return &Consumer{cfg: cfg, log: cfg.Log.With("component", "rocketmq-consumer", "group", cfg.Group), pause: newRetryPause()}, nil
 }
 
 // pushConsumer is the part of the client's push consumer Run uses.
@@ -197,6 +198,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return err
 	}
 	<-ctx.Done()
+	c.pause.stop()
 	// Let batches being applied finish first, so that the offsets the
 	// client commits on Shutdown include them; batches dispatched
 	// meanwhile are turned away and come back through the retry topic.
@@ -299,11 +301,14 @@ func (c *Consumer) callback(ctx context.Context) func(context.Context, ...*primi
 		c.Stats.Batches.Add(1)
 		if err := c.consume(ctx, msgs); err != nil {
 			c.Stats.RetryLater.Add(1)
-			c.log.Warn("batch will be redelivered", "err", err, "messages", len(msgs))
+			pause := c.pause.next()
+			c.log.Warn("batch will be redelivered", "err", err, "messages", len(msgs), "after", pause)
+			c.pause.wait(pause)
 			// The error is logged here; returning it would make the
 			// client log the whole batch, bodies included.
 			return consumer.ConsumeRetryLater, nil
 		}
+		c.pause.success()
 		return consumer.ConsumeSuccess, nil
 	}
 }

@@ -24,6 +24,7 @@ type store struct {
 	batches  []int
 	rejected []rejection
 	failNext atomic.Int32 // Apply calls still to fail with EUNAVAILABLE
+	downTill atomic.Int64 // Apply fails with EUNAVAILABLE until this time (unix ns)
 }
 
 type rejection struct{ source, raw, reason string }
@@ -31,7 +32,7 @@ type rejection struct{ source, raw, reason string }
 func newStore() *store { return &store{applied: map[presence.Key]presence.Event{}} }
 
 func (s *store) apply(_ context.Context, events []presence.Event) error {
-	if s.failNext.Add(-1) >= 0 {
+	if s.failNext.Add(-1) >= 0 || time.Now().UnixNano() < s.downTill.Load() {
 		return presence.Errorf(presence.EUNAVAILABLE, "database unavailable (test)")
 	}
 	s.mu.Lock()
@@ -58,15 +59,19 @@ func (s *store) counts() (applied, rejected int) {
 
 func startConsumer(t *testing.T, e *env, st *store, topics ...string) *rocketmq.Consumer {
 	t.Helper()
-	c, err := rocketmq.NewConsumer(rocketmq.ConsumerConfig{
-		NameServers: []string{e.namesrv},
-		Group:       e.name("presenced"),
-		Topics:      topics,
-		BatchSize:   32,
-		Apply:       st.apply,
-		Reject:      st.reject,
-		Log:         testLog(),
-	})
+	return startConsumerWith(t, e, st, rocketmq.ConsumerConfig{Topics: topics})
+}
+
+// startConsumerWith starts a consumer of st configured as cfg, with the
+// test's name server, group, store and log filled in.
+func startConsumerWith(t *testing.T, e *env, st *store, cfg rocketmq.ConsumerConfig) *rocketmq.Consumer {
+	t.Helper()
+	cfg.NameServers, cfg.Group = []string{e.namesrv}, e.name("presenced")
+	cfg.Apply, cfg.Reject, cfg.Log = st.apply, st.reject, testLog()
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 32
+	}
+	c, err := rocketmq.NewConsumer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,6 +214,36 @@ func TestConsumerRedeliversWhenApplyFails(t *testing.T) {
 		if dlq := e.fake.DLQ(e.name("presenced")); len(dlq) != 0 {
 			t.Fatalf("%d messages went to the dead-letter queue", len(dlq))
 		}
+	}
+	t.Logf("batches sent back: %d", c.Stats.RetryLater.Load())
+}
+
+// A database outage does not use up the messages' redeliveries: failed
+// batches come back only after a growing pause, so a few seconds down
+// never sends an event to the dead-letter queue — even from a broker that
+// redelivers at once (the double without delay levels), where six
+// redeliveries used to take milliseconds.
+func TestConsumerOutageDoesNotExhaustRedeliveries(t *testing.T) {
+	e := newEnv(t)
+	e.needFake(t)
+	topic := e.name("presence")
+	p := newRawProducer(t, e)
+	const n = 20
+	for i := range n {
+		p.send(topic, "connect", mustJSON(t, event("c@@@1", presence.EventConnect, i)))
+	}
+	st := newStore()
+	st.downTill.Store(time.Now().Add(2 * time.Second).UnixNano())
+	c := startConsumerWith(t, e, st, rocketmq.ConsumerConfig{Topics: []string{topic}, MaxReconsumeTimes: 6})
+	waitFor(t, 60*time.Second, "every event applied after the outage", func() bool {
+		a, _ := st.counts()
+		return a == n
+	})
+	if dlq := e.fake.DLQ(e.name("presenced")); len(dlq) != 0 {
+		t.Fatalf("%d messages went to the dead-letter queue during a 2 s outage", len(dlq))
+	}
+	if c.Stats.RetryLater.Load() == 0 {
+		t.Fatal("no batch was sent back: the outage did not hit consumption")
 	}
 	t.Logf("batches sent back: %d", c.Stats.RetryLater.Load())
 }

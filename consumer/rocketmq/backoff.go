@@ -1,0 +1,63 @@
+package rocketmq
+
+import (
+	"sync"
+	"time"
+)
+
+// retryPause slows the consumer down while batches keep failing (the
+// store is down): a failed batch is handed back for redelivery only after
+// a pause that doubles with every consecutive failure, from 100 ms up to
+// 5 s, and starts over after a success.
+//
+// Without it, every failed batch came straight back — through the retry
+// topic, at once with a broker that has no delay levels (the test double's
+// default) — and a few seconds of database outage could use up a
+// message's MaxReconsumeTimes and send it to the dead-letter topic: an
+// accepted event lost to presence. With the pause, exhausting 64
+// redeliveries takes minutes of failures even without delay levels (days
+// with RocketMQ's own), and a consumer facing a dead database stops
+// hammering it and its broker.
+type retryPause struct {
+	mu       sync.Mutex
+	failures int // consecutive failed batches
+	quit     chan struct{}
+	quitOnce sync.Once
+}
+
+const (
+	retryPauseMin = 100 * time.Millisecond
+	retryPauseMax = 5 * time.Second
+)
+
+func newRetryPause() *retryPause { return &retryPause{quit: make(chan struct{})} }
+
+// next records a failure and returns how long to pause.
+func (p *retryPause) next() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := retryPauseMin << min(p.failures, 6)
+	p.failures++
+	return min(d, retryPauseMax)
+}
+
+// success ends a run of failures.
+func (p *retryPause) success() {
+	p.mu.Lock()
+	p.failures = 0
+	p.mu.Unlock()
+}
+
+// wait pauses for d, or less when the consumer stops.
+func (p *retryPause) wait(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-p.quit:
+	}
+}
+
+// stop cuts every pause short (the consumer is shutting down: batches
+// turned away now are redelivered to whoever consumes next).
+func (p *retryPause) stop() { p.quitOnce.Do(func() { close(p.quit) }) }
