@@ -190,23 +190,37 @@ func TestConsumerRejectsPoisonMessagesAndAppliesTheRest(t *testing.T) {
 	}
 }
 
+// sendConnects sends n connect events of distinct channels to the test's
+// "presence" topic and returns the topic.
+func sendConnects(t *testing.T, e *env, n int) string {
+	t.Helper()
+	topic := e.name("presence")
+	p := newRawProducer(t, e)
+	for i := range n {
+		p.send(topic, "connect", mustJSON(t, event("c@@@1", presence.EventConnect, i)))
+	}
+	return topic
+}
+
+// waitApplied waits up to a minute until st holds n events.
+func waitApplied(t *testing.T, st *store, n int, what string) {
+	t.Helper()
+	waitFor(t, 60*time.Second, what, func() bool {
+		a, _ := st.counts()
+		return a == n
+	})
+}
+
 // When Apply fails (the store is down) the batch is redelivered later and
 // then applied; nothing is lost.
 func TestConsumerRedeliversWhenApplyFails(t *testing.T) {
 	e := newEnv(t)
-	topic := e.name("presence")
-	p := newRawProducer(t, e)
 	const n = 10
-	for i := range n {
-		p.send(topic, "connect", mustJSON(t, event("c@@@1", presence.EventConnect, i)))
-	}
+	topic := sendConnects(t, e, n)
 	st := newStore()
 	st.failNext.Store(3)
 	c := startConsumer(t, e, st, topic)
-	waitFor(t, 60*time.Second, "every event applied after the failures", func() bool {
-		a, _ := st.counts()
-		return a == n
-	})
+	waitApplied(t, st, n, "every event applied after the failures")
 	if got := c.Stats.RetryLater.Load(); got == 0 {
 		t.Fatal("no batch was sent back for redelivery")
 	}
@@ -226,19 +240,12 @@ func TestConsumerRedeliversWhenApplyFails(t *testing.T) {
 func TestConsumerOutageDoesNotExhaustRedeliveries(t *testing.T) {
 	e := newEnv(t)
 	e.needFake(t)
-	topic := e.name("presence")
-	p := newRawProducer(t, e)
 	const n = 20
-	for i := range n {
-		p.send(topic, "connect", mustJSON(t, event("c@@@1", presence.EventConnect, i)))
-	}
+	topic := sendConnects(t, e, n)
 	st := newStore()
 	st.downTill.Store(time.Now().Add(2 * time.Second).UnixNano())
 	c := startConsumerWith(t, e, st, rocketmq.ConsumerConfig{Topics: []string{topic}, MaxReconsumeTimes: 6})
-	waitFor(t, 60*time.Second, "every event applied after the outage", func() bool {
-		a, _ := st.counts()
-		return a == n
-	})
+	waitApplied(t, st, n, "every event applied after the outage")
 	if dlq := e.fake.DLQ(e.name("presenced")); len(dlq) != 0 {
 		t.Fatalf("%d messages went to the dead-letter queue during a 2 s outage", len(dlq))
 	}

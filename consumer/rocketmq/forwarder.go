@@ -309,9 +309,6 @@ func (f *Forwarder) forward(ctx context.Context, p sender, entries []Entry) erro
 		}
 		groups = append(groups, byQueue(msgs, f.queues.queueCount(topic))...)
 	}
-	if len(groups) == 1 {
-		return f.sendRetrying(ctx, p, groups[0])
-	}
 	errs := make([]error, len(groups))
 	var wg sync.WaitGroup
 	for i, g := range groups {

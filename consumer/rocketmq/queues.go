@@ -22,13 +22,16 @@ import (
 // queue count this selector last saw for the topic, and marks each batch
 // with its queue; the selector sends it there.
 type channelQueueSelector struct {
-	// queueCounts maps a topic to the number of queues the producer last
-	// offered for it (an *atomic.Int64), learnt on every Select.
-	queueCounts sync.Map
+	mu sync.Mutex
+	// queueCounts is the number of queues the producer last offered for
+	// each topic, learnt on every Select.
+	queueCounts map[string]int
 	roundRobin  atomic.Uint64
 }
 
-func newChannelQueueSelector() *channelQueueSelector { return &channelQueueSelector{} }
+func newChannelQueueSelector() *channelQueueSelector {
+	return &channelQueueSelector{queueCounts: map[string]int{}}
+}
 
 // Select implements producer.QueueSelector: a batch the forwarder marked
 // goes to the queue it was built for; a single message goes to the queue
@@ -48,20 +51,17 @@ func (s *channelQueueSelector) Select(msg *primitive.Message, queues []*primitiv
 }
 
 func (s *channelQueueSelector) learn(topic string, n int) {
-	v, ok := s.queueCounts.Load(topic)
-	if !ok {
-		v, _ = s.queueCounts.LoadOrStore(topic, new(atomic.Int64))
-	}
-	v.(*atomic.Int64).Store(int64(n))
+	s.mu.Lock()
+	s.queueCounts[topic] = n
+	s.mu.Unlock()
 }
 
 // queueCount is the number of queues last seen for topic, 0 before the
 // first send to it.
 func (s *channelQueueSelector) queueCount(topic string) int {
-	if v, ok := s.queueCounts.Load(topic); ok {
-		return int(v.(*atomic.Int64).Load())
-	}
-	return 0
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queueCounts[topic]
 }
 
 // queueIndex is the queue of a sharding key among n (FNV-1a, as the
