@@ -18,9 +18,12 @@ func DecodeEvent(data []byte) (Event, error) {
 	if len(data) > MaxEventBytes {
 		return Event{}, Errorf(EINVALID, "event is %d bytes; at most %d are allowed", len(data), MaxEventBytes)
 	}
-	var e Event
-	if err := json.Unmarshal(data, &e); err != nil {
-		return Event{}, Errorf(EINVALID, "event is not valid JSON: %s", jsonProblem(err))
+	e, ok := decodeEventFast(data)
+	if !ok {
+		e = Event{}
+		if err := json.Unmarshal(data, &e); err != nil {
+			return Event{}, Errorf(EINVALID, "event is not valid JSON: %s", jsonProblem(err))
+		}
 	}
 	if err := e.Validate(); err != nil {
 		return e, err
