@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/presenced/presenced/migrations"
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/presence/pgstore"
@@ -94,5 +96,62 @@ func TestQueriesBeforeMigrateAreUnavailable(t *testing.T) {
 	_, err := s.Online(ctx, "x")
 	if presence.ErrorCode(err) != presence.EUNAVAILABLE || !strings.Contains(presence.ErrorMessage(err), "presenced migrate") {
 		t.Fatalf("Online on an empty database: %v (%q)", err, presence.ErrorMessage(err))
+	}
+}
+
+// TestUpgradeToByteOrderIdentifiers applies migrations 1–4, stores events,
+// then migrates to the latest: the events survive, and every identifier
+// column compares as bytes (collation "C"), whatever the database's locale.
+func TestUpgradeToByteOrderIdentifiers(t *testing.T) {
+	s := openUnmigrated(t)
+	all, err := migrations.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pool().Exec(ctx, `CREATE TABLE schema_migrations (
+		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range all[:4] {
+		if _, err := s.Pool().Exec(ctx, m.SQL); err != nil {
+			t.Fatalf("apply %04d_%s: %v", m.Version, m.Name, err)
+		}
+		if _, err := s.Pool().Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustApply(t, s,
+		ev("b-client", "ch-2", presence.EventConnect, 1),
+		ev("B-client", "ch-1", presence.EventConnect, 2),
+		ev("B-client", "ch-1", presence.EventTCPClean, 3))
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate from version 4: %v", err)
+	}
+	var notC []string
+	rows, _ := s.Pool().Query(ctx, `SELECT table_name || '.' || column_name FROM information_schema.columns
+		WHERE table_schema = current_schema()
+		  AND (table_name, column_name) IN (('events', 'channel_id'), ('events', 'event_type'), ('events', 'client_id'),
+		       ('events', 'node'), ('events', 'epoch'), ('channels', 'channel_id'), ('channels', 'client_id'),
+		       ('channels', 'node'), ('channels', 'epoch'), ('nodes', 'node'), ('nodes', 'epoch'),
+		       ('node_epochs', 'node'), ('node_epochs', 'epoch'))
+		  AND collation_name IS DISTINCT FROM 'C'`)
+	var col string
+	if _, err := pgx.ForEachRow(rows, []any{&col}, func() error { notC = append(notC, col); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(notC) > 0 {
+		t.Fatalf("identifier columns not in collation C after migrating: %v", notC)
+	}
+	// Byte order: upper case before lower case, unlike most locales.
+	var first string
+	if err := s.Pool().QueryRow(ctx, "SELECT client_id FROM channels ORDER BY client_id LIMIT 1").Scan(&first); err != nil || first != "B-client" {
+		t.Fatalf("first client id in order = %q, %v; want B-client", first, err)
+	}
+	st, err := s.Online(ctx, "b-client")
+	if err != nil || !st.Online {
+		t.Fatalf("Online(b-client) after the upgrade = %+v, %v", st, err)
+	}
+	if st, err := s.Online(ctx, "B-client"); err != nil || st.Online {
+		t.Fatalf("Online(B-client) after the upgrade = %+v, %v", st, err)
 	}
 }
