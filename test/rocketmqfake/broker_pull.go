@@ -49,7 +49,7 @@ func (s *subscription) matches(m *storedMsg) bool {
 	if s == nil || s.all {
 		return true
 	}
-	return s.tags[m.props[propTags]]
+	return s.tags[m.tags]
 }
 
 type pullHeader struct {
@@ -168,15 +168,10 @@ func (f *Fake) handlePull(c *conn, req *command, stopCh chan struct{}) *command 
 	resp.ExtFields["maxOffset"] = strconv.FormatInt(res.max, 10)
 	resp.ExtFields["suggestWhichBrokerId"] = "0"
 	if res.code == ResSuccess {
-		size := 0
-		for _, m := range res.msgs {
-			size += len(m.wire)
+		resp.records = make([][]byte, len(res.msgs))
+		for i, m := range res.msgs {
+			resp.records[i] = m.wire
 		}
-		body := make([]byte, 0, size)
-		for _, m := range res.msgs {
-			body = append(body, m.wire...)
-		}
-		resp.Body = body
 	}
 	return resp
 }
@@ -191,6 +186,7 @@ func (f *Fake) lookLocked(h pullHeader, sub *subscription) pullResult {
 	q := t.queues[h.queueID]
 	maxOff := int64(len(q.msgs))
 	r := pullResult{min: 0, max: maxOff, wake: q.wake}
+	q.watched = true
 	switch {
 	case maxOff == 0 && h.offset != 0:
 		r.code, r.next, r.remark = ResPullOffsetMoved, 0, "NO_MESSAGE_IN_QUEUE"

@@ -29,9 +29,11 @@ func (f *Fake) handleQueryMessage(req *command) *command {
 		}
 		hit := false
 		if byUniq {
-			hit = m.props[propUniqKey] == key
+			uniq, _ := propValue(m.propsRaw, propUniqKey)
+			hit = uniq == key
 		} else {
-			for _, k := range strings.Fields(m.props[propKeys]) {
+			keys, _ := propValue(m.propsRaw, propKeys)
+			for _, k := range strings.Fields(keys) {
 				if k == key {
 					hit = true
 					break
@@ -58,7 +60,7 @@ func (f *Fake) handleQueryMessage(req *command) *command {
 func (f *Fake) handleViewMessage(req *command) *command {
 	phy := req.extInt64("offset", -1)
 	f.mu.Lock()
-	m := f.byPhy[phy]
+	m := f.byPhy.get(phy)
 	f.mu.Unlock()
 	if m == nil {
 		return response(req, ResSystemError, "can not find message by the offset, "+strconv.FormatInt(phy, 10))

@@ -68,7 +68,7 @@ func (f *Fake) handleSend(c *conn, req *command) *command {
 			return response(req, ResMessageIllegal, "rocketmqfake: bad batch body")
 		}
 	} else {
-		items = []batchItem{{flag: h.flag, body: append([]byte(nil), req.Body...), props: h.properties}}
+		items = []batchItem{{flag: h.flag, body: req.Body, props: h.properties}}
 	}
 
 	f.mu.Lock()
@@ -105,10 +105,14 @@ func (f *Fake) handleSend(c *conn, req *command) *command {
 	now := time.Now().UnixMilli()
 	born := parseHostPort(c.remote)
 	store := parseHostPort(f.brAddr)
-	ids := make([]string, 0, len(items))
+	// The answer's ids go into one buffer; the messages into one block
+	// (they all stay in the store, so they can share an allocation).
+	ids := make([]byte, 0, len(items)*(2*(len(store.ip)+12)+1))
+	msgs := make([]storedMsg, len(items))
 	var firstOffset int64 = -1
-	for _, it := range items {
-		m := &storedMsg{
+	for i, it := range items {
+		m := &msgs[i]
+		*m = storedMsg{
 			queueID: qid, flag: it.flag, sysFlag: h.sysFlag, bornTS: h.bornTimestamp, bornHost: born,
 			storeTS: now, storeHost: store, reconsumeTimes: h.reconsumeTimes, body: it.body,
 		}
@@ -118,23 +122,28 @@ func (f *Fake) handleSend(c *conn, req *command) *command {
 		if m.bornTS == 0 {
 			m.bornTS = now
 		}
-		props := parseProperties(it.props)
-		m.props, m.propsRaw = props, it.props
+		m.setPropsRaw(it.props)
+		if i > 0 {
+			ids = append(ids, ',')
+		}
 
 		// Transactional half message: parked until END_TRANSACTION.
 		if m.sysFlag&msgFlagTxMask == msgFlagTxPrepared {
 			m.topic = t.name
 			m.phyOffset = f.reservePhyLocked(m)
-			m.wire = m.encode()
+			m.encodeInto(&f.records)
 			f.half[m.phyOffset] = m
-			ids = append(ids, m.offsetMsgID())
+			ids = appendMessageID(ids, store, m.phyOffset)
 			firstOffset = 0
 			continue
 		}
 
-		level, _ := strconv.Atoi(props[propDelay])
+		level := 0
+		if delay, ok := propValue(m.propsRaw, propDelay); ok {
+			level, _ = strconv.Atoi(delay) // not for "": its error would be an allocation per message
+		}
 		phy := f.deliverLocked(t, m, level)
-		ids = append(ids, createMessageID(store, phy))
+		ids = appendMessageID(ids, store, phy)
 		if firstOffset < 0 {
 			if level > 0 {
 				firstOffset = 0 // it lives in the schedule topic for now
@@ -146,7 +155,7 @@ func (f *Fake) handleSend(c *conn, req *command) *command {
 	f.sendCount++
 
 	resp := response(req, ResSuccess, "")
-	resp.ExtFields["msgId"] = strings.Join(ids, ",")
+	resp.ExtFields["msgId"] = string(ids)
 	resp.ExtFields["queueId"] = strconv.Itoa(qid)
 	resp.ExtFields["queueOffset"] = strconv.FormatInt(firstOffset, 10)
 	resp.ExtFields["MSG_REGION"] = "DefaultRegion"
@@ -173,7 +182,7 @@ func (f *Fake) handleEndTransaction(req *command) *command {
 		if t == nil {
 			return response(req, ResTopicNotExist, "topic["+m.topic+"] not exist")
 		}
-		props := m.props
+		props := m.properties()
 		delete(props, propTranPrepared)
 		m.setProps(props)
 		m.sysFlag = m.sysFlag&^msgFlagTxMask | msgFlagTxCommit

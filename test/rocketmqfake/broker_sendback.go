@@ -37,14 +37,11 @@ func (f *Fake) handleSendBack(req *command) *command {
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	orig := f.byPhy[phy]
+	orig := f.byPhy.get(phy)
 	if orig == nil {
 		return response(req, ResSystemError, "look message by offset failed, "+strconv.FormatInt(phy, 10))
 	}
-	props := make(map[string]string, len(orig.props)+2)
-	for k, v := range orig.props {
-		props[k] = v
-	}
+	props := orig.properties()
 	if props[propRetryTopic] == "" {
 		props[propRetryTopic] = orig.topic
 	}

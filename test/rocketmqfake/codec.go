@@ -43,6 +43,10 @@ type command struct {
 	Remark    string
 	ExtFields map[string]string
 	Body      []byte
+	// records is more body after Body: a pull answer's stored records,
+	// which conn.write hands to writev as they are instead of copying
+	// them into one buffer.
+	records [][]byte
 
 	// serialize is the header encoding the command arrived in; responses
 	// are written in the same one, which is what real brokers do.
@@ -248,10 +252,9 @@ func readLenString(r *bytes.Reader, n int) (string, error) {
 	return string(buf), nil
 }
 
-// encode renders the command as one frame, header in c.serialize.
-// encodeHead renders the frame up to its body: lengths and header. The
-// body follows as is (conn.write sends both with one writev, so a pull
-// answer's messages are not copied once more).
+// encodeHead renders the frame up to its body, header in c.serialize:
+// lengths and header. The body follows as is (conn.write sends all parts
+// with one writev, so a pull answer's messages are not copied once more).
 func (c *command) encodeHead() ([]byte, error) {
 	var header []byte
 	switch c.serialize {
@@ -273,11 +276,20 @@ func (c *command) encodeHead() ([]byte, error) {
 			return nil, err
 		}
 	}
-	out := make([]byte, 8, 8+len(header)+len(c.Body))
-	binary.BigEndian.PutUint32(out[0:4], uint32(4+len(header)+len(c.Body)))
+	out := make([]byte, 8, 8+len(header))
+	binary.BigEndian.PutUint32(out[0:4], uint32(4+len(header)+c.bodyLen()))
 	binary.BigEndian.PutUint32(out[4:8], uint32(c.serialize)<<24|uint32(len(header))&0xFFFFFF)
 	out = append(out, header...)
 	return out, nil
+}
+
+// bodyLen is the length of the body: Body and records.
+func (c *command) bodyLen() int {
+	n := len(c.Body)
+	for _, r := range c.records {
+		n += len(r)
+	}
+	return n
 }
 
 // encode renders the whole frame: encodeHead followed by the body.
@@ -286,7 +298,12 @@ func (c *command) encode() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(head, c.Body...), nil
+	frame := make([]byte, 0, len(head)+c.bodyLen())
+	frame = append(append(frame, head...), c.Body...)
+	for _, r := range c.records {
+		frame = append(frame, r...)
+	}
+	return frame, nil
 }
 
 func (c *command) binaryHeader() []byte {

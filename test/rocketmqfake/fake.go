@@ -111,8 +111,9 @@ type Fake struct {
 
 	// store
 	topics  map[string]*topicState
-	byPhy   map[int64]*storedMsg // commit-log offset → message
+	byPhy   phyIndex // stored messages by commit-log offset
 	nextPhy int64
+	records recordArena          // memory of the messages' wire records
 	half    map[int64]*storedMsg // prepared transactional messages
 	offsets map[offsetKey]int64
 
@@ -164,7 +165,6 @@ func New(opts Options) *Fake {
 		gate:      newGate(),
 		conns:     map[*conn]struct{}{},
 		topics:    map[string]*topicState{},
-		byPhy:     map[int64]*storedMsg{},
 		half:      map[int64]*storedMsg{},
 		offsets:   map[offsetKey]int64{},
 		clients:   map[string]*clientState{},

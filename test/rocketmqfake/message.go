@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/zlib"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -61,21 +60,42 @@ type storedMsg struct {
 	storeHost        hostPort
 	reconsumeTimes   int32
 	preparedTxOffset int64
-	body             []byte // as sent: compressed when sysFlag says so
-	props            map[string]string
-	propsRaw         string
-	wire             []byte // the encoded record served to PULL_MESSAGE
+	// body is as sent (compressed when sysFlag says so). propsRaw, the
+	// properties in their wire form, is the only copy of the properties:
+	// most messages are stored and pulled without anyone reading more than
+	// their tag, so no map is built for them (see properties). Once the
+	// message is encoded both point into wire.
+	body     []byte
+	propsRaw string
+	tags     string // TAGS, cached for the pull filter
+	wire     []byte // the encoded record served to PULL_MESSAGE
 }
 
-// parseProperties splits "k\x01v\x02k\x01v\x02".
+// parseProperties splits "k\x01v\x02k\x01v\x02". A key given twice keeps
+// its last value.
 func parseProperties(s string) map[string]string {
 	m := map[string]string{}
-	for _, item := range strings.Split(s, string(propertySep)) {
+	for s != "" {
+		var item string
+		item, s, _ = strings.Cut(s, string(propertySep))
 		if k, v, ok := strings.Cut(item, string(nameValueSep)); ok && k != "" {
 			m[k] = v
 		}
 	}
 	return m
+}
+
+// propValue is parseProperties(raw)[key] without building the map. key
+// must not be empty or contain a separator (the prop* constants).
+func propValue(raw, key string) (value string, ok bool) {
+	for raw != "" {
+		var item string
+		item, raw, _ = strings.Cut(raw, string(propertySep))
+		if len(item) > len(key) && item[len(key)] == nameValueSep && item[:len(key)] == key {
+			value, ok = item[len(key)+1:], true // no break: the last one wins, as in the map
+		}
+	}
+	return value, ok
 }
 
 // formatProperties renders m in the wire format, keys sorted so results are
@@ -96,10 +116,16 @@ func formatProperties(m map[string]string) string {
 	return b.String()
 }
 
-// setProps replaces the properties (and their wire string).
-func (m *storedMsg) setProps(p map[string]string) {
-	m.props = p
-	m.propsRaw = formatProperties(p)
+// properties returns a fresh map of m's properties.
+func (m *storedMsg) properties() map[string]string { return parseProperties(m.propsRaw) }
+
+// setProps replaces the properties with p, rendered in the wire format.
+func (m *storedMsg) setProps(p map[string]string) { m.setPropsRaw(formatProperties(p)) }
+
+// setPropsRaw replaces the properties' wire string and what is cached from it.
+func (m *storedMsg) setPropsRaw(raw string) {
+	m.propsRaw = raw
+	m.tags, _ = propValue(raw, propTags)
 }
 
 // encodedSize is the record size of the commit-log layout.
@@ -114,9 +140,10 @@ func (m *storedMsg) encodedSize() int {
 		4 + 8 + 4 + len(m.body) + 1 + len(m.topic) + 2 + len(m.propsRaw)
 }
 
-// encode renders the record exactly as primitive.DecodeMessage (and the
-// Java MessageDecoder) reads it: the commit-log v1 layout.
-func (m *storedMsg) encode() []byte {
+// appendRecord appends the record exactly as primitive.DecodeMessage (and
+// the Java MessageDecoder) reads it: the commit-log v1 layout,
+// encodedSize() bytes.
+func (m *storedMsg) appendRecord(b []byte) []byte {
 	size := m.encodedSize()
 	sysFlag := m.sysFlag &^ (msgFlagBornHostV6 | msgFlagStoreHostV6)
 	if m.bornHost.v6() {
@@ -125,10 +152,9 @@ func (m *storedMsg) encode() []byte {
 	if m.storeHost.v6() {
 		sysFlag |= msgFlagStoreHostV6
 	}
-	// Appended field by field into a buffer of the exact size: the fake
-	// encodes every message it stores, so this is on its hot path.
+	// Appended field by field: the fake encodes every message it stores,
+	// so this is on its hot path.
 	be := binary.BigEndian
-	b := make([]byte, 0, size)
 	b = be.AppendUint32(b, uint32(size))
 	magic := int32(messageMagicCode)
 	b = be.AppendUint32(b, uint32(magic))
@@ -155,6 +181,20 @@ func (m *storedMsg) encode() []byte {
 	return b
 }
 
+// encodeInto renders m's record into memory from a, keeps it as m.wire
+// and points body and propsRaw into it: their previous backing (the
+// request frame, a rewritten properties string) can then be freed, and
+// the store holds each message's bytes once.
+func (m *storedMsg) encodeInto(a *recordArena) {
+	rec := m.appendRecord(a.alloc(m.encodedSize()))
+	// The record ends BODY TOPICLEN(1) TOPIC PROPLEN(2) PROPS.
+	propsAt := len(rec) - len(m.propsRaw)
+	bodyEnd := propsAt - 2 - len(m.topic) - 1
+	m.wire = rec
+	m.body = rec[bodyEnd-len(m.body) : bodyEnd : bodyEnd]
+	m.setPropsRaw(viewString(rec[propsAt:]))
+}
+
 // offsetMsgID is the broker's message id: store ip, port and commit-log
 // offset in upper-case hex (MessageDecoder.createMessageId).
 func (m *storedMsg) offsetMsgID() string {
@@ -162,17 +202,27 @@ func (m *storedMsg) offsetMsgID() string {
 }
 
 func createMessageID(h hostPort, phy int64) string {
-	b := make([]byte, 0, len(h.ip)+12)
-	b = append(b, h.ip...)
-	b = binary.BigEndian.AppendUint32(b, uint32(h.port))
-	b = binary.BigEndian.AppendUint64(b, uint64(phy))
-	return strings.ToUpper(hex.EncodeToString(b))
+	return string(appendMessageID(make([]byte, 0, 2*(len(h.ip)+12)), h, phy))
+}
+
+// appendMessageID appends createMessageID(h, phy): a send answer carries
+// one id per message, so they are rendered into one buffer.
+func appendMessageID(b []byte, h hostPort, phy int64) []byte {
+	const hexUpper = "0123456789ABCDEF"
+	raw := make([]byte, 0, net.IPv6len+12)
+	raw = append(raw, h.ip...)
+	raw = binary.BigEndian.AppendUint32(raw, uint32(h.port))
+	raw = binary.BigEndian.AppendUint64(raw, uint64(phy))
+	for _, c := range raw {
+		b = append(b, hexUpper[c>>4], hexUpper[c&0x0F])
+	}
+	return b
 }
 
 // msgID is what the client reports as MessageExt.MsgId: the producer's
 // UNIQ_KEY when present, else the offset message id.
 func (m *storedMsg) msgID() string {
-	if id := m.props[propUniqKey]; id != "" {
+	if id, _ := propValue(m.propsRaw, propUniqKey); id != "" {
 		return id
 	}
 	return m.offsetMsgID()
@@ -208,9 +258,9 @@ func decodeBatch(data []byte) ([]batchItem, error) {
 		if 22+blen+plen > total {
 			return nil, fmt.Errorf("bad batch properties length %d", plen)
 		}
-		props := string(rec[22+blen : 22+blen+plen])
-		// The body aliases the request frame, which is never reused
-		// (readCommand allocates each one): no copy.
+		// Body and properties alias the request frame, which is never
+		// written again (readCommand allocates each one): no copies.
+		props := viewString(rec[22+blen : 22+blen+plen])
 		items = append(items, batchItem{flag: flag, body: body[:len(body):len(body)], props: props})
 		pos += total
 	}
@@ -255,10 +305,7 @@ type Message struct {
 }
 
 func (m *storedMsg) export() Message {
-	props := make(map[string]string, len(m.props))
-	for k, v := range m.props {
-		props[k] = v
-	}
+	props := m.properties()
 	body := m.body
 	if m.sysFlag&msgFlagCompressed != 0 {
 		if r, err := zlib.NewReader(bytes.NewReader(body)); err == nil {
@@ -268,12 +315,12 @@ func (m *storedMsg) export() Message {
 		}
 	}
 	var keys []string
-	if k := m.props[propKeys]; k != "" {
+	if k := props[propKeys]; k != "" {
 		keys = strings.Fields(k)
 	}
 	return Message{
 		Topic: m.topic, QueueID: m.queueID, QueueOffset: m.queueOffset, CommitLogOffset: m.phyOffset,
-		MsgID: m.msgID(), OffsetMsgID: m.offsetMsgID(), Tags: m.props[propTags], Keys: keys,
+		MsgID: m.msgID(), OffsetMsgID: m.offsetMsgID(), Tags: props[propTags], Keys: keys,
 		Body: append([]byte(nil), body...), Properties: props, ReconsumeTimes: m.reconsumeTimes,
 		Flag: m.flag, SysFlag: m.sysFlag, BornTime: time.UnixMilli(m.bornTS), StoreTime: time.UnixMilli(m.storeTS),
 		BornHost: m.bornHost.String(),

@@ -97,11 +97,9 @@ func (f *Fake) handleDeleteTopic(req *command) *command {
 	defer f.mu.Unlock()
 	if t := f.topics[req.ext("topic")]; t != nil {
 		for _, q := range t.queues {
-			for _, m := range q.msgs {
-				delete(f.byPhy, m.phyOffset)
-			}
 			close(q.wake) // release long-polls; they find the topic gone
 		}
+		f.byPhy.deleteTopic(t.name)
 		delete(f.topics, t.name)
 	}
 	return response(req, ResSuccess, "")

@@ -184,7 +184,9 @@ func (c *conn) write(cmd *command) error {
 		return net.ErrClosed
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	frame := net.Buffers{head, cmd.Body}
+	frame := make(net.Buffers, 0, 2+len(cmd.records))
+	frame = append(frame, head, cmd.Body)
+	frame = append(frame, cmd.records...)
 	if _, err := frame.WriteTo(c.nc); err != nil {
 		c.close(false)
 		return err

@@ -14,11 +14,15 @@ type topicState struct {
 	queues []*queueState
 }
 
-// queueState is one consume queue. wake is closed and replaced on every
-// append: long-polling pulls wait on it.
+// queueState is one consume queue. Long-polling pulls wait on wake; the
+// first append after a pull looked at the queue closes and replaces it.
 type queueState struct {
 	msgs []*storedMsg
 	wake chan struct{}
+	// watched says wake was handed to a pull since it was made. Appends
+	// replace it only then: a batch of 256 messages would otherwise make
+	// and close 256 channels nobody waits on.
+	watched bool
 }
 
 type offsetKey struct {
@@ -89,11 +93,13 @@ func (f *Fake) appendLocked(t *topicState, m *storedMsg, phy int64) {
 	} else {
 		m.phyOffset = f.reservePhyLocked(m)
 	}
-	m.wire = m.encode()
+	m.encodeInto(&f.records)
 	q.msgs = append(q.msgs, m)
-	f.byPhy[m.phyOffset] = m
-	close(q.wake)
-	q.wake = make(chan struct{})
+	f.byPhy.add(m)
+	if q.watched {
+		close(q.wake)
+		q.wake, q.watched = make(chan struct{}), false
+	}
 }
 
 // reservePhyLocked hands out the next commit-log offset. Offsets advance by
@@ -125,7 +131,7 @@ func (f *Fake) deliverLocked(t *topicState, m *storedMsg, level int) int64 {
 		f.appendLocked(t, m, -1)
 		return m.phyOffset
 	}
-	props := m.props
+	props := m.properties()
 	delete(props, propDelay)
 	props[propRealTopic] = t.name
 	props[propRealQueueID] = strconv.Itoa(m.queueID)

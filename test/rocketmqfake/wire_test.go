@@ -24,7 +24,7 @@ func TestRecordDecodesWithClient(t *testing.T) {
 			storeHost: parseHostPort(hosts[1]), reconsumeTimes: 2, body: []byte("hello"),
 		}
 		m.setProps(map[string]string{"TAGS": "connect", "KEYS": "k1 k2", "UNIQ_KEY": "ABC"})
-		wire := append(m.encode(), m.encode()...)
+		wire := m.appendRecord(m.appendRecord(nil))
 		got := primitive.DecodeMessage(wire)
 		if len(got) != 2 {
 			t.Fatalf("decoded %d messages", len(got))
