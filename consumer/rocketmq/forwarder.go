@@ -279,7 +279,7 @@ func (f *Forwarder) Shutdown(ctx context.Context) error {
 // and go out concurrently.
 func (f *Forwarder) forward(ctx context.Context, p sender, entries []Entry) error {
 	var order []string
-	byTopic := map[string][]*primitive.Message{}
+	byTopic := map[string][]outMessage{}
 	for _, e := range entries {
 		msg, err := f.cfg.Routing.message(e)
 		if err != nil {
@@ -287,22 +287,22 @@ func (f *Forwarder) forward(ctx context.Context, p sender, entries []Entry) erro
 			f.log.Error("forwarder skips an outbox record it cannot send", "seq", e.Seq, "err", err)
 			continue
 		}
-		if _, ok := byTopic[msg.Topic]; !ok {
-			order = append(order, msg.Topic)
+		if _, ok := byTopic[msg.topic]; !ok {
+			order = append(order, msg.topic)
 		}
-		byTopic[msg.Topic] = append(byTopic[msg.Topic], msg)
+		byTopic[msg.topic] = append(byTopic[msg.topic], msg)
 	}
-	var groups [][]*primitive.Message
+	var groups []queueGroup
 	for _, topic := range order {
+		msgs := byTopic[topic]
 		if f.cfg.NoBatch {
-			groups = append(groups, byTopic[topic])
+			groups = append(groups, queueGroup{queue: -1, msgs: msgs})
 			continue
 		}
-		msgs := byTopic[topic]
 		if f.queues.queueCount(topic) == 0 && len(msgs) > 1 {
 			// The topic's queue count is learnt from the first send:
 			// a message alone goes to its channel's queue.
-			if err := f.sendRetrying(ctx, p, msgs[:1]); err != nil {
+			if err := f.sendRetrying(ctx, p, queueGroup{queue: -1, msgs: msgs[:1]}); err != nil {
 				return err
 			}
 			msgs = msgs[1:]
@@ -318,12 +318,12 @@ func (f *Forwarder) forward(ctx context.Context, p sender, entries []Entry) erro
 	return errors.Join(errs...)
 }
 
-// sendRetrying sends msgs (one topic) until all are stored.
-func (f *Forwarder) sendRetrying(ctx context.Context, p sender, msgs []*primitive.Message) error {
+// sendRetrying sends g until all of it is stored.
+func (f *Forwarder) sendRetrying(ctx context.Context, p sender, g queueGroup) error {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		var err error
-		msgs, err = f.send(ctx, p, msgs)
+		g.msgs, err = f.send(ctx, p, g)
 		if err == nil {
 			if attempt > 1 {
 				f.Stats.Backoff.Store(false)
@@ -336,7 +336,7 @@ func (f *Forwarder) sendRetrying(ctx context.Context, p sender, msgs []*primitiv
 		}
 		f.Stats.Backoff.Store(true)
 		if attempt == 1 || attempt%20 == 0 {
-			f.log.Warn("rocketmq send failed; retrying", "err", err, "topic", msgs[0].Topic, "messages", len(msgs), "attempt", attempt, "backoff", backoff)
+			f.log.Warn("rocketmq send failed; retrying", "err", err, "topic", g.msgs[0].topic, "messages", len(g.msgs), "attempt", attempt, "backoff", backoff)
 		}
 		t := time.NewTimer(backoff)
 		select {
@@ -349,24 +349,29 @@ func (f *Forwarder) sendRetrying(ctx context.Context, p sender, msgs []*primitiv
 	}
 }
 
-// send makes one attempt and returns the messages still to be sent.
-func (f *Forwarder) send(ctx context.Context, p sender, msgs []*primitive.Message) ([]*primitive.Message, error) {
+// send makes one attempt and returns the messages still to be sent: one
+// batch request, or with NoBatch one request per message, concurrently.
+func (f *Forwarder) send(ctx context.Context, p sender, g queueGroup) ([]outMessage, error) {
 	if !f.cfg.NoBatch {
-		if err := f.sendOne(ctx, p, msgs...); err != nil {
-			return msgs, err
+		msg := g.msgs[0].primitive()
+		if len(g.msgs) > 1 {
+			msg = batchMessage(g.msgs, g.queue)
+		}
+		if err := f.sendOne(ctx, p, msg); err != nil {
+			return g.msgs, err
 		}
 		return nil, nil
 	}
-	errs := make([]error, len(msgs))
+	errs := make([]error, len(g.msgs))
 	var wg sync.WaitGroup
-	for i, msg := range msgs {
-		wg.Go(func() { errs[i] = f.sendOne(ctx, p, msg) })
+	for i, msg := range g.msgs {
+		wg.Go(func() { errs[i] = f.sendOne(ctx, p, msg.primitive()) })
 	}
 	wg.Wait()
-	var failed []*primitive.Message
+	var failed []outMessage
 	for i, err := range errs {
 		if err != nil {
-			failed = append(failed, msgs[i])
+			failed = append(failed, g.msgs[i])
 		}
 	}
 	if len(failed) > 0 {
@@ -375,11 +380,11 @@ func (f *Forwarder) send(ctx context.Context, p sender, msgs []*primitive.Messag
 	return nil, nil
 }
 
-// sendOne makes one SendSync request (a batch when given several).
-func (f *Forwarder) sendOne(ctx context.Context, p sender, msgs ...*primitive.Message) error {
+// sendOne makes one SendSync request.
+func (f *Forwarder) sendOne(ctx context.Context, p sender, msg *primitive.Message) error {
 	sendCtx, cancel := context.WithTimeout(ctx, f.cfg.SendTimeout)
 	defer cancel()
-	res, err := p.SendSync(sendCtx, msgs...)
+	res, err := p.SendSync(sendCtx, msg)
 	if err == nil && res != nil && res.Status != primitive.SendOK {
 		// Flush or replication timeouts: the master stored the message,
 		// but not as durably as configured. Resend rather than guess.

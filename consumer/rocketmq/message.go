@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/presenced/presenced/presence"
@@ -51,11 +52,25 @@ func (r Routing) topicFor(clientID string) string {
 	return r.Topic
 }
 
-// message builds the RocketMQ message for e: tag = eventType (or "node"),
-// keys = channelId (or node id and epoch), body = the payload as stored.
-// The body is sent exactly as the broker wrote it, so additive fields a
-// newer broker adds reach the consumer even if this code does not know them.
-func (r Routing) message(e Entry) (*primitive.Message, error) {
+// outMessage is an outbox entry ready to send: its topic, the properties
+// RocketMQ indexes and filters on, and its body. The forwarder batches and
+// encodes these itself (batch.go) rather than building a
+// primitive.Message, with its property map, for every event.
+type outMessage struct {
+	topic string
+	tag   string
+	// keys are space-separated, as in RocketMQ's KEYS property.
+	keys string
+	// shardingKey picks the queue (the channel id, or the node id).
+	shardingKey string
+	body        []byte
+}
+
+// message builds the message for e: tag = eventType (or "node"), keys =
+// channelId (or node id and epoch), body = the payload as stored. The body
+// is sent exactly as the broker wrote it, so additive fields a newer
+// broker adds reach the consumer even if this code does not know them.
+func (r Routing) message(e Entry) (outMessage, error) {
 	switch e.Kind {
 	case KindEvent:
 		// Decode without validating: routing needs three fields, and an
@@ -63,28 +78,30 @@ func (r Routing) message(e Entry) (*primitive.Message, error) {
 		// operators look, than dropped here.
 		ev, err := routeOf(e.Payload)
 		if err != nil {
-			return nil, fmt.Errorf("outbox record %d is not an event: %w", e.Seq, err)
+			return outMessage{}, fmt.Errorf("outbox record %d is not an event: %w", e.Seq, err)
 		}
 		if ev.Type == "" || ev.ChannelID == "" {
-			return nil, fmt.Errorf("outbox record %d has no eventType or channelId", e.Seq)
+			return outMessage{}, fmt.Errorf("outbox record %d has no eventType or channelId", e.Seq)
 		}
-		msg := primitive.NewMessage(r.topicFor(ev.ClientID), e.Payload)
-		msg.WithTag(ev.Type)
-		msg.WithKeys([]string{ev.ChannelID})
 		// Events of one channel hash to one queue, so they are usually
 		// consumed in order (the store does not depend on it).
-		msg.WithShardingKey(ev.ChannelID)
-		return msg, nil
+		return outMessage{topic: r.topicFor(ev.ClientID), tag: ev.Type, keys: ev.ChannelID, shardingKey: ev.ChannelID, body: e.Payload}, nil
 	case KindNode:
 		var ne presence.NodeEvent
 		if err := json.Unmarshal(e.Payload, &ne); err != nil {
-			return nil, fmt.Errorf("outbox record %d is not a node event: %w", e.Seq, err)
+			return outMessage{}, fmt.Errorf("outbox record %d is not a node event: %w", e.Seq, err)
 		}
-		msg := primitive.NewMessage(r.Topic, e.Payload)
-		msg.WithTag(TagNode)
-		msg.WithKeys(slices.DeleteFunc([]string{ne.Node, ne.Epoch}, func(k string) bool { return k == "" }))
-		msg.WithShardingKey(ne.Node)
-		return msg, nil
+		keys := strings.Join(slices.DeleteFunc([]string{ne.Node, ne.Epoch}, func(k string) bool { return k == "" }), primitive.PropertyKeySeparator)
+		return outMessage{topic: r.Topic, tag: TagNode, keys: keys, shardingKey: ne.Node, body: e.Payload}, nil
 	}
-	return nil, fmt.Errorf("outbox record %d has unknown kind %q", e.Seq, e.Kind)
+	return outMessage{}, fmt.Errorf("outbox record %d has unknown kind %q", e.Seq, e.Kind)
+}
+
+// primitive returns m as the client's message, for a request of its own.
+func (m outMessage) primitive() *primitive.Message {
+	msg := primitive.NewMessage(m.topic, m.body)
+	msg.WithTag(m.tag)
+	msg.WithProperty(primitive.PropertyKeys, m.keys)
+	msg.WithShardingKey(m.shardingKey)
+	return msg
 }

@@ -58,7 +58,7 @@ func TestRoutingMessage(t *testing.T) {
 		{"unknown kind", Entry{Seq: 7, Kind: "kind(9)", Payload: []byte(`{}`)}, "", "", "", true},
 	}
 	for _, tt := range tests {
-		msg, err := r.message(tt.entry)
+		out, err := r.message(tt.entry)
 		if tt.wantErr {
 			if err == nil {
 				t.Errorf("%s: no error", tt.name)
@@ -69,13 +69,14 @@ func TestRoutingMessage(t *testing.T) {
 			t.Errorf("%s: %v", tt.name, err)
 			continue
 		}
+		msg := out.primitive()
 		if msg.Topic != tt.topic || msg.GetTags() != tt.tag || msg.GetKeys() != tt.keys || string(msg.Body) != string(tt.entry.Payload) {
 			t.Errorf("%s: topic %q tag %q keys %q body %q", tt.name, msg.Topic, msg.GetTags(), msg.GetKeys(), msg.Body)
 		}
 	}
 	fixed := Routing{Topic: "presence"}
-	msg, _ := fixed.message(tests[0].entry)
-	if msg.Topic != "presence" {
-		t.Errorf("without per-group topics a grouped client's event went to %q", msg.Topic)
+	out, _ := fixed.message(tests[0].entry)
+	if out.topic != "presence" {
+		t.Errorf("without per-group topics a grouped client's event went to %q", out.topic)
 	}
 }

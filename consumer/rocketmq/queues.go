@@ -20,7 +20,7 @@ import (
 // sharding key), so batches landed on random queues. The forwarder
 // therefore splits a window into one batch per queue itself, using the
 // queue count this selector last saw for the topic, and marks each batch
-// with its queue; the selector sends it there.
+// with its queue (batchMessage); the selector sends it there.
 type channelQueueSelector struct {
 	mu sync.Mutex
 	// queueCounts is the number of queues the producer last offered for
@@ -42,7 +42,7 @@ func (s *channelQueueSelector) Select(msg *primitive.Message, queues []*primitiv
 	}
 	s.learn(msg.Topic, len(queues))
 	switch {
-	case msg.Batch && msg.Queue != nil:
+	case msg.Batch && msg.Queue != nil && msg.Queue.QueueId >= 0:
 		return queues[msg.Queue.QueueId%len(queues)]
 	case msg.GetShardingKey() != "":
 		return queues[queueIndex(msg.GetShardingKey(), len(queues))]
@@ -72,32 +72,34 @@ func queueIndex(key string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-// byQueue splits msgs (one topic) into one batch per queue among n,
-// keeping their order within each batch, and marks each batch with its
-// queue for channelQueueSelector. With n unknown (0) or 1 it returns msgs
-// as one unmarked batch.
-func byQueue(msgs []*primitive.Message, n int) [][]*primitive.Message {
+// queueGroup is messages of one topic sent in one request; queue is the
+// queue they were grouped for, or -1 when the topic's queues are not known
+// yet (then channelQueueSelector picks one).
+type queueGroup struct {
+	queue int
+	msgs  []outMessage
+}
+
+// byQueue splits msgs (one topic) into one group per queue among n,
+// keeping their order within each group. With n unknown (0) or 1 it
+// returns msgs as one group.
+func byQueue(msgs []outMessage, n int) []queueGroup {
 	if n <= 1 || len(msgs) <= 1 {
-		return [][]*primitive.Message{msgs}
+		return []queueGroup{{queue: -1, msgs: msgs}}
 	}
-	buckets := make([][]*primitive.Message, n)
+	buckets := make([][]outMessage, n)
 	for _, m := range msgs {
 		i := 0
-		if key := m.GetShardingKey(); key != "" {
-			i = queueIndex(key, n)
+		if m.shardingKey != "" {
+			i = queueIndex(m.shardingKey, n)
 		}
 		buckets[i] = append(buckets[i], m)
 	}
-	groups := buckets[:0]
+	var groups []queueGroup
 	for i, b := range buckets {
-		if len(b) == 0 {
-			continue
+		if len(b) > 0 {
+			groups = append(groups, queueGroup{queue: i, msgs: b})
 		}
-		// Only the first message's Queue is carried into the batch
-		// request (and read by the selector); it is a hint, not a
-		// manual queue choice, and single messages ignore it.
-		b[0].Queue = &primitive.MessageQueue{Topic: b[0].Topic, QueueId: i}
-		groups = append(groups, b)
 	}
 	return groups
 }
