@@ -9,9 +9,9 @@
 -- changed the locale's collation. With "C" they compare as bytes, the
 -- order Go's sort gives them, on every platform and forever.
 --
--- Changing only the collation does not rewrite the tables; PostgreSQL
--- rebuilds the indexes on these columns, which on a large store takes a
--- while (run `presenced migrate` in a quiet hour).
+-- Changing only the collation does not rewrite the tables, but PostgreSQL
+-- rebuilds the indexes on these columns under an exclusive lock: on a
+-- large store, applies and queries wait meanwhile (run it in a quiet hour).
 ALTER TABLE events
     ALTER COLUMN channel_id TYPE text COLLATE "C",
     ALTER COLUMN event_type TYPE text COLLATE "C",
