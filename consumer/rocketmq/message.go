@@ -85,16 +85,29 @@ func (r Routing) message(e Entry) (outMessage, error) {
 		}
 		// Events of one channel hash to one queue, so they are usually
 		// consumed in order (the store does not depend on it).
-		return outMessage{topic: r.topicFor(ev.ClientID), tag: ev.Type, keys: ev.ChannelID, shardingKey: ev.ChannelID, body: e.Payload}, nil
+		return checkSize(e, outMessage{topic: r.topicFor(ev.ClientID), tag: ev.Type, keys: ev.ChannelID, shardingKey: ev.ChannelID, body: e.Payload})
 	case KindNode:
 		var ne presence.NodeEvent
 		if err := json.Unmarshal(e.Payload, &ne); err != nil {
 			return outMessage{}, fmt.Errorf("outbox record %d is not a node event: %w", e.Seq, err)
 		}
 		keys := strings.Join(slices.DeleteFunc([]string{ne.Node, ne.Epoch}, func(k string) bool { return k == "" }), primitive.PropertyKeySeparator)
-		return outMessage{topic: r.Topic, tag: TagNode, keys: keys, shardingKey: ne.Node, body: e.Payload}, nil
+		return checkSize(e, outMessage{topic: r.Topic, tag: TagNode, keys: keys, shardingKey: ne.Node, body: e.Payload})
 	}
 	return outMessage{}, fmt.Errorf("outbox record %d has unknown kind %q", e.Seq, e.Kind)
+}
+
+// maxPropertiesBytes bounds a message's properties: RocketMQ stores their
+// length in 16 bits, and a longer string would corrupt the batch it is in
+// (the broker would refuse the whole request, and the forwarder would
+// retry it forever). Real events carry a few dozen bytes.
+const maxPropertiesBytes = 32 << 10
+
+func checkSize(e Entry, m outMessage) (outMessage, error) {
+	if n := propertiesSize(m); n > maxPropertiesBytes {
+		return outMessage{}, fmt.Errorf("outbox record %d has %d bytes of properties (tag and keys); at most %d fit a RocketMQ message", e.Seq, n, maxPropertiesBytes)
+	}
+	return m, nil
 }
 
 // primitive returns m as the client's message, for a request of its own.

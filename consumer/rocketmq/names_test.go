@@ -3,6 +3,7 @@ package rocketmq
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
@@ -56,6 +57,7 @@ func TestRoutingMessage(t *testing.T) {
 		{"not json", Entry{Seq: 5, Kind: KindEvent, Payload: []byte(`nope`)}, "", "", "", true},
 		{"no event type", Entry{Seq: 6, Kind: KindEvent, Payload: []byte(`{"clientId":"d1","channelId":"ch2"}`)}, "", "", "", true},
 		{"unknown kind", Entry{Seq: 7, Kind: "kind(9)", Payload: []byte(`{}`)}, "", "", "", true},
+		{"channel id too long for RocketMQ's properties", Entry{Seq: 8, Kind: KindEvent, Payload: []byte(`{"clientId":"d1","channelId":"` + strings.Repeat("c", 20_000) + `","eventType":"connect","time":1}`)}, "", "", "", true},
 	}
 	for _, tt := range tests {
 		out, err := r.message(tt.entry)
