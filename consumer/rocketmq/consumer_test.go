@@ -66,7 +66,10 @@ func startConsumer(t *testing.T, e *env, st *store, topics ...string) *rocketmq.
 // test's name server, group, store and log filled in.
 func startConsumerWith(t *testing.T, e *env, st *store, cfg rocketmq.ConsumerConfig) *rocketmq.Consumer {
 	t.Helper()
-	cfg.NameServers, cfg.Group = []string{e.namesrv}, e.name("presenced")
+	cfg.NameServers = []string{e.namesrv}
+	if cfg.Group == "" {
+		cfg.Group = e.name("presenced")
+	}
 	cfg.Apply, cfg.Reject, cfg.Log = st.apply, st.reject, testLog()
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = 32
@@ -253,6 +256,29 @@ func TestConsumerOutageDoesNotExhaustRedeliveries(t *testing.T) {
 		t.Fatal("no batch was sent back: the outage did not hit consumption")
 	}
 	t.Logf("batches sent back: %d", c.Stats.RetryLater.Load())
+}
+
+// Messages that exhausted their redeliveries are re-driven from the
+// dead-letter topic by a consumer of another group subscribed to it, as
+// README describes: they keep their tags, and the idempotent store takes
+// them as if they came the first time.
+func TestConsumerRedrivesTheDeadLetterTopic(t *testing.T) {
+	e := newEnv(t)
+	e.needFake(t) // a real broker creates %DLQ% topics write-only until an operator opens them
+	const n = 20
+	topic := sendConnects(t, e, n)
+	down := newStore()
+	down.downTill.Store(time.Now().Add(time.Hour).UnixNano())
+	startConsumerWith(t, e, down, rocketmq.ConsumerConfig{Topics: []string{topic}, MaxReconsumeTimes: 1})
+	dlqTopic := "%DLQ%" + e.name("presenced")
+	waitFor(t, 60*time.Second, "every message in the dead-letter topic", func() bool { return len(e.fake.DLQ(e.name("presenced"))) == n })
+
+	st := newStore()
+	startConsumerWith(t, e, st, rocketmq.ConsumerConfig{Group: e.name("redrive"), Topics: []string{dlqTopic}})
+	waitApplied(t, st, n, "every dead-lettered event applied by the re-drive consumer")
+	if applied, _ := down.counts(); applied != 0 {
+		t.Fatalf("the failing store applied %d events", applied)
+	}
 }
 
 // A store that refuses one event as invalid does not hold back the batch:
