@@ -55,7 +55,7 @@ type fastParser struct {
 }
 
 func (p *fastParser) take(c byte) bool {
-	if p.i < len(p.s) && p.s[p.i] == c {
+	if p.at(c) {
 		p.i++
 		return true
 	}
@@ -71,60 +71,61 @@ func (p *fastParser) key() (string, bool) {
 // field reads the value of key into e and returns the key's bit, for
 // spotting repeats.
 func (p *fastParser) field(e *Event, key string) (uint16, bool) {
-	var ok bool
 	switch key {
 	case "clientId":
-		e.ClientID, ok = p.str()
-		return 1 << 0, ok
+		return 1 << 0, p.strInto(&e.ClientID)
 	case "channelId":
-		e.ChannelID, ok = p.str()
-		return 1 << 1, ok
+		return 1 << 1, p.strInto(&e.ChannelID)
 	case "eventType":
-		var t string
-		t, ok = p.str()
-		e.Type = EventType(t)
-		return 1 << 2, ok
+		return 1 << 2, p.strInto((*string)(&e.Type))
 	case "time":
-		e.Time, ok = p.int()
-		return 1 << 3, ok
+		return 1 << 3, p.intInto(&e.Time)
 	case "clientIp":
-		e.ClientIP, ok = p.str()
-		return 1 << 4, ok
+		return 1 << 4, p.strInto(&e.ClientIP)
 	case "node":
-		e.Node, ok = p.str()
-		return 1 << 5, ok
+		return 1 << 5, p.strInto(&e.Node)
 	case "epoch":
-		e.Epoch, ok = p.str()
-		return 1 << 6, ok
+		return 1 << 6, p.strInto(&e.Epoch)
 	case "reason":
-		var r string
-		r, ok = p.str()
-		e.Reason = Reason(r)
-		return 1 << 7, ok
+		return 1 << 7, p.strInto((*string)(&e.Reason))
 	case "nodeSeq":
 		// unsigned: encoding/json refuses any sign, even "-0"
-		if p.i < len(p.s) && p.s[p.i] == '-' {
-			return 0, false
-		}
 		var n int64
-		n, ok = p.int()
+		ok := !p.at('-') && p.intInto(&n)
 		e.NodeSeq = uint64(n)
 		return 1 << 8, ok
 	case "username":
-		e.Username, ok = p.str()
-		return 1 << 9, ok
+		return 1 << 9, p.strInto(&e.Username)
 	case "keepalive":
 		var n int64
-		n, ok = p.int()
+		ok := p.intInto(&n)
 		e.Keepalive = int(n)
 		return 1 << 10, ok && int64(e.Keepalive) == n
 	case "cleanSession":
 		var b bool
-		b, ok = p.bool()
+		ok := p.boolInto(&b)
 		e.CleanSession = &b
 		return 1 << 11, ok
 	}
 	return 0, false
+}
+
+// at reports whether the next byte is c, without taking it.
+func (p *fastParser) at(c byte) bool { return p.i < len(p.s) && p.s[p.i] == c }
+
+func (p *fastParser) strInto(dst *string) (ok bool) {
+	*dst, ok = p.str()
+	return ok
+}
+
+func (p *fastParser) intInto(dst *int64) (ok bool) {
+	*dst, ok = p.int()
+	return ok
+}
+
+func (p *fastParser) boolInto(dst *bool) (ok bool) {
+	*dst, ok = p.bool()
+	return ok
 }
 
 // str reads a JSON string without escapes or control characters, whose

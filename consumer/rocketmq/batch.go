@@ -47,19 +47,22 @@ func propertiesSize(m outMessage) int {
 	return n
 }
 
-func batchItemSize(m outMessage) int {
-	return 4 + 4 + 4 + 4 + 4 + len(m.body) + 2 + propertiesSize(m)
+func batchItemSize(m outMessage) int { return itemSize(m, propertiesSize(m)) }
+
+func itemSize(m outMessage, propsSize int) int {
+	return 4 + 4 + 4 + 4 + 4 + len(m.body) + 2 + propsSize
 }
 
 func appendBatchItem(b []byte, m outMessage) []byte {
+	propsSize := propertiesSize(m)
 	be := binary.BigEndian
-	b = be.AppendUint32(b, uint32(batchItemSize(m)))
+	b = be.AppendUint32(b, uint32(itemSize(m, propsSize)))
 	b = be.AppendUint32(b, 0) // MAGICCODE: the broker fills it in
 	b = be.AppendUint32(b, 0) // BODYCRC: likewise
 	b = be.AppendUint32(b, 0) // FLAG
 	b = be.AppendUint32(b, uint32(len(m.body)))
 	b = append(b, m.body...)
-	b = be.AppendUint16(b, uint16(propertiesSize(m)))
+	b = be.AppendUint16(b, uint16(propsSize))
 	for i, v := range m.propertyValues() {
 		b = append(b, batchProperties[i]...)
 		b = append(b, 1)

@@ -353,8 +353,10 @@ func (f *Forwarder) sendRetrying(ctx context.Context, p sender, g queueGroup) er
 // batch request, or with NoBatch one request per message, concurrently.
 func (f *Forwarder) send(ctx context.Context, p sender, g queueGroup) ([]outMessage, error) {
 	if !f.cfg.NoBatch {
-		msg := g.msgs[0].primitive()
-		if len(g.msgs) > 1 {
+		var msg *primitive.Message
+		if len(g.msgs) == 1 {
+			msg = g.msgs[0].primitive()
+		} else {
 			msg = batchMessage(g.msgs, g.queue)
 		}
 		if err := f.sendOne(ctx, p, msg); err != nil {

@@ -1,7 +1,6 @@
 package rocketmq
 
 import (
-	"hash/fnv"
 	"sync"
 	"sync/atomic"
 
@@ -64,12 +63,17 @@ func (s *channelQueueSelector) queueCount(topic string) int {
 	return s.queueCounts[topic]
 }
 
-// queueIndex is the queue of a sharding key among n (FNV-1a, as the
-// client's own hash selector).
+// queueIndex is the queue of a sharding key among n: 32-bit FNV-1a, as the
+// client's own hash selector, computed in place (the forwarder hashes
+// every event it sends; hash/fnv would allocate for each).
 func queueIndex(key string, n int) int {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	return int(h.Sum32() % uint32(n))
+	const offset32, prime32 = 2166136261, 16777619
+	h := uint32(offset32)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= prime32
+	}
+	return int(h % uint32(n))
 }
 
 // queueGroup is messages of one topic sent in one request; queue is the

@@ -60,11 +60,21 @@ func (s *Store) Snapshot(ctx context.Context) (states []presence.ChannelState, a
 
 var snapshotTx = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 
+// newestSeq is the highest seq a snapshot reflects: every event's seq is at
+// most its channel's last_seq, so the newest last_seq (an index lookup on
+// channels_last_seq) bounds it; a channel pruned by retention was closed,
+// and is no part of any view.
+func newestSeq(ctx context.Context, q querier) (int64, error) {
+	var seq int64
+	err := q.QueryRow(ctx, "SELECT coalesce(max(last_seq), 0) FROM channels").Scan(&seq)
+	return seq, err
+}
+
 // snapshot runs the queries of Snapshot; q must be a repeatable read
 // transaction.
 func snapshot(ctx context.Context, q querier) ([]presence.ChannelState, int64, error) {
-	var asOfSeq int64
-	if err := q.QueryRow(ctx, "SELECT coalesce(max(last_seq), 0) FROM channels").Scan(&asOfSeq); err != nil {
+	asOfSeq, err := newestSeq(ctx, q)
+	if err != nil {
 		return nil, 0, err
 	}
 	rows, _ := q.Query(ctx, `SELECT `+feedColumns+` FROM channels WHERE has_connect AND NOT has_tcpclean`)

@@ -146,12 +146,9 @@ const openChannelsPage = 5000
 // event has seq > asOfSeq — so a view built at start-up from fn can be kept
 // current by applying exactly the events with Seq > asOfSeq.
 func (s *Store) ForEachOpenChannel(ctx context.Context, fn func(presence.Channel) error) (asOfSeq int64, err error) {
-	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		// Every event's seq is at most its channel's last_seq, so the
-		// newest last_seq (an index lookup on channels_last_seq) bounds
-		// the snapshot; a channel pruned by retention was closed, and is
-		// no part of the view.
-		if err := tx.QueryRow(ctx, "SELECT coalesce(max(last_seq), 0) FROM channels").Scan(&asOfSeq); err != nil {
+	err = pgx.BeginTxFunc(ctx, s.pool, snapshotTx, func(tx pgx.Tx) error {
+		var err error
+		if asOfSeq, err = newestSeq(ctx, tx); err != nil {
 			return err
 		}
 		after := ""
