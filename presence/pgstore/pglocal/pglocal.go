@@ -18,6 +18,16 @@
 // period) and starts its own, with this run's settings and a process it
 // owns. A postmaster.pid whose process is gone is left to PostgreSQL, which
 // removes it; one whose pid now belongs to another program is removed.
+//
+// A server that dies while presenced runs (SIGKILL, a PANIC it cannot
+// recover from) is restarted by Cluster.Supervise on the same port and
+// socket directory, so URL and LoopbackURL stay valid; PostgreSQL does its
+// crash recovery at that start. Supervise gives up, with the reason, after
+// a run of failed attempts, except while the disk is full: that is waited
+// out. Cluster.Health tells readiness and metrics how it stands.
+//
+// The WAL is sized for the volume the cluster is on (see walSizes), so a
+// small volume is not filled by PostgreSQL's 1 GB default.
 package pglocal
 
 import (
@@ -74,24 +84,54 @@ type Options struct {
 
 // Cluster is a running local PostgreSQL server owned by this process.
 type Cluster struct {
+	// Set by Start and not changed afterwards: a restart reuses them.
 	log       *slog.Logger
+	opts      Options
 	dataDir   string
 	pgDir     string
 	socketDir string
 	tmpSocket bool // socketDir is a temporary directory to remove at Stop
 	port      int
-	password  string
+	password  string // in the catalog, so it survives a crash and restart
+	wal       walSize
 	bin       binaries
 	user      runAs
+	lock      *os.File
+	logFile   *os.File
+	logPath   string
 
-	lock    *os.File
-	logFile *os.File
-	proc    *os.Process
-	done    chan struct{} // closed when the server process has exited
-	waitErr error         // set before done is closed
+	// stopped ends when Stop is called: it interrupts Supervise wherever it is.
+	stopped    context.Context
+	cancelStop context.CancelFunc
+
+	mu         sync.Mutex
+	srv        *server // the current server process, or the last one
+	stopping   bool    // Stop was called: no process may be started any more
+	supervised bool    // Supervise was called: it reports exits, not Stop
+	restarts   int     // restarts Supervise did
+	failed     int     // consecutive failed restart attempts (disk waits not counted)
+	reason     string  // why not running, set by Supervise while it restarts
 
 	stopOnce sync.Once
 	stopErr  error
+}
+
+// server is one run of the postgres process.
+type server struct {
+	proc     *os.Process
+	started  time.Time
+	logStart int64         // size of postgres.log when it started: its own lines follow
+	done     chan struct{} // closed when the process has exited
+	err      error         // how it exited; set before done is closed
+}
+
+func (s *server) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // startTimeout bounds how long Start waits for the server to accept
@@ -111,10 +151,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	c := &Cluster{
 		log:     opts.Logger,
+		opts:    opts,
 		dataDir: dataDir,
 		pgDir:   filepath.Join(dataDir, "pg"),
-		done:    make(chan struct{}),
 	}
+	c.stopped, c.cancelStop = context.WithCancel(context.Background())
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -170,15 +211,21 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := c.openLog(); err != nil {
 		return nil, err
 	}
-	if err := c.startServer(ctx, opts); err != nil {
+	volumeBytes, _, err := diskSpace(c.pgDir)
+	if err != nil {
+		c.log.Warn("cannot size the WAL for the volume; using the smallest sizes", "err", err)
+	}
+	c.wal = walSizes(volumeBytes)
+	if err := c.startServer(ctx); err != nil {
 		return nil, err
 	}
 	if err := c.setup(ctx); err != nil {
-		c.shutdown(context.Background())
+		c.shutdown(context.Background(), c.srv)
 		return nil, err
 	}
 	c.log.Info("local PostgreSQL ready", "version", c.bin.version, "data", c.pgDir,
-		"socket", c.socketDir, "port", c.port, "user", c.user.name, "log", c.logFile.Name())
+		"socket", c.socketDir, "port", c.port, "user", c.user.name, "log", c.logPath,
+		"volume_mb", volumeBytes>>20, "max_wal_size_mb", c.wal.maxMB, "min_wal_size_mb", c.wal.minMB)
 	return c, nil
 }
 
@@ -189,7 +236,9 @@ func (c *Cluster) URL() string { return c.socketURL(Database) }
 
 // LoopbackURL is a postgres:// URL for the presenced database over TCP on
 // 127.0.0.1, for other processes. It contains a password generated at each
-// start: never log it.
+// Start: never log it. A restart by Supervise keeps the password (it is in
+// the cluster's catalog, which crash recovery restores), so the URL stays
+// valid.
 func (c *Cluster) LoopbackURL() string {
 	u := url.URL{
 		Scheme:   "postgres",
@@ -211,22 +260,43 @@ func (c *Cluster) socketURL(database string) string {
 	return u.String()
 }
 
-// Done is closed when the server process has exited, expectedly or not.
-func (c *Cluster) Done() <-chan struct{} { return c.done }
+// Done is closed when the current server process exits, expectedly or not.
+// After Supervise restarted the server, Done returns the new process's
+// channel.
+func (c *Cluster) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.srv.done
+}
+
+// current returns the current server process.
+func (c *Cluster) current() *server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.srv
+}
 
 // Stop shuts the server down (fast shutdown: open transactions are rolled
 // back, everything committed is on disk) and waits for it to exit. If ctx
 // ends first the server is stopped immediately (SIGQUIT; crash recovery at
-// the next start) and then killed. Stop may be called more than once.
+// the next start) and then killed. Stop may be called more than once, and
+// at any moment of a Supervise, which then returns nil. It returns an error
+// if the server had exited and no Supervise was there to handle it.
 func (c *Cluster) Stop(ctx context.Context) error {
 	c.stopOnce.Do(func() {
-		select {
-		case <-c.done:
-			c.stopErr = fmt.Errorf("stop local PostgreSQL: the server had already exited: %v (see %s)", c.waitErr, c.logFile.Name())
-		default:
-			c.shutdown(ctx)
+		c.mu.Lock()
+		c.stopping = true // from here on spawn refuses: srv is the last process
+		srv, supervised := c.srv, c.supervised
+		c.mu.Unlock()
+		c.cancelStop() // before the exit below, so Supervise never takes it for a crash
+		switch {
+		case !srv.exited():
+			c.shutdown(ctx, srv)
 			c.log.Info("local PostgreSQL stopped")
+		case !supervised:
+			c.stopErr = fmt.Errorf("stop local PostgreSQL: the server had already exited: %v (see %s)", srv.err, c.logPath)
 		}
+		killServerProcesses(c.pgDir) // children of a postmaster that was killed
 		c.release()
 	})
 	return c.stopErr
@@ -234,26 +304,27 @@ func (c *Cluster) Stop(ctx context.Context) error {
 
 // shutdown signals the server and waits for it to exit, escalating when ctx
 // ends.
-func (c *Cluster) shutdown(ctx context.Context) {
-	_ = c.proc.Signal(syscall.SIGINT) // fast shutdown
+func (c *Cluster) shutdown(ctx context.Context, srv *server) {
+	_ = srv.proc.Signal(syscall.SIGINT) // fast shutdown
 	select {
-	case <-c.done:
+	case <-srv.done:
 		return
 	case <-ctx.Done():
 	}
 	c.log.Warn("local PostgreSQL did not stop in time; stopping it immediately")
-	_ = c.proc.Signal(syscall.SIGQUIT) // immediate shutdown
+	_ = srv.proc.Signal(syscall.SIGQUIT) // immediate shutdown
 	select {
-	case <-c.done:
+	case <-srv.done:
 		return
 	case <-time.After(5 * time.Second):
 	}
-	_ = c.proc.Kill()
-	<-c.done
+	_ = srv.proc.Kill()
+	<-srv.done
 }
 
 // release frees what Start acquired besides the server process.
 func (c *Cluster) release() {
+	c.cancelStop()
 	if c.logFile != nil {
 		_ = c.logFile.Close()
 	}
@@ -394,11 +465,18 @@ func (c *Cluster) prepareSocketDir() error {
 	} else if err := os.MkdirAll(c.socketDir, 0o700); err != nil {
 		return err
 	}
+	c.removeStaleSockets()
+	return c.user.own(c.socketDir)
+}
+
+// removeStaleSockets removes the socket and its lock file of a server that
+// is gone (PostgreSQL would refuse to start while the lock file names a
+// live process, which a reused pid can be).
+func (c *Cluster) removeStaleSockets() {
 	stale, _ := filepath.Glob(filepath.Join(c.socketDir, ".s.PGSQL.*"))
 	for _, f := range stale {
 		_ = os.Remove(f)
 	}
-	return c.user.own(c.socketDir)
 }
 
 // maxLogBytes: at start, a larger postgres.log is rotated to postgres.log.1.
@@ -413,16 +491,16 @@ func (c *Cluster) openLog() error {
 	if err != nil {
 		return fmt.Errorf("open server log: %w", err)
 	}
-	c.logFile = f
+	c.logFile, c.logPath = f, path
 	return nil
 }
 
 // startServer runs postgres and waits until it accepts connections. With a
 // port chosen here (opts.Port == 0), a port taken in the meantime is retried
 // with another.
-func (c *Cluster) startServer(ctx context.Context, opts Options) error {
+func (c *Cluster) startServer(ctx context.Context) error {
 	for attempt := 1; ; attempt++ {
-		c.port = opts.Port
+		c.port = c.opts.Port
 		if c.port == 0 {
 			port, err := freePort()
 			if err != nil {
@@ -430,23 +508,33 @@ func (c *Cluster) startServer(ctx context.Context, opts Options) error {
 			}
 			c.port = port
 		}
-		err := c.spawn(ctx, opts)
+		srv, err := c.spawn()
 		if err == nil {
-			err = c.waitReady(ctx)
+			err = c.waitReady(ctx, srv)
 		}
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, errPortInUse) || opts.Port != 0 || attempt == 3 {
+		if !errors.Is(err, errPortInUse) || c.opts.Port != 0 || attempt == 3 {
 			return err
 		}
-		c.done = make(chan struct{})
 	}
 }
 
-func (c *Cluster) spawn(ctx context.Context, opts Options) error {
+// errStopped: Stop was called, so no server may be started.
+var errStopped = errors.New("local PostgreSQL is stopping")
+
+// spawn starts a postgres process on c.port and makes it the current one.
+// It holds c.mu throughout, so a Stop either comes first (and spawn
+// refuses) or finds the new process to shut down: none can be missed.
+func (c *Cluster) spawn() (*server, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		return nil, errStopped
+	}
 	durable := "on"
-	if opts.Ephemeral {
+	if c.opts.Ephemeral {
 		durable = "off"
 	}
 	settings := []string{
@@ -464,45 +552,47 @@ func (c *Cluster) spawn(ctx context.Context, opts Options) error {
 		"log_line_prefix=%m [%p] ",
 		"password_encryption=scram-sha-256",
 	}
+	settings = append(settings, c.wal.settings()...)
 	args := []string{"-D", c.pgDir}
 	for _, s := range settings {
 		args = append(args, "-c", s)
 	}
 	cmd := c.command(context.Background(), c.bin.postgres(), args...) // lives until Stop, not until ctx ends
 	cmd.Stdout, cmd.Stderr = c.logFile, c.logFile
-	cmd.SysProcAttr = sysProcAttr(c.user.credential(), opts.StopWithParent)
+	cmd.SysProcAttr = sysProcAttr(c.user.credential(), c.opts.StopWithParent)
 	c.log.Debug("starting local PostgreSQL", "bin", c.bin.dir, "port", c.port)
+	srv := &server{started: time.Now(), logStart: c.logSize(), done: make(chan struct{})}
 
 	// The kernel ties a parent-death signal to the thread that forked the
 	// child, and Go may retire idle threads: with StopWithParent, fork and
 	// wait from a goroutine locked to its thread for the server's lifetime.
 	started := make(chan error, 1)
 	go func() {
-		if opts.StopWithParent {
+		if c.opts.StopWithParent {
 			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine, after the server
 		}
 		if err := cmd.Start(); err != nil {
 			started <- err
 			return
 		}
-		c.proc = cmd.Process
+		srv.proc = cmd.Process
 		started <- nil
-		c.waitErr = cmd.Wait()
-		close(c.done)
+		srv.err = cmd.Wait()
+		close(srv.done)
 	}()
 	if err := <-started; err != nil {
-		return fmt.Errorf("run %s: %w", c.bin.postgres(), err)
+		return nil, fmt.Errorf("run %s: %w", c.bin.postgres(), err)
 	}
-	return nil
+	c.srv = srv
+	return srv, nil
 }
 
 var errPortInUse = errors.New("port in use")
 
 // waitReady polls the server over the unix socket until it accepts a
 // connection, fails early if the process exits, and reports the end of the
-// server log when it does.
-func (c *Cluster) waitReady(ctx context.Context) error {
-	logStart := c.logSize()
+// server log when it does. If ctx ends first it stops the server.
+func (c *Cluster) waitReady(ctx context.Context, srv *server) error {
 	for {
 		attemptCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		conn, err := pgx.Connect(attemptCtx, c.socketURL("postgres"))
@@ -512,16 +602,16 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-c.done:
-			tail := c.logTail(logStart)
+		case <-srv.done:
+			tail := c.logTail(srv.logStart)
 			if strings.Contains(tail, "Address already in use") {
 				return fmt.Errorf("%w: 127.0.0.1:%d: %s", errPortInUse, c.port, tail)
 			}
-			return fmt.Errorf("postgres exited during start-up (%v); end of %s:\n%s", c.waitErr, c.logFile.Name(), tail)
+			return fmt.Errorf("postgres exited during start-up (%v); end of %s:\n%s", srv.err, c.logPath, tail)
 		case <-ctx.Done():
-			c.shutdown(context.Background())
+			c.shutdown(context.Background(), srv)
 			return fmt.Errorf("postgres did not accept connections in time (%w); last attempt: %v; end of %s:\n%s",
-				ctx.Err(), err, c.logFile.Name(), c.logTail(logStart))
+				ctx.Err(), err, c.logPath, c.logTail(srv.logStart))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -569,20 +659,32 @@ func (c *Cluster) command(ctx context.Context, name string, args ...string) *exe
 }
 
 func (c *Cluster) logSize() int64 {
-	info, err := c.logFile.Stat()
+	info, err := os.Stat(c.logPath)
 	if err != nil {
 		return 0
 	}
 	return info.Size()
 }
 
+// maxTailBytes bounds what logTail reads: the log of a server that ran for
+// weeks may be large, and 15 lines are at its end.
+const maxTailBytes = 64 << 10
+
 // logTail returns the last lines the server logged since offset.
 func (c *Cluster) logTail(offset int64) string {
-	text, err := os.ReadFile(c.logFile.Name())
-	if err != nil || int64(len(text)) < offset {
+	f, err := os.Open(c.logPath)
+	if err != nil {
 		return ""
 	}
-	return lastLines(string(text[offset:]), 15)
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil || info.Size() < offset {
+		return ""
+	}
+	offset = max(offset, info.Size()-maxTailBytes)
+	text := make([]byte, info.Size()-offset)
+	n, _ := f.ReadAt(text, offset)
+	return lastLines(string(text[:n]), 15)
 }
 
 func lastLines(text string, n int) string {

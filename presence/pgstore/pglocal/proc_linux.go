@@ -54,3 +54,28 @@ func isPostmasterOf(pid int, pgDir string) bool {
 	}
 	return cwd == want
 }
+
+// serverProcesses lists the live postgres processes working in pgDir: the
+// postmaster and its children, which all chdir there.
+func serverProcesses(pgDir string) []int {
+	want, err := filepath.EvalSymlinks(pgDir)
+	if err != nil {
+		want = pgDir
+	}
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || !alive(pid) {
+			continue
+		}
+		comm, err := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+			continue
+		}
+		if cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd"); err == nil && cwd == want {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
