@@ -18,18 +18,27 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// handleReadyz is readiness: the view is loaded and follows the store, and
-// the database is reachable and migrated, so answers are truthful.
+// handleReadyz is readiness: the database is reachable and migrated, and
+// the view is loaded and follows the store, so answers are truthful. The
+// database is asked first: when it is down, its reason (restarting,
+// waiting for disk space) says more than the view's.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	if !s.deps.Live.View.Current() {
-		s.writeError(w, r, errViewNotCurrent)
-		return
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.deps.Readiness.Ready(ctx); err != nil {
 		s.log.Warn("not ready", "err", err)
-		s.writeError(w, r, presence.Errorf(presence.EUNAVAILABLE, "not ready: the database is unreachable or not migrated"))
+		// The domain message says why (restarting, waiting for disk
+		// space, schema version) and is safe for clients; anything
+		// else gets the general reason.
+		why := "the database is unreachable or not migrated"
+		if presence.ErrorCode(err) != presence.EINTERNAL {
+			why = presence.ErrorMessage(err)
+		}
+		s.writeError(w, r, presence.Errorf(presence.EUNAVAILABLE, "not ready: %s", why))
+		return
+	}
+	if !s.deps.Live.View.Current() {
+		s.writeError(w, r, errViewNotCurrent)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

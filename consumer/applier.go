@@ -79,30 +79,32 @@ func (a *Applier) ApplyOnce(ctx context.Context, events []presence.Event) error 
 }
 
 // ApplyRetrying applies one batch, retrying with capped exponential backoff
-// until it succeeds or ctx ends. Events are never dropped: a batch that the
-// store rejects for a reason other than unavailability is retried too, since
-// events reaching here were validated and the failure is the store's.
+// until it succeeds or ctx ends. Only a batch the database refuses as
+// invalid (presence.EINVALID: retrying would fail forever) is handed back
+// at once, for the caller to split and park; every other failure is the
+// store's and is retried, since the events are durable in the log
+// meanwhile.
 func (a *Applier) ApplyRetrying(ctx context.Context, events []presence.Event) error {
-	backoff := 10 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	backoff := presence.Backoff{Min: 10 * time.Millisecond, Max: 2 * time.Second}
+	for {
 		err := a.ApplyOnce(ctx, events)
 		if err == nil {
-			if attempt > 1 {
-				a.log.Info("store apply recovered", "attempts", attempt, "events", len(events))
+			if backoff.Failures() > 0 {
+				a.log.Info("store apply recovered", "attempts", backoff.Failures()+1, "events", len(events))
 			}
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if attempt == 1 || attempt%20 == 0 {
-			a.log.Warn("store apply failed; retrying", "err", err, "events", len(events), "attempt", attempt, "backoff", backoff)
+		if presence.ErrorCode(err) == presence.EINVALID {
+			return err
 		}
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return ctx.Err()
+		if n := backoff.Failures(); n == 0 || n%20 == 19 {
+			a.log.Warn("store apply failed; retrying", "err", err, "events", len(events), "attempt", n+1)
 		}
-		backoff = min(backoff*2, 2*time.Second)
+		if err := backoff.Wait(ctx); err != nil {
+			return err
+		}
 	}
 }

@@ -52,20 +52,20 @@ func (a *NodeApplier) ApplyOnce(ctx context.Context, n presence.NodeEvent) error
 // ApplyRetrying applies one node event, retrying with capped backoff until
 // it succeeds or ctx ends.
 func (a *NodeApplier) ApplyRetrying(ctx context.Context, n presence.NodeEvent) error {
-	backoff := 10 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	backoff := presence.Backoff{Min: 10 * time.Millisecond, Max: 2 * time.Second}
+	for {
 		err := a.ApplyOnce(ctx, n)
 		if err == nil {
 			return nil
 		}
-		if attempt == 1 || attempt%20 == 0 {
-			a.log.Warn("store apply of node event failed; retrying", "err", err, "node", n.Node, "event", n.Type, "attempt", attempt)
-		}
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		backoff = min(backoff*2, 2*time.Second)
+		if k := backoff.Failures(); k == 0 || k%20 == 19 {
+			a.log.Warn("store apply of node event failed; retrying", "err", err, "node", n.Node, "event", n.Type, "attempt", k+1)
+		}
+		if err := backoff.Wait(ctx); err != nil {
+			return err
+		}
 	}
 }

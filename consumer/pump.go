@@ -3,6 +3,10 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/presenced/presenced/presence"
 )
@@ -10,67 +14,252 @@ import (
 // DefaultBatchSize is the most events applied in one transaction.
 const DefaultBatchSize = 1000
 
-// Pump moves messages from the in-process Queue into the store.
+// DefaultAckEvery is Pump.AckEvery's default.
+const DefaultAckEvery = 50 * time.Millisecond
+
+// Entry is one record of the durable log between the broker and the store:
+// a lifecycle event, or (Node set) a broker node's report about itself, in
+// the JSON the broker wrote.
+type Entry struct {
+	Seq     uint64 // position in the log, increasing
+	Node    bool
+	Payload []byte
+}
+
+// Source is the durable log the Pump applies (the outbox in "serve").
+// Read returns up to max entries after the last one returned, waiting
+// until one exists or ctx ends; once ctx has ended it still returns the
+// entries already waiting, and ctx.Err() only when there are none. Ack
+// tells the log that every entry up to upTo is stored and need never be
+// read again, even after a restart.
+type Source interface {
+	Read(ctx context.Context, max int) ([]Entry, error)
+	Ack(upTo uint64) error
+}
+
+// RejectFunc parks a record that is not a valid event (rejected_events),
+// so that it is kept for an operator instead of being dropped or blocking
+// every event behind it.
+type RejectFunc func(ctx context.Context, source string, raw []byte, reason string) error
+
+// Pump applies a durable log to the store in order and acknowledges what
+// was committed, so that a crash at any moment loses nothing: whatever was
+// not acknowledged is read again at the next start and absorbed by the
+// idempotent store.
 //
 // Batching is natural rather than timed: while one batch is being applied,
-// new events accumulate in the queue and form the next batch. A lone event
+// new entries accumulate in the log and form the next batch. A lone event
 // is applied at once (lowest latency when idle) and a burst is applied in
 // large batches (highest throughput under load), with no linger timer.
 type Pump struct {
-	Queue     *Queue
+	Source    Source
 	Applier   *Applier
 	Nodes     *NodeApplier // may be nil when no node events are sent
+	Reject    RejectFunc
 	BatchSize int
+	// AckEvery is the most often the log is told what was stored (0:
+	// DefaultAckEvery). An acknowledgement is a durable write of its own
+	// (the outbox's checkpoint: two fsyncs and a rename), so acknowledging
+	// every batch under load would cost more disk flushes than the events
+	// themselves; what a crash leaves unacknowledged meanwhile is applied
+	// again at the next start and absorbed by the idempotent store.
+	AckEvery time.Duration
+	Log      *slog.Logger
+
+	drainOnce sync.Once
+	drain     chan struct{}
+	initOnce  sync.Once
 }
 
-// Run applies messages until the queue is closed and drained (returns nil)
-// or ctx ends (returns ctx.Err(); messages still queued are not applied).
-// Closing the queue, then waiting for Run, is the graceful drain.
+func (p *Pump) init() {
+	p.initOnce.Do(func() {
+		p.drain = make(chan struct{})
+		if p.Log == nil {
+			p.Log = slog.Default()
+		}
+		if p.AckEvery <= 0 {
+			p.AckEvery = DefaultAckEvery
+		}
+
+	})
+}
+
+// Drain asks Run to return nil once it has applied every entry in the log.
+func (p *Pump) Drain() {
+	p.init()
+	p.drainOnce.Do(func() { close(p.drain) })
+}
+
+// Run applies the log until Drain was called and nothing more is waiting
+// (it returns nil), or until ctx ends (it returns ctx.Err(); what was not
+// applied stays in the log for the next start). Store failures are
+// retried with backoff for as long as it takes: the log holds the events
+// meanwhile. Run returns another error only when the log cannot be read.
+// Acknowledgements are written at most every AckEvery, and once more as
+// Run returns.
 func (p *Pump) Run(ctx context.Context) error {
+	p.init()
 	size := p.BatchSize
 	if size <= 0 {
 		size = DefaultBatchSize
 	}
+	// Reads stop waiting once draining; applies go on until ctx ends.
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	go func() {
+		select {
+		case <-p.drain:
+			stopReading()
+		case <-readCtx.Done():
+		}
+	}()
+	acks := ackState{every: p.AckEvery, last: time.Now()}
 	for {
-		batch, err := p.Queue.Next(ctx, size)
-		if errors.Is(err, ErrQueueClosed) {
-			return nil
+		// While an acknowledgement is due, wait for more entries only
+		// until it is, so an idle pump does not sit on it.
+		waitCtx, cancelWait := readCtx, context.CancelFunc(func() {})
+		if acks.pending {
+			waitCtx, cancelWait = context.WithDeadline(readCtx, acks.due())
 		}
-		if err != nil {
+		entries, err := p.Source.Read(waitCtx, size)
+		cancelWait()
+		if len(entries) == 0 {
+			if readCtx.Err() != nil { // drained, or ctx ended
+				// A last acknowledgement; what it cannot acknowledge
+				// is applied again at the next start.
+				if acks.pending {
+					p.ack(&acks)
+				}
+				return ctx.Err()
+			}
+			if acks.pending && waitCtx.Err() != nil {
+				p.ack(&acks) // due
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("read event log: %w", err)
+			}
+			continue
+		}
+		if err := p.apply(ctx, entries); err != nil {
 			return err
 		}
-		if err := p.applyInOrder(ctx, batch); err != nil {
-			return err
+		acks.pending, acks.upTo = true, entries[len(entries)-1].Seq
+		if !time.Now().Before(acks.due()) {
+			p.ack(&acks)
 		}
 	}
 }
 
-// applyInOrder applies a batch as runs of lifecycle events separated by
-// node events, keeping the order the broker emitted them in: a node's
-// channel-set report must be applied after the events emitted before it.
-func (p *Pump) applyInOrder(ctx context.Context, batch []Message) error {
-	events := make([]presence.Event, 0, len(batch))
+// ackState is what the pump has stored but not yet acknowledged.
+type ackState struct {
+	every   time.Duration
+	last    time.Time // of the last acknowledgement
+	pending bool
+	upTo    uint64
+}
+
+func (a *ackState) due() time.Time { return a.last.Add(a.every) }
+
+// ack tells the log what was stored. A failure (the checkpoint cannot be
+// written: the disk is full) is not the pump's to end on: the events are
+// stored, the log keeps them until a later acknowledgement, which covers
+// these too, succeeds — so it is logged and tried again at the next due
+// time.
+func (p *Pump) ack(a *ackState) {
+	a.last = time.Now()
+	if err := p.Source.Ack(a.upTo); err != nil {
+		p.Log.Warn("acknowledging stored events to the log failed; retrying", "up_to", a.upTo, "err", err)
+		return
+	}
+	a.pending = false
+}
+
+// apply decodes a batch and applies it as runs of lifecycle events
+// separated by node events, keeping the order the broker wrote them in: a
+// node's channel-set report must be applied after the events written
+// before it.
+func (p *Pump) apply(ctx context.Context, entries []Entry) error {
+	events := make([]presence.Event, 0, len(entries))
+	raws := make([]Entry, 0, len(entries))
 	flush := func() error {
 		if len(events) == 0 {
 			return nil
 		}
-		err := p.Applier.ApplyRetrying(ctx, events)
-		events = events[:0]
+		err := p.applyEvents(ctx, events, raws)
+		events, raws = events[:0], raws[:0]
 		return err
 	}
-	for _, m := range batch {
-		if m.Node == nil {
-			events = append(events, m.Event)
+	for _, e := range entries {
+		if !e.Node {
+			ev, err := presence.DecodeEvent(e.Payload)
+			if err != nil {
+				if err := p.reject(ctx, e, err); err != nil {
+					return err
+				}
+				continue
+			}
+			events = append(events, ev)
+			raws = append(raws, e)
 			continue
 		}
 		if err := flush(); err != nil {
 			return err
 		}
+		n, err := presence.DecodeNodeEvent(e.Payload)
+		if err != nil {
+			if err := p.reject(ctx, e, err); err != nil {
+				return err
+			}
+			continue
+		}
 		if p.Nodes != nil {
-			if err := p.Nodes.ApplyRetrying(ctx, *m.Node); err != nil {
+			if err := p.Nodes.ApplyRetrying(ctx, n); err != nil {
 				return err
 			}
 		}
 	}
 	return flush()
+}
+
+// applyEvents applies events in one transaction, retrying while the store
+// fails; when the store refuses the batch as invalid, it applies them one
+// by one and parks those it refuses, so one bad event cannot hold back the
+// log.
+func (p *Pump) applyEvents(ctx context.Context, events []presence.Event, raws []Entry) error {
+	err := p.Applier.ApplyRetrying(ctx, events)
+	if presence.ErrorCode(err) != presence.EINVALID {
+		return err
+	}
+	for i := range events {
+		err := p.Applier.ApplyRetrying(ctx, events[i:i+1])
+		if presence.ErrorCode(err) == presence.EINVALID {
+			err = p.reject(ctx, raws[i], fmt.Errorf("store refused the event: %s", presence.ErrorMessage(err)))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reject parks an entry, retrying while the store is unavailable.
+func (p *Pump) reject(ctx context.Context, e Entry, why error) error {
+	source := fmt.Sprintf("outbox seq=%d", e.Seq)
+	var backoff presence.Backoff
+	for {
+		err := p.Reject(ctx, source, e.Payload, presence.ErrorMessage(why))
+		if err == nil {
+			p.Applier.Stats.Rejected.Add(1)
+			p.Log.Warn("rejected a log record that is not a valid event", "source", source, "reason", presence.ErrorMessage(why))
+			return nil
+		}
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.Log.Warn("park invalid event failed; retrying", "source", source, "err", err)
+		if err := backoff.Wait(ctx); err != nil {
+			return err
+		}
+	}
 }

@@ -90,3 +90,22 @@ func jsonProblem(err error) string {
 	}
 	return err.Error()
 }
+
+// MaxNodeEventBytes bounds one encoded node event: a channel-set report
+// lists every open channel of a broker node.
+const MaxNodeEventBytes = 64 << 20
+
+// DecodeNodeEvent parses and validates a broker node's report about itself.
+func DecodeNodeEvent(data []byte) (NodeEvent, error) {
+	var n NodeEvent
+	if len(data) > MaxNodeEventBytes {
+		return n, Errorf(EINVALID, "node report is %d bytes; at most %d are allowed", len(data), MaxNodeEventBytes)
+	}
+	if err := json.Unmarshal(data, &n); err != nil {
+		return n, Errorf(EINVALID, "node report is not valid JSON: %s", jsonProblem(err))
+	}
+	if err := n.Validate(); err != nil {
+		return n, err
+	}
+	return n, nil
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
 )
 
 // runAPI runs the HTTP API alone ("presenced api") against a shared
@@ -19,52 +18,28 @@ func runAPI(ctx context.Context, args []string, getenv func(string) string, stde
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting presenced api", "version", version)
+	life := newLifecycle(log)
 	db, err := openDatabase(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	life.add(db.component(cfg))
 	listener, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err)
+		return life.abort(fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err))
 	}
+	life.addListener("http listener", listener)
 	web := newHTTPAPI(cfg, db, log)
+	db.registerMetrics(web.registry)
 
-	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopFeed()
-	var wg sync.WaitGroup
-	failed := make(chan error, 3)
-	serve := func(name string, fn func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := ignoreClosed(fn()); err != nil {
-				failed <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
-	serve("change feed", func() error { return web.runFollower(feedCtx) })
+	life.add(component{name: "change feed", run: web.runFollower})
 	// Every process with a store checks node leases: the clients of a
 	// crashed broker must turn unknown, then offline, even when no broker
 	// or consumer of that node runs any more.
-	serve("lease monitor", func() error { return leaseMonitor(db.store, cfg, "", log).Run(feedCtx) })
-	serve("http server", func() error { return web.server.Serve(listener) })
+	life.add(component{name: "lease monitor", run: leaseMonitor(db.store, cfg, "", log).Run})
+	life.add(httpComponent(web.server, listener))
 	log.Info("listening", "http", listener.Addr().String())
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "cause", context.Cause(ctx))
-	case runErr = <-failed:
-		log.Error("component failed; shutting down", "err", runErr)
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownWait)
-	defer cancel()
-	if err := web.server.Shutdown(shutdownCtx); err != nil {
-		log.Error("http shutdown", "err", err)
-	}
-	stopFeed()
-	wg.Wait()
+	err = life.run(ctx, cfg.ShutdownWait)
 	log.Info("stopped")
-	return runErr
+	return err
 }

@@ -23,7 +23,6 @@ type config struct {
 	Node           string
 	LogLevel       string
 	LogFormat      string
-	QueueLimit     int
 	BatchSize      int
 	ShutdownWait   time.Duration
 	ConnectTimeout time.Duration
@@ -35,6 +34,9 @@ type config struct {
 	RocketMQ rocketmqConfig
 	// MQTT is the broker's admission and limits (serve and broker modes).
 	MQTT mqttConfig
+	// Durability is the outbox, the disk reserve and the supervision of
+	// the private PostgreSQL (see durability.go).
+	Durability durabilityConfig
 
 	// Node liveness (see nodes.go).
 	NodeLease       time.Duration
@@ -101,7 +103,6 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	f.String(&c.Node, "node", defaultNode(), "broker node id, stable across restarts")
 	f.String(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.String(&c.LogFormat, "log-format", "text", "log format: text or json")
-	f.Int(&c.QueueLimit, "queue-limit", 100_000, "events waiting for the store before new CONNECTs are refused with CONNACK 0x03")
 	f.Int(&c.BatchSize, "batch-size", 1000, "most events applied to the store in one transaction")
 	f.Duration(&c.ShutdownWait, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
 	f.Duration(&c.ConnectTimeout, "connect-timeout", 10*time.Second, "how long a new MQTT connection may take to send CONNECT")
@@ -112,6 +113,7 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	f.Duration(&c.ReconcileEvery, "reconcile-every", 30*time.Second, "how often a broker node reports the channels it holds, repairing lost tcpclean events (0: never)")
 	f.Duration(&c.LeaseCheckEvery, "lease-check-every", time.Second, "how often node leases are checked")
 	registerAPIFlags(f, &c.API)
+	registerDurabilityFlags(f, &c.Durability, name)
 	if name == "broker" || name == "consumer" {
 		registerRocketMQFlags(f, &c.RocketMQ)
 	}
@@ -132,9 +134,6 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 
 func (c config) validate() error {
 	var errs []error
-	if c.QueueLimit < 1 {
-		errs = append(errs, fmt.Errorf("--queue-limit must be at least 1, not %d", c.QueueLimit))
-	}
 	if c.BatchSize < 1 || c.BatchSize > 10_000 {
 		errs = append(errs, fmt.Errorf("--batch-size must be within 1..10000, not %d", c.BatchSize))
 	}
@@ -155,6 +154,7 @@ func (c config) validate() error {
 		errs = append(errs, errors.New("--node must not be empty"))
 	}
 	errs = append(errs, c.API.validate()...)
+	errs = append(errs, c.Durability.validate()...)
 	if err := validateNodeTimes(c); err != nil {
 		errs = append(errs, err)
 	}
@@ -177,16 +177,6 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", s)
 	}
 	return level, nil
-}
-
-// newLogger returns the process logger.
-func newLogger(c config, w io.Writer) *slog.Logger {
-	level, _ := parseLevel(c.LogLevel)
-	opts := &slog.HandlerOptions{Level: level}
-	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // defaultDataDir is /var/lib/presenced for root (the cluster runs as an

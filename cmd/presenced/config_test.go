@@ -30,8 +30,10 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		want string
 	}{
 		{"bad env duration", nil, map[string]string{"PRESENCE_SHUTDOWN_TIMEOUT": "soon"}, `PRESENCE_SHUTDOWN_TIMEOUT="soon" is not a duration`},
-		{"bad env int", nil, map[string]string{"PRESENCE_QUEUE_LIMIT": "many"}, `PRESENCE_QUEUE_LIMIT="many" is not an integer`},
-		{"queue limit", []string{"--queue-limit", "0"}, nil, "--queue-limit must be at least 1"},
+		{"bad env int", nil, map[string]string{"PRESENCE_OUTBOX_MAX_MB": "many"}, `PRESENCE_OUTBOX_MAX_MB="many" is not an integer`},
+		{"outbox size", []string{"--outbox-max-mb", "0"}, nil, "--outbox-max-mb must be at least 1"},
+		{"disk reserve", []string{"--min-free-disk-mb", "-1"}, nil, "--min-free-disk-mb must be 0 (automatic) or more"},
+		{"restart attempts", []string{"--postgres-restart-attempts", "0"}, nil, "--postgres-restart-attempts must be at least 1"},
 		{"anonymous", []string{"--allow-anonymous", "maybe"}, nil, "--allow-anonymous must be auto, true or false"},
 		{"heartbeat vs lease", []string{"--node-lease", "2s", "--heartbeat-every", "5s"}, nil, "--heartbeat-every must be positive and at most half of --node-lease"},
 		{"packet size", []string{"--mqtt-max-packet-kib", "0"}, nil, "--mqtt-max-packet-kib must be within"},

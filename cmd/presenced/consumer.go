@@ -32,20 +32,22 @@ func runConsumer(ctx context.Context, args []string, getenv func(string) string,
 	log.Info("starting presenced consumer", "version", version, "group", cfg.RocketMQ.ConsumerGroup, "topics", cfg.RocketMQ.consumeTopics())
 	defaultGCPercent(getenv, consumerGCPercent, log)
 
+	life := newLifecycle(log)
 	db, err := openDatabase(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	life.add(db.component(cfg))
 	httpListener, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err)
+		return life.abort(fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err))
 	}
+	life.addListener("http listener", httpListener)
 
 	reg := prometheus.NewRegistry()
 	metrics := newConsumerMetrics(reg)
 	applier := consumer.NewApplier(consumer.Coalesce(metrics.observeBatches(db.apply)), nil, log.With("component", "consumer"), time.Now)
-	metrics.register(applier, nil)
+	metrics.register(applier)
 	nodes := consumer.NewNodeApplier(db.store.ApplyNodeEvent, nil, log.With("component", "nodes"))
 	source, err := rocketmq.NewConsumer(rocketmq.ConsumerConfig{
 		NameServers: cfg.RocketMQ.nameServers(),
@@ -72,35 +74,21 @@ func runConsumer(ctx context.Context, args []string, getenv func(string) string,
 		Log: log,
 	})
 	if err != nil {
-		return err
+		return life.abort(err)
 	}
 	reg.MustRegister(retryLaterCollector{stats: &source.Stats})
+	db.registerMetrics(reg)
 	ops := opsServer(db.Ready, reg, log)
 
-	consumeCtx, stopConsuming := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopConsuming()
-	parts := newComponents()
-	parts.run("rocketmq consumer", func() error { return source.Run(consumeCtx) })
-	parts.run("lease monitor", func() error { return leaseMonitor(db.store, cfg, "", log).Run(consumeCtx) })
-	parts.run("http server", func() error { return ops.Serve(httpListener) })
+	life.add(httpComponent(ops, httpListener))
+	life.add(component{name: "lease monitor", run: leaseMonitor(db.store, cfg, "", log).Run})
+	// Stopping the consumer finishes the batches being applied, then
+	// commits offsets.
+	life.add(component{name: "rocketmq consumer", run: source.Run})
 	log.Info("listening", "http", httpListener.Addr().String())
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "cause", context.Cause(ctx))
-	case runErr = <-parts.Failed():
-		log.Error("component failed; shutting down", "err", runErr)
-	}
-	stopConsuming() // finishes the batches being applied, then commits offsets
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownWait)
-	defer cancel()
-	if err := ops.Shutdown(shutdownCtx); err != nil {
-		log.Error("http shutdown", "err", err)
-	}
-	parts.Wait()
+	err = life.run(ctx, cfg.ShutdownWait)
 	log.Info("stopped", "events_applied", applier.Stats.Applied.Load())
-	return runErr
+	return err
 }
 
 // retryLaterCollector exposes how often batches went back to RocketMQ.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/presence/pgstore"
 	"github.com/presenced/presenced/presence/pgstore/pglocal"
@@ -17,6 +19,7 @@ import (
 type database struct {
 	store   *pgstore.Store
 	cluster *pglocal.Cluster // nil with --database-url
+	pgDir   string           // the cluster's directory under --data-dir
 	log     *slog.Logger
 }
 
@@ -26,8 +29,9 @@ func openDatabase(ctx context.Context, cfg config, log *slog.Logger) (*database,
 	d := &database{log: log}
 	url := cfg.DatabaseURL
 	if url == "" {
+		d.pgDir = filepath.Join(cfg.DataDir, "postgres")
 		cluster, err := pglocal.Start(ctx, pglocal.Options{
-			DataDir: filepath.Join(cfg.DataDir, "postgres"),
+			DataDir: d.pgDir,
 			Logger:  log,
 		})
 		if err != nil {
@@ -35,7 +39,7 @@ func openDatabase(ctx context.Context, cfg config, log *slog.Logger) (*database,
 		}
 		d.cluster = cluster
 		url = cluster.URL()
-		log.Info("started private PostgreSQL", "data_dir", filepath.Join(cfg.DataDir, "postgres"))
+		log.Info("started private PostgreSQL", "data_dir", d.pgDir)
 	}
 	store, err := pgstore.Open(ctx, url)
 	if err != nil {
@@ -76,5 +80,61 @@ func (d *database) Ingest(ctx context.Context, events []presence.Event) ([]prese
 	return d.apply(ctx, events)
 }
 
-// Ready reports whether the database is reachable and migrated.
-func (d *database) Ready(ctx context.Context) error { return d.store.Ready(ctx) }
+// Ready reports whether the database is reachable and migrated; while the
+// private PostgreSQL is down it says why (restarting, waiting for disk
+// space).
+func (d *database) Ready(ctx context.Context) error {
+	if d.cluster != nil {
+		if h := d.cluster.Health(); !h.Running {
+			return presence.Errorf(presence.EUNAVAILABLE, "%s", h.Reason)
+		}
+	}
+	return d.store.Ready(ctx)
+}
+
+// component is the database as the lifecycle runs it: the private
+// PostgreSQL is supervised for as long as the process runs — restarted
+// when it dies, and the process stopped with the reason when it cannot be
+// — and the database is closed last of all.
+func (d *database) component(cfg config) component {
+	c := component{name: "database", stop: func(context.Context) error { d.Close(); return nil }}
+	if d.cluster != nil {
+		opts := pglocal.SuperviseOptions{
+			MaxAttempts:  cfg.Durability.PostgresRestartAttempts,
+			MinFreeBytes: uint64(cfg.Durability.diskReserve(cfg.DataDir)),
+		}
+		c.run = func(ctx context.Context) error { return d.cluster.Supervise(ctx, opts) }
+	}
+	return c
+}
+
+// localDirs are the directories of the private PostgreSQL, whose
+// filesystem must keep the disk reserve too; none with --database-url.
+func (d *database) localDirs() []string {
+	if d.cluster == nil {
+		return nil
+	}
+	return []string{d.pgDir}
+}
+
+// registerMetrics exposes the supervision of the private PostgreSQL.
+func (d *database) registerMetrics(reg prometheus.Registerer) {
+	if d.cluster == nil {
+		return
+	}
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "presenced_postgres_restarts_total",
+			Help: "Restarts of the private PostgreSQL after it died.",
+		}, func() float64 { return float64(d.cluster.Health().Restarts) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "presenced_postgres_up",
+			Help: "1 while the private PostgreSQL server runs.",
+		}, func() float64 {
+			if d.cluster.Health().Running {
+				return 1
+			}
+			return 0
+		}),
+	)
+}

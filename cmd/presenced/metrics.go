@@ -88,9 +88,8 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 	return m
 }
 
-// register exposes the applier's counters and the queue's state (queue
-// may be nil).
-func (m *consumerMetrics) register(applier *consumer.Applier, queue *consumer.Queue) {
+// register exposes the applier's counters.
+func (m *consumerMetrics) register(applier *consumer.Applier) {
 	stat := func(name, help string, kind prometheus.ValueType, v func() float64) prometheus.Collector {
 		if kind == prometheus.GaugeValue {
 			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, v)
@@ -107,13 +106,6 @@ func (m *consumerMetrics) register(applier *consumer.Applier, queue *consumer.Qu
 		stat("presenced_consumer_last_batch_size", "Events in the last store transaction.", prometheus.GaugeValue, func() float64 { return float64(s.LastBatch.Load()) }),
 		stat("presenced_consumer_lag_seconds", "Age (broker clock) of the newest event of the last batch when it was stored.", prometheus.GaugeValue,
 			func() float64 { return float64(s.LagMillis.Load()) / 1000 }),
-	)
-	if queue == nil { // "presenced consumer" has no in-process queue
-		return
-	}
-	m.reg.MustRegister(
-		stat("presenced_consumer_queue_length", "Events waiting in the in-process queue.", prometheus.GaugeValue, func() float64 { return float64(queue.Len()) }),
-		stat("presenced_consumer_queue_refused_total", "CONNECTs refused because the queue was full.", prometheus.CounterValue, func() float64 { return float64(queue.Refused()) }),
 	)
 }
 

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/presenced/presenced/presence"
 )
 
 // opsServer is the small HTTP endpoint of the modes without the API
@@ -28,7 +30,11 @@ func opsServer(ready func(ctx context.Context) error, reg *prometheus.Registry, 
 			log.Warn("not ready", "err", err)
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": "Service Unavailable", "status": 503, "detail": "not ready"})
+			detail := "not ready"
+			if presence.ErrorCode(err) != presence.EINTERNAL {
+				detail = "not ready: " + presence.ErrorMessage(err) // client-safe: says why
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": "Service Unavailable", "status": 503, "detail": detail})
 			return
 		}
 		writeOpsJSON(w, http.StatusOK, map[string]string{"status": "ready"})

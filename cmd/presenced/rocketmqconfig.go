@@ -19,7 +19,6 @@ type rocketmqConfig struct {
 	ProducerGroup  string
 	AccessKey      string // never logged
 	SecretKey      string // never logged
-	OutboxMaxMB    int
 }
 
 func (e *envFlags) Bool(p *bool, name string, def bool, usage string) {
@@ -43,7 +42,6 @@ func registerRocketMQFlags(f *envFlags, c *rocketmqConfig) {
 	f.String(&c.ProducerGroup, "rocketmq-producer-group", "GID_presenced_broker", "RocketMQ producer group of presenced brokers")
 	f.String(&c.AccessKey, "rocketmq-access-key", "", "RocketMQ ACL access key")
 	f.String(&c.SecretKey, "rocketmq-secret-key", "", "RocketMQ ACL secret key (never logged)")
-	f.Int(&c.OutboxMaxMB, "outbox-max-mb", 1024, "size bound of the broker's durable outbox; when full, new CONNECTs are refused with CONNACK 0x03")
 }
 
 // validate checks the transport settings of a mode that needs them.
@@ -54,9 +52,6 @@ func (c rocketmqConfig) validate() error {
 	}
 	if c.Topic == "" {
 		errs = append(errs, errors.New("--rocketmq-topic must not be empty"))
-	}
-	if c.OutboxMaxMB < 1 {
-		errs = append(errs, fmt.Errorf("--outbox-max-mb must be at least 1, not %d", c.OutboxMaxMB))
 	}
 	return errors.Join(errs...)
 }

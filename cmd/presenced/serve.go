@@ -9,17 +9,21 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/presenced/presenced/consumer"
 	"github.com/presenced/presenced/mqttbroker"
 )
 
-// runServe runs broker, in-process transport, consumer and API in one
-// process until ctx ends, then shuts down gracefully: stop accepting MQTT
-// connections, close them (their tcpclean events enter the queue), drain the
-// queue into the store, stop HTTP, stop the owned PostgreSQL.
+// runServe runs broker, durable outbox, consumer and API in one process
+// until ctx ends. Every lifecycle event is on disk in the outbox before the
+// broker acts on it (a CONNACK only once the connect is durable); the
+// consumer applies the outbox to the store and acknowledges what
+// committed, so a crash of anything — presenced, PostgreSQL — loses
+// nothing, and a restart applies what was left. Shutdown runs in reverse:
+// the broker closes its connections (their tcpcleans go to the outbox),
+// the consumer drains the outbox into the store, HTTP stops, the private
+// PostgreSQL stops last.
 func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := parseServeConfig("serve", args, getenv, stderr)
 	if err != nil {
@@ -33,120 +37,108 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	epoch := newEpoch()
 	log.Info("starting presenced", "version", version, "node", cfg.Node, "epoch", epoch)
 
+	life := newLifecycle(log)
 	db, err := openDatabase(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-
+	life.add(db.component(cfg))
+	box, err := openOutbox(cfg, log, db.localDirs()...)
+	if err != nil {
+		return life.abort(err)
+	}
+	life.add(outboxComponent(box))
 	mqttListener, err := mqttbroker.Listen(ctx, cfg.MQTTAddr)
 	if err != nil {
-		return fmt.Errorf("listen for MQTT on %s: %w", cfg.MQTTAddr, err)
+		return life.abort(fmt.Errorf("listen for MQTT on %s: %w", cfg.MQTTAddr, err))
 	}
+	life.addListener("mqtt listener", mqttListener)
 	httpListener, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		mqttListener.Close()
-		return fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err)
+		return life.abort(fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err))
 	}
+	life.addListener("http listener", httpListener)
 
-	queue := consumer.NewQueue(cfg.QueueLimit)
 	web := newHTTPAPI(cfg, db, log)
 	pipeline := newConsumerMetrics(web.registry)
 	applier := consumer.NewApplier(pipeline.observeBatches(db.apply), nil, log.With("component", "consumer"), time.Now)
-	pipeline.register(applier, queue)
-	nodeApplier := consumer.NewNodeApplier(db.store.ApplyNodeEvent, nil, log.With("component", "nodes"))
-	pump := &consumer.Pump{Queue: queue, Applier: applier, Nodes: nodeApplier, BatchSize: cfg.BatchSize}
+	pipeline.register(applier)
+	pump := &consumer.Pump{
+		Source:    outboxEntries{box},
+		Applier:   applier,
+		Nodes:     consumer.NewNodeApplier(db.store.ApplyNodeEvent, nil, log.With("component", "nodes")),
+		Reject:    db.store.RejectEvent,
+		BatchSize: cfg.BatchSize,
+		Log:       log.With("component", "consumer"),
+	}
+	web.registry.MustRegister(outboxCollector{box: box})
+	db.registerMetrics(web.registry)
 
 	// The reporter numbers every lifecycle event and reports this node's
-	// liveness and channel set through the same queue (issue: stale presence
+	// liveness and channel set through the same outbox (stale presence
 	// when a broker dies).
+	writer := outboxWriter{box}
 	reporter := &consumer.NodeReporter{
 		Node: cfg.Node, Epoch: epoch, Generation: nodeGeneration(cfg.DataDir, log),
 		Lease: cfg.NodeLease, HeartbeatEvery: cfg.HeartbeatEvery, ReconcileEvery: cfg.ReconcileEvery,
-		Emit: queue.EmitNode, Log: log.With("component", "nodes"), Now: hooks.now,
+		Emit: writer.node, Log: log.With("component", "nodes"), Now: hooks.now,
 	}
 	brokerConfig, err := newBrokerConfig(cfg, epoch, mqttListener.Addr(), hooks, log)
 	if err != nil {
-		mqttListener.Close()
-		httpListener.Close()
-		return err
+		return life.abort(err)
 	}
-	broker := mqttbroker.New(brokerConfig, reporter.Stamp(pipeline.countEmitted(queue.Emit)))
+	broker := mqttbroker.New(brokerConfig, reporter.Stamp(pipeline.countEmitted(writer.event)))
 	reporter.OpenChannels = broker.OpenChannels
-
 	web.registry.MustRegister(brokerCollector{stats: broker.Stats})
-	httpServer := web.server
 
-	// pumpCtx outlives ctx: the pump must drain the tcpclean events of the
-	// shutdown. It is cancelled only if the drain takes too long.
-	pumpCtx, cancelPump := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelPump()
-
-	pumpDone := make(chan error, 1)
-	go func() { pumpDone <- pump.Run(pumpCtx) }()
-	// Announce the new epoch before accepting clients: the channels a
-	// previous process of this node left open are fenced first.
-	if err := reporter.Start(); err != nil {
-		return fmt.Errorf("announce node start: %w", err)
-	}
-
-	var wg sync.WaitGroup
-	failed := make(chan error, 5)
-	serve := func(name string, fn func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := ignoreClosed(fn()); err != nil {
-				failed <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
-	serve("mqtt server", func() error { return broker.Serve(mqttListener) })
-	nodesCtx, stopNodes := context.WithCancel(ctx)
-	defer stopNodes()
-	serve("node reporter", func() error { return reporter.Run(nodesCtx) })
-	serve("lease monitor", func() error { return leaseMonitor(db.store, cfg, cfg.Node, log).Run(nodesCtx) })
 	// The view follows the store's change feed until HTTP has stopped.
-	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopFeed()
-	serve("change feed", func() error { return web.runFollower(feedCtx) })
-	serve("http server", func() error { return httpServer.Serve(httpListener) })
+	life.add(component{name: "change feed", run: web.runFollower})
+	life.add(httpComponent(web.server, httpListener))
+	life.add(pumpComponent(pump, box, log))
+	life.add(component{name: "lease monitor", run: leaseMonitor(db.store, cfg, cfg.Node, log).Run})
+	// The new epoch is announced before clients are accepted, so the
+	// channels a previous process of this node left open are fenced first.
+	addReporter(life, reporter)
+	life.add(brokerComponent(broker, mqttListener))
 	log.Info("listening", "mqtt", mqttListener.Addr().String(), "http", httpListener.Addr().String())
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "cause", context.Cause(ctx))
-	case runErr = <-failed:
-		log.Error("component failed; shutting down", "err", runErr)
-	}
-
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownWait)
-	defer cancel()
-	stopNodes()
-	if err := broker.Shutdown(shutdownCtx); err != nil {
-		log.Error("mqtt shutdown", "err", err)
-	}
-	if err := reporter.Stop(); err != nil {
-		log.Error("announce node stop", "err", err)
-	}
-	// The broker has handed every tcpclean to the queue; drain it into the
-	// store before HTTP stops, so readiness stays truthful meanwhile.
-	queue.Close()
-	select {
-	case <-pumpDone:
-	case <-shutdownCtx.Done():
-		log.Error("shutdown timed out with events not stored", "events", queue.Len())
-		cancelPump()
-		<-pumpDone
-	}
-	if err := httpServer.Shutdown(shutdownCtx); err != nil {
-		log.Error("http shutdown", "err", err)
-	}
-	stopFeed()
-	wg.Wait()
+	err = life.run(ctx, cfg.ShutdownWait)
 	log.Info("stopped", "events_applied", applier.Stats.Applied.Load())
-	return runErr
+	return err
+}
+
+// httpComponent serves HTTP on l; stopping it shuts the server down
+// gracefully (open streams are told to end).
+func httpComponent(server *http.Server, l net.Listener) component {
+	return component{
+		name: "http server",
+		run:  func(context.Context) error { return server.Serve(l) },
+		stop: server.Shutdown,
+	}
+}
+
+// brokerComponent serves MQTT on l; stopping it closes every connection,
+// each one's tcpclean handed to the sink before Shutdown returns.
+func brokerComponent(broker *mqttbroker.Server, l net.Listener) component {
+	return component{
+		name: "mqtt server",
+		run:  func(context.Context) error { return broker.Serve(l) },
+		stop: broker.Shutdown,
+	}
+}
+
+// addReporter adds the node reporter as two components: one announces
+// this node's start and, at shutdown, its stop; the other heartbeats and
+// reports the node's channels meanwhile. Stopped in reverse, the reports
+// end first and the stop is announced last, after the broker (added
+// later, stopped earlier) has closed every connection and emitted its
+// tcpclean.
+func addReporter(life *lifecycle, reporter *consumer.NodeReporter) {
+	life.add(component{
+		name:  "node announcements",
+		start: reporter.Start,
+		stop:  func(context.Context) error { return reporter.Stop() },
+	})
+	life.add(component{name: "node reporter", run: reporter.Run})
 }
 
 // ignoreClosed treats the error that a server returns after a graceful

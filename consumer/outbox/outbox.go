@@ -22,6 +22,37 @@
 // durable. Readers never see a record before it is durable, so nothing is
 // forwarded that a crash could take back.
 //
+// A group write that fails (typically ENOSPC: the disk is full) is cut
+// back to the last record boundary, and the cut is synced before anyone is
+// told, so no refused record can reappear after a crash; a cut that fails
+// is a disk failure (below). The group's
+// connect and node events are then refused (see When full), and its
+// disconnect and tcpclean events are kept and written again, with
+// presence.Backoff between tries, until write and fdatasync succeed; their
+// Append calls wait for that, and so do later disconnect and tcpclean
+// appends. Sequence numbers stay positions in the log: the records behind
+// a refused one move down to fill its place.
+//
+// A failed fdatasync is a disk failure and fatal (the fsyncgate lesson:
+// after one, the kernel may have dropped the dirty pages and a retry can
+// falsely succeed): the group's appends fail, and so does every later one
+// until the outbox is reopened, which recovers from what is on disk. One exception: ENOSPC or EDQUOT from
+// fdatasync (NFS, thin-provisioned volumes and some filesystems allocate
+// only at writeback) is handled like a failed write. The pages it concerns
+// are exactly those of the failed group, written since the last successful
+// sync; truncating them away and syncing the cut leaves the segment as it
+// was, and the retry writes the records again from memory, so nothing
+// depends on what the kernel kept.
+//
+// The broker's close path waits in Append for each tcpclean, so while the
+// disk stays completely full it blocks; the number of such appends is
+// bounded by the connections already admitted. Close waits at most
+// Options.CloseWait for queued records to become durable; those still not
+// durable then are given up, and their Append calls return an error.
+// disconnect and tcpclean events given up there, or failed by a disk
+// failure, were accepted and are lost: Stats.Lost counts them, and Close
+// returns an error saying how many, so the caller can exit non-zero.
+//
 // # Recovery
 //
 // A crash can tear only the last group write, at the end of the last
@@ -32,15 +63,24 @@
 //
 // # When full
 //
-// The outbox is bounded by Options.MaxBytes of segment files. When they
-// reach it, connect events (and node events) are refused with a
-// presence.EOVERLOADED error, which makes the broker refuse the CONNECT with
-// CONNACK 0x03 — no client is admitted whose presence could not be
-// recorded. disconnect and tcpclean events are always accepted, even beyond
-// the limit: refusing them would leave admitted clients online forever in
-// the store, and their number is bounded by the clients already connected
-// (each admitted connect brings at most two more events), so the overshoot
-// is bounded too.
+// The outbox is bounded by Options.MaxBytes of segment files, and by the
+// free space of the disk: Options.MinFreeBytes is a reserve kept free on
+// its filesystem and on those of Options.WatchDirs (the private
+// PostgreSQL's, which shares the volume and must never fill up). When the
+// segment files reach MaxBytes, when free space falls below the reserve, or
+// while a group write is being retried because the disk is full, connect
+// events (and node events) are refused at once with a presence.EOVERLOADED
+// error, which makes the broker refuse the CONNECT with CONNACK 0x03 — no
+// client is admitted whose presence could not be recorded. Refusing for
+// want of space ends by itself once free space is back above 1.25 × the
+// reserve (the margin keeps it from flapping). Free space is measured with
+// statfs at most every 250 ms, and at once after a failed write.
+//
+// disconnect and tcpclean events are always accepted, beyond MaxBytes and
+// into the reserve: refusing them would leave admitted clients online
+// forever in the store, and their number is bounded by the clients already
+// connected (each admitted connect brings at most two more events), so the
+// overshoot is bounded too. The reserve exists so that they still fit.
 package outbox
 
 import (
@@ -52,6 +92,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/presenced/presenced/presence"
 )
@@ -60,6 +101,7 @@ import (
 const (
 	DefaultMaxBytes     = 1 << 30
 	DefaultSegmentBytes = 64 << 20
+	DefaultCloseWait    = 10 * time.Second
 	// maxGroupBytes bounds one group commit. It is also how much of the end
 	// of the last segment recovery may treat as a torn write: anything
 	// longer that is invalid is corruption.
@@ -68,6 +110,9 @@ const (
 
 // ErrClosed is returned by Append and Read after Close.
 var ErrClosed = errors.New("outbox closed")
+
+// errGivenUp is returned to the appenders of records Close gave up on.
+var errGivenUp = fmt.Errorf("%w before the event could be made durable", ErrClosed)
 
 // Options configure an Outbox. The zero value is usable.
 type Options struct {
@@ -78,8 +123,23 @@ type Options struct {
 	// reclaimed a whole segment at a time, so it is capped at MaxBytes/8.
 	// Default DefaultSegmentBytes.
 	SegmentBytes int64
+	// MinFreeBytes is the disk space to keep free on the outbox's
+	// filesystem and on those of WatchDirs; see the package doc. 0 (the
+	// default) disables the check.
+	MinFreeBytes int64
+	// WatchDirs are more directories whose filesystems must keep
+	// MinFreeBytes free.
+	WatchDirs []string
+	// CloseWait bounds how long Close waits for queued records to become
+	// durable. Default DefaultCloseWait.
+	CloseWait time.Duration
 	// Log receives recovery notices and write failures. Default slog.Default().
 	Log *slog.Logger
+
+	// Tests replace these; nil means the real thing.
+	now       func() time.Time
+	freeSpace func(path string) (int64, error)
+	syncData  func(*os.File) error
 }
 
 // Stats are the outbox's gauges and counters, for metrics.
@@ -96,6 +156,20 @@ type Stats struct {
 	Fsyncs      uint64 // group commits (each one fdatasync)
 	Refused     uint64 // connect and node events refused because the outbox was full
 	Acks        uint64 // Ack calls that moved the checkpoint
+
+	// DiskFree is the smallest free space last seen on the watched
+	// filesystems (0 when MinFreeBytes is 0).
+	DiskFree int64
+	// LowDisk is true while connect and node events are refused for want
+	// of disk space (below the reserve, or a full disk being retried).
+	LowDisk bool
+	// LowDiskRefused counts connect and node events refused for want of
+	// disk space; those refused for MaxBytes are counted in Refused.
+	LowDiskRefused uint64
+	// Lost counts disconnect and tcpclean events accepted but never made
+	// durable: given up by Close while the disk stayed full, or after a
+	// disk failure. Anything but 0 means presence truth was lost.
+	Lost uint64
 }
 
 // Outbox is a durable, bounded, append-only log of events. Append is safe
@@ -109,13 +183,21 @@ type Outbox struct {
 	log      *slog.Logger
 	dirFile  *os.File // the directory, for fsyncs of renames and new files
 	lockFile *os.File
+	guard    *diskGuard // nil when MinFreeBytes is 0
+	sync     func(*os.File) error
 
 	flushWake   chan struct{} // cap 1: tells the flusher a group is waiting
 	flusherDone chan struct{}
+	closeWait   time.Duration
+	// giveUp is cancelled when Close stops waiting: the flusher then
+	// stops retrying and fails what is still queued.
+	giveUp     context.Context
+	stopTrying context.CancelFunc
 
 	// Owned by the flusher goroutine.
-	active     *os.File
-	activeSize int64 // bytes written to active, durable or not
+	active       *os.File
+	activeSize   int64 // bytes written to active, durable or not
+	writeFailing bool  // the last group write failed
 
 	ackMu sync.Mutex // serializes checkpoint writes
 
@@ -124,6 +206,7 @@ type Outbox struct {
 	mu       sync.Mutex
 	closed   bool
 	failed   error    // sticky: the disk lost writes we cannot account for
+	retrying error    // refuses connect and node events while a group is retried
 	groups   []*group // waiting to be written, oldest first
 	nextSeq  uint64   // sequence number of the next Append
 	pending  int64    // bytes in groups
@@ -138,16 +221,7 @@ type Outbox struct {
 	readable chan struct{}
 
 	appends, appendBytes, fsyncs, refused, acks atomic.Uint64
-}
-
-// group is one group commit: the records appended while the previous group
-// was being written.
-type group struct {
-	buf      []byte
-	firstSeq uint64
-	count    uint64
-	done     chan struct{} // closed when written and synced, or failed
-	err      error
+	lowDiskRefused, lost                        atomic.Uint64
 }
 
 // Open opens (creating if needed) the outbox in dir and recovers it: a torn
@@ -159,9 +233,17 @@ func Open(dir string, opts Options) (*Outbox, error) {
 		maxBytes:    opts.MaxBytes,
 		segBytes:    opts.SegmentBytes,
 		log:         opts.Log,
+		sync:        opts.syncData,
 		flushWake:   make(chan struct{}, 1),
 		flusherDone: make(chan struct{}),
+		closeWait:   opts.CloseWait,
 		readable:    make(chan struct{}),
+	}
+	if o.sync == nil {
+		o.sync = syncFile
+	}
+	if o.closeWait <= 0 {
+		o.closeWait = DefaultCloseWait
 	}
 	if o.maxBytes <= 0 {
 		o.maxBytes = DefaultMaxBytes
@@ -191,25 +273,38 @@ func Open(dir string, opts Options) (*Outbox, error) {
 		o.closeFiles()
 		return nil, err
 	}
+	if opts.MinFreeBytes > 0 {
+		o.guard = newDiskGuard(opts.MinFreeBytes, append([]string{dir}, opts.WatchDirs...), opts.freeSpace, opts.now, o.log)
+	}
+	o.giveUp, o.stopTrying = context.WithCancel(context.Background())
 	go o.flushLoop()
 	return o, nil
 }
 
 // Append makes ev durable and returns nil, or returns why it could not:
-// a presence.EOVERLOADED error for a connect event when the outbox is full,
-// ErrClosed after Close, a presence.EUNAVAILABLE error when the disk fails.
+// a presence.EOVERLOADED error for a connect event when the outbox or the
+// disk is full, ErrClosed after Close (also for a disconnect or tcpclean
+// that Close gave up on), a presence.EUNAVAILABLE error when the disk
+// fails.
 //
 // ctx is only checked before the event is queued: once queued it will be
 // written, so Append waits for the fsync rather than report a failure for
 // an event that then appears anyway (a connect the broker refused must
-// never be recorded). The wait is one group commit.
+// never be recorded). The wait is one group commit — or, for a disconnect
+// or tcpclean while the disk is full, until space returns or Close gives
+// up.
 func (o *Outbox) Append(ctx context.Context, ev presence.Event) error {
 	payload, err := json.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
-	mustAccept := ev.Type == presence.EventDisconnect || ev.Type == presence.EventTCPClean
-	return o.append(ctx, KindEvent, payload, mustAccept)
+	return o.append(ctx, KindEvent, payload, alwaysAccepted(ev.Type))
+}
+
+// alwaysAccepted says which events the outbox takes even when full: those
+// that record a connection's end (see the package doc).
+func alwaysAccepted(t presence.EventType) bool {
+	return t == presence.EventDisconnect || t == presence.EventTCPClean
 }
 
 // AppendNode makes a node event durable. Like connect events, node events
@@ -231,6 +326,12 @@ func (o *Outbox) append(ctx context.Context, kind Kind, payload []byte, mustAcce
 		return presence.Errorf(presence.EINVALID, "outbox record of %d bytes is larger than %d", 1+len(payload), maxBodyBytes)
 	}
 	size := int64(recordHeaderBytes + 1 + len(payload))
+	// Outside o.mu: at most every diskCheckInterval one appender pays for
+	// the statfs calls, and it should not hold up the others meanwhile.
+	var lowDisk error
+	if !mustAccept && o.guard != nil {
+		lowDisk = o.guard.refusal()
+	}
 
 	o.mu.Lock()
 	switch {
@@ -241,36 +342,60 @@ func (o *Outbox) append(ctx context.Context, kind Kind, payload []byte, mustAcce
 		err := o.failed
 		o.mu.Unlock()
 		return presence.Errorf(presence.EUNAVAILABLE, "event outbox unusable after a disk failure: %v", err)
-	case !mustAccept && o.disk+o.pending+size > o.maxBytes:
+	case mustAccept:
+	case lowDisk != nil || o.retrying != nil:
+		if lowDisk == nil {
+			lowDisk = o.retrying
+		}
+		o.mu.Unlock()
+		o.lowDiskRefused.Add(1)
+		return lowDisk
+	case o.disk+o.pending+size > o.maxBytes:
 		disk := o.disk + o.pending
 		o.mu.Unlock()
 		o.refused.Add(1)
 		return presence.Errorf(presence.EOVERLOADED, "event outbox full (%d of %d bytes waiting to be forwarded)", disk, o.maxBytes)
 	}
+	g := o.enqueue(kind, payload, mustAccept)
+	o.mu.Unlock()
+
+	o.wakeFlusher()
+	return g.wait(mustAccept)
+}
+
+// enqueue adds a record to the newest group, or to a new one, and returns
+// the group. o.mu must be held.
+func (o *Outbox) enqueue(kind Kind, payload []byte, mustAccept bool) *group {
+	size := int64(recordHeaderBytes + 1 + len(payload))
 	var g *group
 	if n := len(o.groups); n > 0 && int64(len(o.groups[n-1].buf))+size <= maxGroupBytes {
 		g = o.groups[n-1]
 	} else {
-		g = &group{firstSeq: o.nextSeq, done: make(chan struct{})}
+		g = newGroup(o.nextSeq)
 		o.groups = append(o.groups, g)
 	}
-	g.buf = appendRecord(g.buf, kind, payload)
-	g.count++
+	g.add(kind, payload, mustAccept)
 	o.nextSeq++
 	o.pending += size
-	o.mu.Unlock()
+	return g
+}
 
+func (o *Outbox) wakeFlusher() {
 	select {
 	case o.flushWake <- struct{}{}:
 	default: // the flusher is already told
 	}
-	<-g.done
-	return g.err
 }
 
 // Close stops accepting appends, writes what was queued, wakes a waiting
 // Read with ErrClosed, and closes the files. Acknowledged positions are
 // already durable (Ack writes them), so nothing else needs saving.
+//
+// Writing what was queued takes at most Options.CloseWait (plus a write
+// or fsync already under way); disconnect and tcpclean events still not
+// durable then are given up, and Close returns an error saying how many
+// such events the outbox lost since Open (Stats.Lost). Without that error,
+// every event accepted is durable.
 func (o *Outbox) Close() error {
 	o.mu.Lock()
 	if o.closed {
@@ -280,13 +405,22 @@ func (o *Outbox) Close() error {
 	o.closed = true
 	close(o.readable)
 	o.mu.Unlock()
+	o.wakeFlusher()
+	deadline := time.NewTimer(o.closeWait)
 	select {
-	case o.flushWake <- struct{}{}:
-	default:
+	case <-o.flusherDone:
+	case <-deadline.C:
+		o.stopTrying()
+		<-o.flusherDone
 	}
-	<-o.flusherDone
+	deadline.Stop()
+	o.stopTrying()
 	o.reader.close()
-	return o.closeFiles()
+	err := o.closeFiles()
+	if lost := o.lost.Load(); lost > 0 {
+		err = errors.Join(fmt.Errorf("close outbox: %d disconnect/tcpclean events were accepted but could not be made durable", lost), err)
+	}
+	return err
 }
 
 func (o *Outbox) closeFiles() error {
@@ -306,6 +440,10 @@ func (o *Outbox) closeFiles() error {
 
 // Stats returns a snapshot of the gauges and counters.
 func (o *Outbox) Stats() Stats {
+	var reading diskReading
+	if o.guard != nil {
+		reading = *o.guard.current()
+	}
 	o.mu.Lock()
 	s := Stats{
 		BacklogRecords: o.durable - o.acked,
@@ -314,6 +452,8 @@ func (o *Outbox) Stats() Stats {
 		Segments:       len(o.segments),
 		DurableSeq:     o.durable,
 		AckedSeq:       o.acked,
+		DiskFree:       reading.free,
+		LowDisk:        reading.low || presence.ErrorCode(o.retrying) == presence.EOVERLOADED,
 	}
 	o.mu.Unlock()
 	s.Appends = o.appends.Load()
@@ -321,6 +461,8 @@ func (o *Outbox) Stats() Stats {
 	s.Fsyncs = o.fsyncs.Load()
 	s.Refused = o.refused.Load()
 	s.Acks = o.acks.Load()
+	s.LowDiskRefused = o.lowDiskRefused.Load()
+	s.Lost = o.lost.Load()
 	return s
 }
 

@@ -2,7 +2,6 @@ package rocketmq
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -220,8 +219,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 // backoff while the client refuses to start (typically: a topic has no
 // route yet because nothing was ever sent to it).
 func (c *Consumer) start(ctx, applyCtx context.Context, addrs []string) (pushConsumer, error) {
-	backoff := 500 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	backoff := presence.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
+	for {
 		pc, err := c.newPushConsumer(addrs)
 		if err != nil {
 			return nil, err
@@ -239,17 +238,12 @@ func (c *Consumer) start(ctx, applyCtx context.Context, addrs []string) (pushCon
 			return pc, nil
 		}
 		// A failed Start has shut the client down already.
-		if attempt == 1 || attempt%10 == 0 {
-			c.log.Warn("rocketmq consumer cannot start; retrying", "err", err, "attempt", attempt, "backoff", backoff)
+		if n := backoff.Failures(); n == 0 || n%10 == 9 {
+			c.log.Warn("rocketmq consumer cannot start; retrying", "err", err, "attempt", n+1)
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
+		if err := backoff.Wait(ctx); err != nil {
+			return nil, err
 		}
-		backoff = min(2*backoff, 10*time.Second)
 	}
 }
 
@@ -326,7 +320,7 @@ func (c *Consumer) consume(ctx context.Context, msgs []*primitive.MessageExt) er
 	var nodes []presence.NodeEvent
 	for _, m := range msgs {
 		if m.GetTags() == TagNode && c.cfg.ApplyNode != nil {
-			n, err := decodeNodeEvent(m.Body)
+			n, err := presence.DecodeNodeEvent(m.Body)
 			if err != nil {
 				rejects = append(rejects, poison{m, err.Error()})
 				continue
@@ -417,19 +411,4 @@ func (c *Consumer) tags() string {
 		return SubscriptionTags + "||" + TagNode
 	}
 	return SubscriptionTags
-}
-
-// decodeNodeEvent parses and validates a node report body.
-func decodeNodeEvent(body []byte) (presence.NodeEvent, error) {
-	var n presence.NodeEvent
-	if len(body) > 64<<20 {
-		return n, presence.Errorf(presence.EINVALID, "node report is %d bytes; at most 64 MiB are allowed", len(body))
-	}
-	if err := json.Unmarshal(body, &n); err != nil {
-		return n, presence.Errorf(presence.EINVALID, "node report is not valid JSON: %v", err)
-	}
-	if err := n.Validate(); err != nil {
-		return n, err
-	}
-	return n, nil
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
+
+	"github.com/presenced/presenced/presence"
 )
 
 // Source is the durable log a Forwarder drains: consumer/outbox.Outbox,
@@ -320,14 +322,14 @@ func (f *Forwarder) forward(ctx context.Context, p sender, entries []Entry) erro
 
 // sendRetrying sends g until all of it is stored.
 func (f *Forwarder) sendRetrying(ctx context.Context, p sender, g queueGroup) error {
-	backoff := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	backoff := presence.Backoff{Min: 100 * time.Millisecond, Max: f.cfg.MaxBackoff}
+	for {
 		var err error
 		g.msgs, err = f.send(ctx, p, g)
 		if err == nil {
-			if attempt > 1 {
+			if backoff.Failures() > 0 {
 				f.Stats.Backoff.Store(false)
-				f.log.Info("rocketmq send recovered", "attempts", attempt)
+				f.log.Info("rocketmq send recovered", "attempts", backoff.Failures()+1)
 			}
 			return nil
 		}
@@ -335,17 +337,12 @@ func (f *Forwarder) sendRetrying(ctx context.Context, p sender, g queueGroup) er
 			return ctx.Err()
 		}
 		f.Stats.Backoff.Store(true)
-		if attempt == 1 || attempt%20 == 0 {
-			f.log.Warn("rocketmq send failed; retrying", "err", err, "topic", g.msgs[0].topic, "messages", len(g.msgs), "attempt", attempt, "backoff", backoff)
+		if n := backoff.Failures(); n == 0 || n%20 == 19 {
+			f.log.Warn("rocketmq send failed; retrying", "err", err, "topic", g.msgs[0].topic, "messages", len(g.msgs), "attempt", n+1)
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
+		if err := backoff.Wait(ctx); err != nil {
+			return err
 		}
-		backoff = min(backoff*2, f.cfg.MaxBackoff)
 	}
 }
 

@@ -80,7 +80,7 @@ func (f *Follower) Cursor() int64 { return f.cursor.Load() }
 // Run follows the store until ctx ends, then returns nil. Failures are
 // logged and retried; they never end Run.
 func (f *Follower) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	backoff := presence.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		start := time.Now()
 		err := f.session(ctx)
@@ -89,15 +89,12 @@ func (f *Follower) Run(ctx context.Context) error {
 		}
 		f.sink.Lost(err)
 		if time.Since(start) > time.Minute {
-			backoff = 100 * time.Millisecond // it worked for a while: retry soon
+			backoff.Reset() // it worked for a while: retry soon
 		}
-		f.log.Warn("change feed lost; reconnecting", "err", err, "backoff", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
+		f.log.Warn("change feed lost; reconnecting", "err", err, "failures", backoff.Failures()+1)
+		if backoff.Wait(ctx) != nil {
 			return nil
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 

@@ -1,0 +1,219 @@
+package consumer_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/consumer"
+	"github.com/presenced/presenced/consumer/outbox"
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/presence/pgstore"
+	"github.com/presenced/presenced/presence/pgstore/pgtest"
+)
+
+// outboxLog adapts the outbox to the pump's Source, as cmd/presenced does;
+// dropAcks simulates a process that dies after committing a batch but
+// before acknowledging it.
+type outboxLog struct {
+	box      *outbox.Outbox
+	dropAcks bool
+}
+
+func (l outboxLog) Read(ctx context.Context, max int) ([]consumer.Entry, error) {
+	records, err := l.box.Read(ctx, max)
+	entries := make([]consumer.Entry, len(records))
+	for i, r := range records {
+		entries[i] = consumer.Entry{Seq: r.Seq, Node: r.Kind == outbox.KindNode, Payload: r.Payload}
+	}
+	return entries, err
+}
+
+func (l outboxLog) Ack(upTo uint64) error {
+	if l.dropAcks {
+		return nil
+	}
+	return l.box.Ack(upTo)
+}
+
+func newPump(store *pgstore.Store, log consumer.Source) *consumer.Pump {
+	apply := func(ctx context.Context, events []presence.Event) ([]presence.StoredEvent, error) {
+		r, err := store.Apply(ctx, events)
+		return r.Applied, err
+	}
+	return &consumer.Pump{
+		Source:  log,
+		Applier: consumer.NewApplier(apply, nil, nil, nil),
+		Nodes:   consumer.NewNodeApplier(store.ApplyNodeEvent, nil, nil),
+		Reject:  store.RejectEvent,
+	}
+}
+
+// appendChurn appends connect and tcpclean of n channels of clients named
+// prefix-i.
+func appendChurn(t *testing.T, box *outbox.Outbox, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		for _, typ := range []presence.EventType{presence.EventConnect, presence.EventTCPClean} {
+			e := presence.Event{ClientID: fmt.Sprintf("%s-%d", prefix, i), ChannelID: fmt.Sprintf("%s-ch-%d", prefix, i),
+				Type: typ, Time: time.Now().UnixMilli(), ClientIP: "127.0.0.1:1"}
+			if typ == presence.EventTCPClean {
+				e.Reason = presence.ReasonClientClosed
+			}
+			if err := box.Append(context.Background(), e); err != nil {
+				t.Fatalf("append: %v", err)
+			}
+		}
+	}
+}
+
+// drain runs the pump until it has applied everything in the log.
+func drain(t *testing.T, pump *consumer.Pump) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pump.Drain()
+	if err := pump.Run(ctx); err != nil {
+		t.Fatalf("pump: %v", err)
+	}
+}
+
+func countEvents(t *testing.T, store *pgstore.Store, prefix string) int64 {
+	t.Helper()
+	n, err := store.CountEvents(context.Background(), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestPumpAppliesTheLogAndParksWhatIsNotAnEvent(t *testing.T) {
+	store := pgtest.NewStore(t)
+	box, err := outbox.Open(t.TempDir(), outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Close()
+	appendChurn(t, box, "pump", 100)
+	// A record no consumer can apply (an empty client id): it must be
+	// parked, and must not hold back the events behind it.
+	if err := box.Append(context.Background(), presence.Event{ChannelID: "bad", Type: presence.EventConnect}); err != nil {
+		t.Fatal(err)
+	}
+	appendChurn(t, box, "after", 10)
+
+	pump := newPump(store, outboxLog{box: box})
+	drain(t, pump)
+	if got := countEvents(t, store, "pump-"); got != 200 {
+		t.Fatalf("%d events stored, want 200", got)
+	}
+	if got := countEvents(t, store, "after-"); got != 20 {
+		t.Fatalf("%d events after the bad record stored, want 20", got)
+	}
+	rejected, err := store.RejectedEvents(context.Background(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rejected) != 1 {
+		t.Fatalf("%d records parked, want the one bad record", len(rejected))
+	}
+	if s := box.Stats(); s.BacklogRecords != 0 {
+		t.Fatalf("outbox backlog %d after the drain, want every record acknowledged", s.BacklogRecords)
+	}
+}
+
+func TestPumpReplaysWhatWasNotAcknowledgedAfterACrash(t *testing.T) {
+	db := pgtest.NewStore(t)
+	dir := t.TempDir()
+	box, err := outbox.Open(dir, outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendChurn(t, box, "crash", 150)
+	// The first process commits every batch and dies before any
+	// acknowledgement reaches the outbox.
+	drain(t, newPump(db, outboxLog{box: box, dropAcks: true}))
+	if err := box.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := countEvents(t, db, "crash-"); got != 300 {
+		t.Fatalf("%d events stored by the first run, want 300", got)
+	}
+
+	box, err = outbox.Open(dir, outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Close()
+	if s := box.Stats(); s.BacklogRecords != 300 {
+		t.Fatalf("reopened outbox holds %d records to apply, want all 300", s.BacklogRecords)
+	}
+	pump := newPump(db, outboxLog{box: box})
+	drain(t, pump)
+	if got := countEvents(t, db, "crash-"); got != 300 {
+		t.Fatalf("%d events stored after the replay, want still 300", got)
+	}
+	if d := pump.Applier.Stats.Duplicates.Load(); d != 300 {
+		t.Fatalf("replay counted %d duplicates, want 300 (the store absorbs them)", d)
+	}
+	if s := box.Stats(); s.BacklogRecords != 0 {
+		t.Fatalf("backlog %d after the replay, want 0", s.BacklogRecords)
+	}
+}
+
+func TestPumpStopsAtOnceWhenCancelledLeavingTheRestInTheLog(t *testing.T) {
+	db := pgtest.NewStore(t)
+	box, err := outbox.Open(t.TempDir(), outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Close()
+	appendChurn(t, box, "cancel", 5)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := newPump(db, outboxLog{box: box}).Run(ctx); err != context.Canceled {
+		t.Fatalf("Run with an ended context returned %v, want context.Canceled", err)
+	}
+	if s := box.Stats(); s.BacklogRecords != 10 {
+		t.Fatalf("backlog %d, want the 10 records still in the outbox", s.BacklogRecords)
+	}
+}
+
+func TestPumpAcknowledgesAtMostEveryAckEveryAndOnDrain(t *testing.T) {
+	db := pgtest.NewStore(t)
+	box, err := outbox.Open(t.TempDir(), outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Close()
+	pump := newPump(db, outboxLog{box: box})
+	pump.AckEvery = time.Hour // no acknowledgement falls due during the test
+	done := make(chan error, 1)
+	go func() { done <- pump.Run(context.Background()) }()
+	for round := range 5 {
+		appendChurn(t, box, fmt.Sprintf("ack%d", round), 10)
+		waitUntil(t, func() bool { return countEvents(t, db, fmt.Sprintf("ack%d-", round)) == 20 })
+	}
+	if s := box.Stats(); s.Acks != 0 || s.BacklogRecords != 100 {
+		t.Fatalf("while running: %d acknowledgements, backlog %d; want none yet and all 100 records kept", s.Acks, s.BacklogRecords)
+	}
+	pump.Drain()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s := box.Stats(); s.Acks != 1 || s.BacklogRecords != 0 {
+		t.Fatalf("after the drain: %d acknowledgements, backlog %d; want one covering everything", s.Acks, s.BacklogRecords)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 30s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
