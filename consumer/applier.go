@@ -31,6 +31,10 @@ type Stats struct {
 	LagMillis atomic.Int64
 }
 
+// attemptTimeout bounds one store transaction of ApplyRetrying; a batch
+// of the largest size commits in well under a second on a healthy store.
+const attemptTimeout = 30 * time.Second
+
 // Applier applies batches to the store, reports what was new, and keeps
 // counters. It is shared by every source.
 type Applier struct {
@@ -87,7 +91,12 @@ func (a *Applier) ApplyOnce(ctx context.Context, events []presence.Event) error 
 func (a *Applier) ApplyRetrying(ctx context.Context, events []presence.Event) error {
 	backoff := presence.Backoff{Min: 10 * time.Millisecond, Max: 2 * time.Second}
 	for {
-		err := a.ApplyOnce(ctx, events)
+		// Each attempt is bounded: across a network cut a query can
+		// otherwise wait for TCP's own timeouts (many minutes) before
+		// the next attempt finds the database back.
+		attemptCtx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := a.ApplyOnce(attemptCtx, events)
+		cancel()
 		if err == nil {
 			if backoff.Failures() > 0 {
 				a.log.Info("store apply recovered", "attempts", backoff.Failures()+1, "events", len(events))

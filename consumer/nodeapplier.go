@@ -54,7 +54,9 @@ func (a *NodeApplier) ApplyOnce(ctx context.Context, n presence.NodeEvent) error
 func (a *NodeApplier) ApplyRetrying(ctx context.Context, n presence.NodeEvent) error {
 	backoff := presence.Backoff{Min: 10 * time.Millisecond, Max: 2 * time.Second}
 	for {
-		err := a.ApplyOnce(ctx, n)
+		attemptCtx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := a.ApplyOnce(attemptCtx, n)
+		cancel()
 		if err == nil {
 			return nil
 		}

@@ -54,14 +54,33 @@ func openDatabase(ctx context.Context, cfg config, log *slog.Logger) (*database,
 	return d, nil
 }
 
-// Close closes the pool and stops the owned cluster.
+// Close closes the pool and stops the owned cluster, waiting at most 30 s.
 func (d *database) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d.close(ctx)
+}
+
+// close closes the pool and stops the owned cluster within ctx's deadline.
+// A database that does not answer (stopped, cut off) must not hold the
+// process past its shutdown deadline: closing a pool waits for each
+// connection's cancel request, which an unreachable server never answers,
+// so the pool is left to close in the background; the private cluster is
+// then stopped all the same (immediately, once the deadline has passed).
+func (d *database) close(ctx context.Context) {
 	if d.store != nil {
-		d.store.Close()
+		closed := make(chan struct{})
+		go func() {
+			d.store.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-ctx.Done():
+			d.log.Warn("database connections did not close by the shutdown deadline; leaving them")
+		}
 	}
 	if d.cluster != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
 		if err := d.cluster.Stop(ctx); err != nil {
 			d.log.Error("stop private PostgreSQL", "err", err)
 		}
@@ -97,7 +116,7 @@ func (d *database) Ready(ctx context.Context) error {
 // when it dies, and the process stopped with the reason when it cannot be
 // — and the database is closed last of all.
 func (d *database) component(cfg config) component {
-	c := component{name: "database", stop: func(context.Context) error { d.Close(); return nil }}
+	c := component{name: "database", stop: func(ctx context.Context) error { d.close(ctx); return nil }}
 	if d.cluster != nil {
 		opts := pglocal.SuperviseOptions{
 			MaxAttempts:  cfg.Durability.PostgresRestartAttempts,

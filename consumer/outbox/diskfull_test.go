@@ -555,3 +555,51 @@ func TestSyncErrors(t *testing.T) {
 		})
 	}
 }
+
+// Filled to the last byte by someone else, the disk has no room even for
+// tcpcleans: the outbox gives up its emergency space for them at once, and
+// sets it aside again once the disk has room.
+func TestEmergencySpaceTakesTCPCleansOnAFullDisk(t *testing.T) {
+	mnt := mountTmpfs(t, "32m")
+	dir := filepath.Join(mnt, "outbox")
+	const emergency = 4 << 20
+	o := openOutbox(t, dir, Options{MinFreeBytes: 2 << 20, EmergencyBytes: emergency})
+	ballastPath := filepath.Join(dir, ballastName)
+	if info, err := os.Stat(ballastPath); err != nil || info.Size() != emergency {
+		t.Fatalf("emergency space after Open: %v %v, want a file of %d bytes", info, err, emergency)
+	}
+	ctx := context.Background()
+	appendN(t, o, 0, 1)
+
+	filler := fillDisk(t, mnt, 0)
+	// More than the partly filled last page can take.
+	tcpcleans := tcpcleansFillingPages()
+	for i, ch := range enqueueGroup(t, o, tcpcleans...) {
+		if err := result(t, ch, "tcpclean on a full disk"); err != nil {
+			t.Fatalf("tcpclean %d on a disk filled to the last byte: %v, want it written into the emergency space", i, err)
+		}
+	}
+	if _, err := os.Stat(ballastPath); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("emergency space still set aside after it was needed: %v", err)
+	}
+	if err := o.Append(ctx, testEvent(presence.EventConnect, 1)); presence.ErrorCode(err) != presence.EOVERLOADED {
+		t.Fatalf("connect on a full disk: %v, want EOVERLOADED", err)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 2; ; i++ {
+		_ = o.Append(ctx, testEvent(presence.EventConnect, i)) // refused until the guard sees the space
+		if info, err := os.Stat(ballastPath); err == nil && info.Size() == emergency {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("emergency space not set aside again within 20s of the disk having room")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	want := append(events(presence.EventConnect, 0, 1), events(presence.EventTCPClean, 100, len(tcpcleans))...)
+	checkLog(t, readAll(t, o, len(want), 1000)[:len(want)], want)
+}

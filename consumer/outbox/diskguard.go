@@ -131,3 +131,13 @@ func (g *diskGuard) refresh() {
 			"path", next.path, "free", next.free, "resume", g.resume)
 	}
 }
+
+// roomFor reports whether the disk has room for size more bytes and still
+// stays above the level at which refusals end.
+func (o *Outbox) roomFor(size int64) bool {
+	if o.guard == nil {
+		return true
+	}
+	r := o.guard.refreshNow()
+	return r.err == nil && !r.low && r.free-size >= o.guard.resume
+}

@@ -47,6 +47,7 @@ func (o *Outbox) flushLoop() {
 			o.abandon(g, errGivenUp)
 		default:
 			o.writeGroup(g)
+			o.ballast.ensure(time.Now())
 		}
 	}
 }
@@ -69,6 +70,9 @@ func (o *Outbox) writeGroup(g *group) {
 		}
 		if g = o.refuseForRetry(g, err); g == nil {
 			return // nothing was left to write
+		}
+		if noSpace(err) && o.ballast.release() == nil {
+			continue // write again at once, into the space just freed
 		}
 		if backoff.Wait(o.giveUp) != nil {
 			o.log.Error("outbox: closing with the disk still refusing writes; disconnect/tcpclean events are lost",

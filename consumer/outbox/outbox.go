@@ -130,6 +130,12 @@ type Options struct {
 	// WatchDirs are more directories whose filesystems must keep
 	// MinFreeBytes free.
 	WatchDirs []string
+	// EmergencyBytes is disk space the outbox keeps aside, in a file of
+	// its own, for disconnect and tcpclean records when the volume is
+	// filled to the last byte by someone else (see ballast.go). 0 means
+	// DefaultEmergencyBytes when MinFreeBytes is set (none without the
+	// guard); negative means none.
+	EmergencyBytes int64
 	// CloseWait bounds how long Close waits for queued records to become
 	// durable. Default DefaultCloseWait.
 	CloseWait time.Duration
@@ -184,6 +190,7 @@ type Outbox struct {
 	dirFile  *os.File // the directory, for fsyncs of renames and new files
 	lockFile *os.File
 	guard    *diskGuard // nil when MinFreeBytes is 0
+	ballast  *ballast   // nil without the guard; owned by the flusher after Open
 	sync     func(*os.File) error
 
 	flushWake   chan struct{} // cap 1: tells the flusher a group is waiting
@@ -275,6 +282,12 @@ func Open(dir string, opts Options) (*Outbox, error) {
 	}
 	if opts.MinFreeBytes > 0 {
 		o.guard = newDiskGuard(opts.MinFreeBytes, append([]string{dir}, opts.WatchDirs...), opts.freeSpace, opts.now, o.log)
+		size := opts.EmergencyBytes
+		if size == 0 {
+			size = DefaultEmergencyBytes
+		}
+		o.ballast = newBallast(dir, size, o.log, o.roomFor, o.sync, o.dirFile.Sync)
+		o.ballast.ensure(time.Now())
 	}
 	o.giveUp, o.stopTrying = context.WithCancel(context.Background())
 	go o.flushLoop()
