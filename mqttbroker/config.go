@@ -34,8 +34,9 @@ type Config struct {
 	// Authorizer decides publish and subscribe rights; nil allows all.
 	Authorizer Authorizer
 
-	// MaxConnections bounds concurrent connections; more are closed at
-	// once. 0 means unlimited.
+	// MaxConnections bounds concurrent connections; more are accepted and
+	// closed at once (Stats.ConnectionsOverLimit), so they wait neither in
+	// the listen backlog nor for a descriptor. 0 means unlimited.
 	MaxConnections int
 	// InflightWindow bounds the QoS 1 and 2 messages sent to one client and
 	// not yet acknowledged. Default 32.
@@ -59,6 +60,38 @@ type Config struct {
 	// MaxSubscriptionsPerClient bounds the filters one session holds;
 	// further ones get SUBACK 0x80. Default 1000.
 	MaxSubscriptionsPerClient int
+
+	// Memory budgets: a peer can make the broker hold messages only within
+	// these (doc.go sums up the bound the defaults promise).
+
+	// MaxRetainedMessages and MaxRetainedBytes bound the retained store;
+	// bytes count topic, payload and the store's own overhead. Beyond
+	// either, a retained PUBLISH on a topic without a retained message is
+	// not stored (Stats.RetainedRefused) but still delivered to current
+	// subscribers; replacing or clearing a stored one always works.
+	// Defaults 100,000 and 64 MiB.
+	MaxRetainedMessages int
+	MaxRetainedBytes    int64
+	// MaxPersistentSessions bounds the sessions with cleanSession=0,
+	// online or not; a CONNECT that would create one more is refused with
+	// CONNACK 0x03 (server unavailable). Default 100,000.
+	MaxPersistentSessions int
+	// MaxSessionBytes bounds the QoS 1 and 2 messages held for all
+	// sessions together, queued or in flight, counting each message once
+	// however many sessions hold it. Beyond it the oldest queued message
+	// of any session is dropped (Stats.QueueEvicted). Default 128 MiB.
+	MaxSessionBytes int64
+	// MaxOutboundBytes bounds the bytes waiting in user space to be written
+	// to one connection; a client that lets more pile up is disconnected
+	// (tcpclean reason slow_consumer) when a QoS 0 message would add to
+	// them. QoS 1 and 2 are bounded per client by InflightWindow instead.
+	// Default 1 MiB, and never below two packets of MaxPacketSize.
+	MaxOutboundBytes int
+	// MaxOutboundBytesTotal bounds the bytes waiting for all connections,
+	// a shared encoding counted once. Beyond it a connection that still has
+	// bytes waiting loses the packet: QoS 0 is dropped (Stats.Dropped),
+	// anything else disconnects it as a slow consumer. Default 64 MiB.
+	MaxOutboundBytesTotal int64
 
 	// Logger receives diagnostics; default slog.Default(). Credentials are
 	// never logged.
@@ -104,6 +137,27 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxSubscriptionsPerClient <= 0 {
 		c.MaxSubscriptionsPerClient = 1000
+	}
+	if c.MaxRetainedMessages <= 0 {
+		c.MaxRetainedMessages = 100_000
+	}
+	if c.MaxRetainedBytes <= 0 {
+		c.MaxRetainedBytes = 64 << 20
+	}
+	if c.MaxPersistentSessions <= 0 {
+		c.MaxPersistentSessions = 100_000
+	}
+	if c.MaxSessionBytes <= 0 {
+		c.MaxSessionBytes = 128 << 20
+	}
+	if c.MaxOutboundBytes <= 0 {
+		c.MaxOutboundBytes = 1 << 20
+	}
+	// A caught-up client must always be able to receive the largest packet
+	// while another waits behind it.
+	c.MaxOutboundBytes = max(c.MaxOutboundBytes, 2*c.MaxPacketSize)
+	if c.MaxOutboundBytesTotal <= 0 {
+		c.MaxOutboundBytesTotal = 64 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

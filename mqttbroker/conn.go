@@ -235,7 +235,7 @@ func (c *conn) accept() (connected bool) {
 	if err != nil {
 		var refused *refusedError
 		if errors.As(err, &refused) {
-			return c.refuse(refused.Code, refused)
+			return c.refuse(refused.Code, nil, refused)
 		}
 		c.fail(err)
 		return false

@@ -12,14 +12,37 @@ import (
 // replies directly (so a client that floods without reading only blocks
 // itself); packets from other goroutines are queued and written by a writer
 // goroutine started on demand.
+//
+// What is queued is bounded in bytes, not packets: a packet count lets a
+// few large messages hold hundreds of MB for a client that does not read.
+// pending counts the queue and the batch being written — the bytes the
+// kernel has not taken yet. The kernel's own send buffer comes on top, so a
+// client past MaxOutboundBytes is well behind, and is disconnected: that
+// frees its memory at once and says why (tcpclean slow_consumer).
+//
+// The check is made on QoS 0 packets (counting everything pending): QoS 1
+// and 2 packets are already flow-controlled by the in-flight window — at
+// most InflightWindow of them wait for a client, the rest stay in its
+// session — and must not trip it, or a persistent client whose window of
+// large messages exceeds the cap would be disconnected again by every
+// redelivery burst on reconnect [MQTT-4.4.0-1].
 type outbound struct {
 	wmu sync.Mutex // serializes writes to the socket
 
 	qmu     sync.Mutex
-	queue   [][]byte // encoded packets waiting for the writer
-	writing bool     // a writer goroutine is running
-	ready   bool     // CONNACK is out: queued packets may follow
-	stopped bool     // the connection is finished; nothing more is queued
+	queue   []outPacket // waiting for the writer
+	pending int         // bytes queued or being written
+	writing bool        // a writer goroutine is running
+	ready   bool        // CONNACK is out: queued packets may follow
+	stopped bool        // the connection is finished; nothing more is queued
+}
+
+// outPacket is an encoded packet waiting for the writer. shared is set when
+// wire is a message's QoS 0 encoding, one buffer for the whole fan-out: the
+// global budget counts it once, however many connections hold it.
+type outPacket struct {
+	wire   []byte
+	shared *sharedWire
 }
 
 // writeNow writes encoded packets from the reading goroutine.
@@ -43,21 +66,39 @@ func (c *conn) writeNow(bufs ...[]byte) error {
 // send writes one packet from the reading goroutine.
 func (c *conn) send(p packet) error { return c.writeNow(p.appendTo(nil)) }
 
-// enqueue queues an encoded packet for the writer. A droppable packet (QoS
-// 0) is refused when the queue is full; it returns false when the packet
-// will not be written.
-func (c *conn) enqueue(b []byte, droppable bool) bool {
+// enqueue queues an encoded packet for the writer; shared holds b when
+// other connections are given the same buffer, else nil. A droppable packet (QoS 0) is dropped when
+// the queue is full or the broker over its outbound budget. It returns
+// false when the packet will not be written.
+func (c *conn) enqueue(b []byte, shared *sharedWire, droppable bool) bool {
+	cfg := &c.s.cfg
 	c.qmu.Lock()
 	if c.stopped {
 		c.qmu.Unlock()
 		return false
 	}
-	if droppable && len(c.queue) >= c.s.cfg.MaxQueuedMessages {
+	switch {
+	case droppable && c.pending+len(b) > cfg.MaxOutboundBytes:
+		c.slowConsumerLocked()
+		return false
+	case c.pending > 0 && c.s.stats.outboundBytes.Load()+int64(len(b)) > cfg.MaxOutboundBytesTotal:
+		// Over the global budget, connections that are behind lose the
+		// packet; one that has caught up still gets it, so readers that
+		// keep up are not punished for those that do not.
+		if !droppable {
+			c.slowConsumerLocked()
+			return false
+		}
+		fallthrough
+	case droppable && len(c.queue) >= cfg.MaxQueuedMessages:
 		c.qmu.Unlock()
 		c.s.stats.dropped.Add(1)
 		return false
 	}
-	c.queue = append(c.queue, b)
+	p := outPacket{b, shared}
+	c.queue = append(c.queue, p)
+	c.pending += len(b)
+	c.s.chargeOutbound(p, 1)
 	start := c.ready && !c.writing
 	if start {
 		c.writing = true
@@ -67,6 +108,45 @@ func (c *conn) enqueue(b []byte, droppable bool) bool {
 		c.startWriter()
 	}
 	return true
+}
+
+// slowConsumerLocked stops the outbound side and disconnects the client.
+// The caller holds qmu; it is released.
+func (c *conn) slowConsumerLocked() {
+	pending := c.pending
+	c.stopped = true
+	c.dropQueueLocked()
+	c.qmu.Unlock()
+	c.s.stats.slowConsumers.Add(1)
+	c.s.log.Info("mqtt slow consumer disconnected", "client", c.clientID, "remote", c.remoteAddr(),
+		"channel", c.channelID(), "pending_bytes", pending)
+	c.kick(presence.ReasonSlowConsumer)
+}
+
+// chargeOutbound adds (sign 1) or removes (-1) p from the global count.
+func (s *Server) chargeOutbound(p outPacket, sign int32) {
+	if p.shared != nil {
+		// Only the first connection to take the buffer and the last to
+		// let it go change the count.
+		if n := p.shared.writers.Add(sign); sign > 0 && n != 1 || sign < 0 && n != 0 {
+			return
+		}
+	}
+	s.stats.outboundBytes.Add(int64(sign) * int64(len(p.wire)))
+}
+
+// dropQueueLocked forgets what is queued. The caller holds qmu.
+func (c *conn) dropQueueLocked() {
+	c.releaseLocked(c.queue)
+	c.queue = nil
+}
+
+// releaseLocked uncounts packets written or dropped. The caller holds qmu.
+func (c *conn) releaseLocked(batch []outPacket) {
+	for _, p := range batch {
+		c.pending -= len(p.wire)
+		c.s.chargeOutbound(p, -1)
+	}
 }
 
 // startOutbound lets queued packets go out once CONNACK is written.
@@ -87,7 +167,7 @@ func (c *conn) startOutbound() {
 func (c *conn) stopOutbound() {
 	c.qmu.Lock()
 	c.stopped = true
-	c.queue = nil
+	c.dropQueueLocked()
 	c.qmu.Unlock()
 }
 
@@ -102,23 +182,33 @@ func (c *conn) startWriter() {
 
 // writeLoop writes queued packets until the queue is empty, then exits.
 func (c *conn) writeLoop() {
+	var bufs [][]byte
 	for {
 		c.qmu.Lock()
 		batch := c.queue
 		c.queue = nil
 		if len(batch) == 0 || c.stopped {
 			c.writing = false
+			c.releaseLocked(batch)
 			c.qmu.Unlock()
 			return
 		}
 		c.qmu.Unlock()
-		if err := c.writeNow(batch...); err != nil {
-			c.kick(presence.ReasonNetworkError)
-			c.qmu.Lock()
+		bufs = bufs[:0]
+		for _, p := range batch {
+			bufs = append(bufs, p.wire)
+		}
+		err := c.writeNow(bufs...)
+		clear(bufs) // the written buffers may go
+		c.qmu.Lock()
+		c.releaseLocked(batch)
+		if err != nil {
 			c.writing = false
-			c.queue = nil
+			c.dropQueueLocked()
 			c.qmu.Unlock()
+			c.kick(presence.ReasonNetworkError)
 			return
 		}
+		c.qmu.Unlock()
 	}
 }

@@ -1,7 +1,9 @@
 package mqttbroker
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 
 	"github.com/presenced/presenced/presence"
 )
@@ -16,24 +18,24 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 	case clientID == "" && (!p.CleanSession || p.ProtocolLevel == 3):
 		// [MQTT-3.1.3-8] a zero-byte id needs CleanSession=1; 3.1 never
 		// allowed one.
-		return c.refuse(connRefusedIdentifier, malformed("MQTT-3.1.3-8", "empty client id with cleanSession=0"))
+		return c.refuse(connRefusedIdentifier, p, malformed("MQTT-3.1.3-8", "empty client id with cleanSession=0"))
 	case clientID == "":
 		clientID = "auto-" + newID() // [MQTT-3.1.3-6] the server assigns a unique id
 	default:
 		if err := presence.ValidateClientID(clientID); err != nil { // [MQTT-3.1.3-9]
-			return c.refuse(connRefusedIdentifier, err)
+			return c.refuse(connRefusedIdentifier, p, err)
 		}
 	}
 	if code, err := s.authenticate(p, clientID, c.remoteAddr()); code != connAccepted {
-		return c.refuse(code, err)
+		return c.refuse(code, p, err)
 	}
 	if p.Will != nil {
 		if err := s.checkTopicLimits(p.Will.Topic); err != nil {
-			return c.refuse(connRefusedNotAuth, err)
+			return c.refuse(connRefusedNotAuth, p, err)
 		}
 		if s.cfg.Authorizer != nil && !s.cfg.Authorizer.CanPublish(clientID, p.Username, p.Will.Topic) {
 			s.stats.deniedPublishes.Add(1)
-			return c.refuse(connRefusedNotAuth, errors.New("will topic not authorized"))
+			return c.refuse(connRefusedNotAuth, p, errors.New("will topic not authorized"))
 		}
 	}
 
@@ -44,8 +46,11 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 		c.tcpKeepalive()
 	}
 	c.clean = p.CleanSession
-	present, ok := s.attach(c)
-	if !ok {
+	present, err := s.attach(c)
+	switch {
+	case errors.Is(err, errTooManySessions):
+		return c.refuse(connRefusedUnavailable, p, err)
+	case err != nil:
 		return false
 	}
 
@@ -60,7 +65,7 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 		// The connection's presence could not be recorded: refuse it and
 		// emit nothing more for it (see EventSink).
 		c.held.Store(false)
-		return c.refuse(connRefusedUnavailable, err)
+		return c.refuse(connRefusedUnavailable, p, err)
 	}
 	c.connected.Store(true)
 	s.stats.channels.Add(1)
@@ -81,10 +86,35 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 }
 
 // refuse answers CONNECT with a refusing CONNACK and reports false; the
-// connection then closes [MQTT-3.2.2-5] with no events emitted.
-func (c *conn) refuse(code byte, cause error) bool {
-	c.s.stats.refused.Add(1)
-	c.s.log.Debug("mqtt connect refused", "remote", c.remoteAddr(), "code", code, "err", cause)
+// connection then closes [MQTT-3.2.2-5] with no events emitted. p is the
+// CONNECT, or nil when it could not be decoded. Each refusal is logged —
+// with client id, user name and remote address, never the password — under
+// a constant message per code, so that a rate-limiting handler can fold
+// repeats, and counted by code.
+func (c *conn) refuse(code byte, p *connectPacket, cause error) bool {
+	s := c.s
+	if int(code) < len(s.stats.refusedByCode) {
+		s.stats.refusedByCode[code].Add(1)
+	}
+	level, msg := slog.LevelWarn, "mqtt connect refused"
+	switch code {
+	case connRefusedProtocol:
+		level, msg = slog.LevelInfo, "mqtt connect refused: unacceptable protocol version"
+	case connRefusedIdentifier:
+		level, msg = slog.LevelInfo, "mqtt connect refused: identifier rejected"
+	case connRefusedUnavailable:
+		msg = "mqtt connect refused: server unavailable"
+	case connRefusedBadAuth:
+		msg = "mqtt connect refused: bad user name or password"
+	case connRefusedNotAuth:
+		msg = "mqtt connect refused: not authorized"
+	}
+	var clientID, username string
+	if p != nil {
+		clientID, username = truncateForLog(p.ClientID), truncateForLog(p.Username)
+	}
+	s.log.Log(context.Background(), level, msg, "client", clientID, "username", username,
+		"remote", c.remoteAddr(), "code", code, "err", cause)
 	// [MQTT-3.2.2-4] session present is 0 with a non-zero return code.
 	c.send(&connackPacket{ReturnCode: code})
 	return false
@@ -112,12 +142,21 @@ func (s *Server) authenticate(p *connectPacket, clientID, remote string) (byte, 
 	return connRefusedBadAuth, err
 }
 
+// errTooManySessions refuses a CONNECT that would create a persistent
+// session beyond MaxPersistentSessions (CONNACK 0x03).
+var errTooManySessions = errors.New("too many persistent sessions")
+
+// errStopping: the server stopped while a CONNECT waited for a takeover.
+var errStopping = errors.New("server stopping")
+
 // attach makes c the connection of its client's session. An older
 // connection of the same client id is closed first with reason takeover
 // [MQTT-3.1.4-2], and attach waits until it has finished, so its tcpclean
 // (and will) come before c's connect. It reports whether a stored session
-// was resumed, and false when the server stops meanwhile.
-func (s *Server) attach(c *conn) (present, ok bool) {
+// was resumed; it fails with errStopping when the server stops meanwhile,
+// and with errTooManySessions when c would need a new persistent session
+// beyond MaxPersistentSessions — a resumed one is always admitted.
+func (s *Server) attach(c *conn) (present bool, err error) {
 	for {
 		s.sessMu.Lock()
 		sess := s.sessions[c.clientID]
@@ -132,7 +171,7 @@ func (s *Server) attach(c *conn) (present, ok bool) {
 				case <-old.waitFinished():
 					continue
 				case <-s.quit:
-					return false, false
+					return false, errStopping
 				}
 			}
 			if c.clean || sess.clean {
@@ -143,6 +182,15 @@ func (s *Server) attach(c *conn) (present, ok bool) {
 		}
 		present = sess != nil
 		if sess == nil {
+			if !c.clean {
+				// Counted under sessMu, like every change to it.
+				if s.stats.persistent.Load() >= int64(s.cfg.MaxPersistentSessions) {
+					s.sessMu.Unlock()
+					s.stats.sessionsRefused.Add(1)
+					return false, errTooManySessions
+				}
+				s.stats.persistent.Add(1)
+			}
 			sess = newSession(c.clientID, c.clean)
 			s.sessions[c.clientID] = sess
 			s.stats.sessions.Add(1)
@@ -153,7 +201,7 @@ func (s *Server) attach(c *conn) (present, ok bool) {
 		sess.mu.Unlock()
 		s.sessMu.Unlock()
 		c.sess = sess
-		return present, true
+		return present, nil
 	}
 }
 

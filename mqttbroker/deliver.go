@@ -1,13 +1,23 @@
 package mqttbroker
 
+import "slices"
+
 // Outbound message flow to a session: QoS 0 goes straight to the connection
 // (or nowhere while offline); QoS 1 and 2 fill an in-flight window of
 // InflightWindow messages and wait in a bounded queue beyond it.
 
-// deliver hands one message to a session.
+// deliver hands one message to a session, then makes room in the session
+// budget if it is exceeded.
 func (s *Server) deliver(sess *session, d delivery) {
 	sess.mu.Lock()
-	defer sess.mu.Unlock()
+	s.deliverLocked(sess, d)
+	sess.mu.Unlock()
+	if s.budget.bytes.Load() > s.budget.max {
+		s.evictOldest()
+	}
+}
+
+func (s *Server) deliverLocked(sess *session, d delivery) {
 	if sess.discarded {
 		return
 	}
@@ -16,13 +26,20 @@ func (s *Server) deliver(sess *session, d delivery) {
 		if c == nil {
 			return // QoS 0 is not kept for offline clients
 		}
-		wire := d.msg.qos0Wire()
+		var ok bool
 		if d.retain {
-			wire = (&publishPacket{Topic: d.msg.topic, Payload: d.msg.payload, Retain: true}).appendTo(nil)
+			ok = c.enqueue((&publishPacket{Topic: d.msg.topic, Payload: d.msg.payload, Retain: true}).appendTo(nil), nil, true)
+		} else {
+			w := d.msg.qos0Wire()
+			ok = c.enqueue(w.wire, w, true)
 		}
-		if c.enqueue(wire, true) {
+		if ok {
 			s.stats.messagesOut.Add(1)
 		}
+		return
+	}
+	if !s.chargeLocked(d) {
+		s.stats.queueEvicted.Add(1) // the budget is all in flight: the newest goes
 		return
 	}
 	if c != nil && len(sess.queue) == 0 && len(sess.inflight) < s.cfg.InflightWindow {
@@ -30,18 +47,17 @@ func (s *Server) deliver(sess *session, d delivery) {
 		return
 	}
 	if len(sess.queue) >= s.cfg.MaxQueuedMessages {
-		sess.queue[0] = delivery{}
-		sess.queue = sess.queue[1:] // drop the oldest
+		s.releaseLocked(s.queuePopLocked(sess)) // drop the oldest
 		s.stats.queueDropped.Add(1)
 	}
-	sess.queue = append(sess.queue, d)
+	s.queuePushLocked(sess, d)
 }
 
 // sendLocked puts d in flight and queues its PUBLISH on c.
 func (s *Server) sendLocked(sess *session, c *conn, d delivery) {
 	m := &inflightMessage{delivery: d, id: sess.nextIDLocked()}
 	sess.inflight = append(sess.inflight, m)
-	if c.enqueue(m.wire(false), false) {
+	if c.enqueue(m.wire(false), nil, false) {
 		s.stats.messagesOut.Add(1)
 	}
 }
@@ -56,13 +72,7 @@ func (m *inflightMessage) wire(dup bool) []byte {
 func (s *Server) fillWindowLocked(sess *session) {
 	c := sess.conn
 	for c != nil && len(sess.queue) > 0 && len(sess.inflight) < s.cfg.InflightWindow {
-		d := sess.queue[0]
-		sess.queue[0] = delivery{}
-		sess.queue = sess.queue[1:]
-		s.sendLocked(sess, c, d)
-	}
-	if len(sess.queue) == 0 {
-		sess.queue = nil // let the backing array go
+		s.sendLocked(sess, c, s.queuePopLocked(sess))
 	}
 }
 
@@ -87,7 +97,7 @@ func (s *Server) resume(c *conn) {
 			wire = m.wire(true)
 			s.stats.messagesOut.Add(1)
 		}
-		c.enqueue(wire, false)
+		c.enqueue(wire, nil, false)
 	}
 	s.fillWindowLocked(sess)
 }
@@ -101,7 +111,8 @@ func (s *Server) acknowledge(sess *session, id uint16, qos byte) {
 	if i < 0 || sess.inflight[i].qos != qos || (qos == 2 && !sess.inflight[i].released) {
 		return
 	}
-	sess.inflight = append(sess.inflight[:i], sess.inflight[i+1:]...)
+	s.releaseLocked(sess.inflight[i].delivery)
+	sess.inflight = slices.Delete(sess.inflight, i, i+1) // clears the tail: no stale message is pinned
 	s.fillWindowLocked(sess)
 }
 

@@ -2,9 +2,14 @@ package mqttbroker
 
 import (
 	"bytes"
+	"context"
+	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -130,8 +135,8 @@ func TestMaxConnections(t *testing.T) {
 	connectOK(t, srv.addr, "two")
 	c := dial(t, srv.addr)
 	c.expectClosed()
-	if srv.Stats().Refused != 1 {
-		t.Fatalf("stats %+v", srv.Stats())
+	if st := srv.Stats(); st.ConnectionsOverLimit != 1 || st.Refused != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }
 
@@ -186,5 +191,38 @@ func TestHugeRemainingLengthClaims(t *testing.T) {
 	}
 	if n := srv.Stats().ProtocolErrors; n < 1000 {
 		t.Fatalf("ProtocolErrors = %d, want ≥ 1000", n)
+	}
+}
+
+// emfileListener fails its first Accept as a process out of descriptors
+// would.
+type emfileListener struct {
+	net.Listener
+	failed atomic.Bool
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if !l.failed.Swap(true) {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestOutOfDescriptorsShedsConnections: when accept fails for want of a
+// descriptor, the broker accepts the waiting client on its reserve
+// descriptor and closes it at once instead of leaving it in the backlog.
+func TestOutOfDescriptorsShedsConnections(t *testing.T) {
+	srv := New(Config{AllowAnonymous: true, Logger: discardLogger()}, nil)
+	ln, err := Listen(t.Context(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(&emfileListener{Listener: ln})
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	shed := dial(t, ln.Addr().String())
+	shed.expectClosed()
+	connectOK(t, ln.Addr().String(), "after")
+	if st := srv.Stats(); st.ConnectionsOverLimit != 1 || st.Connects != 1 {
+		t.Fatalf("stats %+v", st)
 	}
 }

@@ -204,7 +204,7 @@ func TestTopicMatches(t *testing.T) {
 			t.Errorf("tree: filter %q topic %q matched = %v, want %v", tt.filter, tt.topic, hit, tt.want)
 		}
 		var store retainedStore
-		store.init()
+		store.init(1, 1<<20)
 		store.set(&message{topic: tt.topic, payload: []byte("x")})
 		hit = false
 		store.match(tt.filter, func(*message) { hit = true })

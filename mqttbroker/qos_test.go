@@ -92,7 +92,9 @@ func TestInflightWindow(t *testing.T) {
 }
 
 func TestQoS0DroppedOnSlowConnection(t *testing.T) {
-	srv := startServer(t, Config{AllowAnonymous: true, MaxQueuedMessages: 10, WriteTimeout: 200 * time.Millisecond})
+	// A byte budget above what 10 queued packets and a batch being written
+	// can hold: the count drops, and the write timeout closes.
+	srv := startServer(t, Config{AllowAnonymous: true, MaxQueuedMessages: 10, MaxOutboundBytes: 8 << 20, WriteTimeout: 200 * time.Millisecond})
 	sub := connectOK(t, srv.addr, "not-reading")
 	sub.subscribe(1, 0, "flood")
 	pub := connectOK(t, srv.addr, "flooder")

@@ -7,10 +7,16 @@ import (
 
 // retainedStore keeps the last retained message of each topic
 // [MQTT-3.3.1-5] in a tree by topic level, so a subscription's filter walks
-// only the branches it can match.
+// only the branches it can match. It holds at most maxCount messages and
+// maxBytes of estimated memory (see retainedCost): a client publishing
+// ever new retained topics would otherwise grow it without end.
 type retainedStore struct {
-	mu   sync.RWMutex
-	root *topicNode
+	mu       sync.RWMutex
+	root     *topicNode
+	maxCount int
+	maxBytes int64
+	count    int
+	bytes    int64
 }
 
 type topicNode struct {
@@ -18,52 +24,112 @@ type topicNode struct {
 	msg      *message
 }
 
-func (r *retainedStore) init() { r.root = &topicNode{} }
+// Estimated heap bytes of the store's own structures, charged beside
+// topic and payload, so that many tiny messages or deep topics cannot hide
+// behind a small byte count. Measured on Go 1.26 with 100,000 messages of
+// 10-byte payloads: 186 B per message with one level, 2,795 B with ten
+// distinct levels (a node and its one-entry map cost about 270 B); these
+// constants estimate 376 and 2,806 B, erring on the safe side for shallow
+// trees.
+const (
+	retainedMessageOverhead = 96  // the message struct and its slice headers
+	retainedNodeOverhead    = 256 // a topicNode, its map and its entry in its parent's
+)
+
+func retainedCost(m *message) int64 {
+	return int64(retainedMessageOverhead + len(m.topic) + len(m.payload))
+}
+
+func nodeCost(level string) int64 { return int64(retainedNodeOverhead + len(level)) }
+
+// retainedChange is what a set did to the store.
+type retainedChange struct {
+	count   int   // messages added (1), removed (-1) or 0
+	bytes   int64 // change of the estimated memory
+	refused bool  // the message was not stored: the store is full
+}
+
+func (r *retainedStore) init(maxCount int, maxBytes int64) {
+	r.root = &topicNode{}
+	r.maxCount, r.maxBytes = maxCount, maxBytes
+}
 
 // set stores m as the retained message of its topic, or removes the
-// retained message when m's payload is empty [MQTT-3.3.1-10]. It returns
-// the change in the number of messages stored.
-func (r *retainedStore) set(m *message) int {
+// retained message when m's payload is empty [MQTT-3.3.1-10].
+//
+// Within the budget a new topic is stored; beyond it the message is
+// refused and the store is unchanged. That departs from [MQTT-3.3.1-5]
+// (the server MUST store it) on purpose: the alternative is a store any
+// client can grow until the process runs out of memory. The refusal is
+// counted and logged; the message itself is still delivered. Replacing a stored message always
+// takes effect: when the new one does not fit, the old one is removed all
+// the same, because a subscriber arriving later must not be given a value
+// the publisher has replaced.
+func (r *retainedStore) set(m *message) retainedChange {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	levels := strings.Split(m.topic, "/")
 	if len(m.payload) == 0 {
 		return r.removeLocked(levels)
 	}
-	n := r.root
-	for _, level := range levels {
-		child := n.children[level]
+	n, depth := r.root, 0
+	for ; depth < len(levels); depth++ {
+		child := n.children[levels[depth]]
 		if child == nil {
-			if n.children == nil {
-				n.children = make(map[string]*topicNode)
-			}
-			child = &topicNode{}
-			n.children[level] = child
+			break
 		}
 		n = child
 	}
-	delta := 0
+	cost := retainedCost(m)
+	for _, level := range levels[depth:] {
+		cost += nodeCost(level)
+	}
+	if depth < len(levels) || n.msg == nil {
+		if r.count >= r.maxCount || r.bytes+cost > r.maxBytes {
+			return retainedChange{refused: true}
+		}
+	} else if old := retainedCost(n.msg); r.bytes-old+cost > r.maxBytes {
+		change := r.removeLocked(levels)
+		change.refused = true
+		return change
+	}
+	for _, level := range levels[depth:] {
+		if n.children == nil {
+			n.children = make(map[string]*topicNode)
+		}
+		// A clone, so the key does not pin the whole topic of this packet
+		// beyond the bytes charged for it.
+		child := &topicNode{}
+		n.children[strings.Clone(level)] = child
+		n = child
+	}
+	change := retainedChange{bytes: cost}
 	if n.msg == nil {
-		delta = 1
+		change.count = 1
+	} else {
+		change.bytes -= retainedCost(n.msg)
 	}
 	// [MQTT-3.3.1-7] a QoS 0 retained message replaces the previous one too.
 	n.msg = &message{topic: m.topic, payload: m.payload, qos: m.qos, retain: true}
-	return delta
+	r.count += change.count
+	r.bytes += change.bytes
+	return change
 }
 
-func (r *retainedStore) removeLocked(levels []string) int {
+func (r *retainedStore) removeLocked(levels []string) retainedChange {
 	path := []*topicNode{r.root}
 	n := r.root
 	for _, level := range levels {
 		n = n.children[level]
 		if n == nil {
-			return 0
+			return retainedChange{}
 		}
 		path = append(path, n)
 	}
 	if n.msg == nil {
-		return 0
+		return retainedChange{}
 	}
+	change := retainedChange{count: -1, bytes: -retainedCost(n.msg)}
 	n.msg = nil
 	for i := len(levels) - 1; i >= 0; i-- {
 		node := path[i+1]
@@ -71,8 +137,11 @@ func (r *retainedStore) removeLocked(levels []string) int {
 			break
 		}
 		delete(path[i].children, levels[i])
+		change.bytes -= nodeCost(levels[i])
 	}
-	return -1
+	r.count += change.count
+	r.bytes += change.bytes
+	return change
 }
 
 // match calls visit for each retained message whose topic matches filter.

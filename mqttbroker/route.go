@@ -6,7 +6,16 @@ func (s *Server) route(m *message) {
 	if m.retain {
 		// [MQTT-3.3.1-5] store it (replacing the previous one); an empty
 		// payload removes the retained message [MQTT-3.3.1-10].
-		s.stats.retained.Add(int64(s.retained.set(m)))
+		change := s.retained.set(m)
+		s.stats.retained.Add(int64(change.count))
+		s.stats.retainedBytes.Add(change.bytes)
+		if change.refused {
+			// Still delivered below: the budget limits what is kept, not
+			// what passes through.
+			s.stats.retainedRefused.Add(1)
+			s.log.Warn("mqtt retained message not stored: retained budget full",
+				"max_messages", s.cfg.MaxRetainedMessages, "max_bytes", s.cfg.MaxRetainedBytes)
+		}
 	}
 	var r recipients
 	s.subs.match(m.topic, r.add)

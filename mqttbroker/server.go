@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -50,7 +51,12 @@ type Server struct {
 
 	subs     subscriptionTree
 	retained retainedStore
-	idle     *idlePoller // nil: every connection keeps a reading goroutine
+	budget   sessionBudget
+	// reserve is a descriptor held back for shedding connections when the
+	// process runs out of them (see shedOne); nil if none could be opened.
+	reserveMu sync.Mutex
+	reserve   *os.File
+	idle      *idlePoller // nil: every connection keeps a reading goroutine
 
 	stats stats
 }
@@ -72,7 +78,9 @@ func New(cfg Config, sink EventSink) *Server {
 		sessions:  make(map[string]*session),
 	}
 	s.subs.init()
-	s.retained.init()
+	s.retained.init(cfg.MaxRetainedMessages, cfg.MaxRetainedBytes)
+	s.budget.max = cfg.MaxSessionBytes
+	s.reserve, _ = os.Open(os.DevNull)
 	if s.idle = newIdlePoller(); s.idle != nil {
 		s.goFunc(func() { s.idle.run(s.takeUp) })
 	}
@@ -145,6 +153,9 @@ func (s *Server) Serve(ln net.Listener) error {
 				return ErrServerClosed
 			}
 			if isTemporaryAcceptError(err) {
+				if s.shedOne(ln, err) {
+					continue
+				}
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.log.Warn("mqtt accept failed; retrying", "err", err, "backoff", backoff)
 				select {
@@ -159,6 +170,35 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.stats.accepted.Add(1)
 		s.startConn(nc)
 	}
+}
+
+// shedOne handles an accept that failed for want of a descriptor: it lets
+// the reserve descriptor go, accepts one connection on it and closes it at
+// once (counted in ConnectionsOverLimit), then takes the reserve back.
+// Otherwise pending clients would wait in the listen backlog, unanswered,
+// for as long as the process stays out of descriptors. It reports whether
+// a connection was shed.
+func (s *Server) shedOne(ln net.Listener, acceptErr error) bool {
+	if !errors.Is(acceptErr, syscall.EMFILE) && !errors.Is(acceptErr, syscall.ENFILE) {
+		return false
+	}
+	s.reserveMu.Lock()
+	defer s.reserveMu.Unlock()
+	if s.isClosed() {
+		return false
+	}
+	if s.reserve == nil { // taken by someone else last time: try again
+		s.reserve, _ = os.Open(os.DevNull)
+		return false
+	}
+	s.reserve.Close()
+	nc, err := ln.Accept()
+	if err == nil {
+		nc.Close()
+		s.stats.overLimit.Add(1)
+	}
+	s.reserve, _ = os.Open(os.DevNull)
+	return err == nil
 }
 
 // takeUp runs the reading side of a connection taken out of the idle
@@ -184,7 +224,7 @@ func (s *Server) startConn(nc net.Conn) {
 	if s.closed || full {
 		s.mu.Unlock()
 		if full {
-			s.stats.refused.Add(1)
+			s.stats.overLimit.Add(1)
 		}
 		nc.Close()
 		return
@@ -216,6 +256,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for ln := range s.listeners {
 		ln.Close()
 	}
+	s.reserveMu.Lock()
+	if s.reserve != nil {
+		s.reserve.Close()
+		s.reserve = nil
+	}
+	s.reserveMu.Unlock()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)

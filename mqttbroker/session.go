@@ -1,7 +1,9 @@
 package mqttbroker
 
 import (
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,14 +16,24 @@ type message struct {
 	retain  bool
 
 	once  sync.Once
-	wire0 []byte // the QoS 0, non-retained encoding, shared by the fan-out
+	wire0 *sharedWire // the QoS 0, non-retained encoding, shared by the fan-out
+
+	holders atomic.Int32 // deliveries holding it queued or in flight (sessionBudget)
+}
+
+// sharedWire is an encoding written to many connections, with the number
+// of connections it waits for (see chargeOutbound). Connections hold it,
+// not the message, so that a queued packet does not pin the payload too.
+type sharedWire struct {
+	wire    []byte
+	writers atomic.Int32
 }
 
 // qos0Wire returns the encoding sent to QoS 0 recipients of a routed
 // message: retain cleared [MQTT-3.3.1-9], encoded once for all of them.
-func (m *message) qos0Wire() []byte {
+func (m *message) qos0Wire() *sharedWire {
 	m.once.Do(func() {
-		m.wire0 = (&publishPacket{Topic: m.topic, Payload: m.payload}).appendTo(nil)
+		m.wire0 = &sharedWire{wire: (&publishPacket{Topic: m.topic, Payload: m.payload}).appendTo(nil)}
 	})
 	return m.wire0
 }
@@ -30,7 +42,8 @@ func (m *message) qos0Wire() []byte {
 type delivery struct {
 	msg    *message
 	qos    byte
-	retain bool // set only for retained messages sent on subscribe [MQTT-3.3.1-8]
+	retain bool   // set only for retained messages sent on subscribe [MQTT-3.3.1-8]
+	seq    uint64 // while queued: its place in the order of all queues (sessionBudget)
 }
 
 // inflightMessage is a QoS 1 or 2 delivery sent and not yet acknowledged.
@@ -58,7 +71,10 @@ type session struct {
 	subs      map[string]byte
 	lastID    uint16
 	inflight  []*inflightMessage // in the order sent
-	queue     []delivery         // waiting for the in-flight window or the client
+	queue     []delivery         // waiting for the in-flight window or the client; see queuePushLocked
+	// headSeq is the seq of queue[0], MaxUint64 while the queue is empty
+	// or discarded; written under mu, read by sessionBudget without it.
+	headSeq atomic.Uint64
 	// unreleased holds the ids of inbound QoS 2 messages delivered onward
 	// whose PUBREL has not come yet: a repeated PUBLISH with one of them is
 	// not delivered again [MQTT-4.3.3-2].
@@ -66,7 +82,9 @@ type session struct {
 }
 
 func newSession(clientID string, clean bool) *session {
-	return &session{clientID: clientID, clean: clean}
+	ss := &session{clientID: clientID, clean: clean}
+	ss.headSeq.Store(math.MaxUint64)
+	return ss
 }
 
 // nextIDLocked returns a packet id not used by a message in flight
@@ -99,11 +117,15 @@ func (s *Server) discardLocked(sess *session) {
 	if s.sessions[sess.clientID] == sess {
 		delete(s.sessions, sess.clientID)
 		s.stats.sessions.Add(-1)
+		if !sess.clean {
+			s.stats.persistent.Add(-1)
+		}
 	}
 	sess.mu.Lock()
 	sess.discarded = true
 	filters := sess.subs
 	sess.subs = nil
+	s.releaseAllLocked(sess)
 	sess.inflight, sess.queue, sess.unreleased = nil, nil, nil
 	sess.mu.Unlock()
 	for filter := range filters {

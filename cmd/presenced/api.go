@@ -17,6 +17,7 @@ func runAPI(ctx context.Context, args []string, getenv func(string) string, stde
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	raiseFileLimit(log)
 	log.Info("starting presenced api", "version", version)
 	life := newLifecycle(log)
 	db, err := openDatabase(ctx, cfg, log)

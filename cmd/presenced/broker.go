@@ -27,6 +27,7 @@ func runBroker(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	raiseFileLimit(log)
 	hooks, err := loadTestHooks(getenv, log)
 	if err != nil {
 		return err

@@ -28,6 +28,7 @@ func runConsumer(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	raiseFileLimit(log)
 	rocketmq.RouteClientLogs(log.With("component", "rocketmq-client"), slog.LevelWarn)
 	log.Info("starting presenced consumer", "version", version, "group", cfg.RocketMQ.ConsumerGroup, "topics", cfg.RocketMQ.consumeTopics())
 	defaultGCPercent(getenv, consumerGCPercent, log)

@@ -40,16 +40,36 @@ var brokerMetrics = []struct {
 	{"presenced_mqtt_bytes_in_total", "Bytes of packets received.", false, func(s mqttbroker.Stats) int64 { return s.BytesIn }},
 	{"presenced_mqtt_bytes_out_total", "Bytes written.", false, func(s mqttbroker.Stats) int64 { return s.BytesOut }},
 	{"presenced_mqtt_dropped_total", "QoS 0 messages dropped on a slow connection.", false, func(s mqttbroker.Stats) int64 { return s.Dropped }},
+	{"presenced_mqtt_persistent_sessions", "Sessions with cleanSession=0, connected or not.", true, func(s mqttbroker.Stats) int64 { return s.PersistentSessions }},
+	{"presenced_mqtt_retained_bytes", "Estimated memory of retained messages.", true, func(s mqttbroker.Stats) int64 { return s.RetainedBytes }},
+	{"presenced_mqtt_session_bytes", "Memory of QoS 1/2 messages held for sessions, queued or in flight.", true, func(s mqttbroker.Stats) int64 { return s.SessionBytes }},
+	{"presenced_mqtt_queued_messages", "QoS 1/2 messages waiting in session queues.", true, func(s mqttbroker.Stats) int64 { return s.QueuedMessages }},
+	{"presenced_mqtt_outbound_bytes", "Bytes waiting to be written to clients.", true, func(s mqttbroker.Stats) int64 { return s.OutboundBytes }},
+	{"presenced_mqtt_connections_over_limit_total", "Connections closed at once: over --mqtt-max-connections or out of file descriptors.", false, func(s mqttbroker.Stats) int64 { return s.ConnectionsOverLimit }},
+	{"presenced_mqtt_sessions_refused_total", "CONNECTs refused (0x03) for --mqtt-max-persistent-sessions.", false, func(s mqttbroker.Stats) int64 { return s.SessionsRefused }},
+	{"presenced_mqtt_slow_consumers_total", "Clients disconnected for letting outbound bytes pile up.", false, func(s mqttbroker.Stats) int64 { return s.SlowConsumers }},
+	{"presenced_mqtt_queue_dropped_total", "QoS 1/2 messages dropped because one session queue was full.", false, func(s mqttbroker.Stats) int64 { return s.QueueDropped }},
+	{"presenced_mqtt_queue_evicted_total", "QoS 1/2 messages dropped for --mqtt-max-session-mib, oldest first.", false, func(s mqttbroker.Stats) int64 { return s.QueueEvicted }},
+	{"presenced_mqtt_retained_refused_total", "Retained messages not stored for the retained budget (still delivered).", false, func(s mqttbroker.Stats) int64 { return s.RetainedRefused }},
 }
+
+// refusedDesc counts refusing CONNACKs by reason: a bounded label, one
+// value per MQTT 3.1.1 return code.
+var refusedDesc = prometheus.NewDesc("presenced_mqtt_connects_refused_total", "CONNECTs answered with a refusing CONNACK, by reason.", []string{"reason"}, nil)
 
 func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range brokerMetrics {
 		ch <- prometheus.NewDesc(m.name, m.help, nil, nil)
 	}
+	ch <- refusedDesc
 }
 
 func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.stats()
+	for reason, n := range map[string]int64{"protocol_version": s.RefusedProtocol, "identifier_rejected": s.RefusedIdentifier,
+		"server_unavailable": s.RefusedUnavailable, "bad_credentials": s.RefusedBadAuth, "not_authorized": s.RefusedNotAuthorized} {
+		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(n), reason)
+	}
 	for _, m := range brokerMetrics {
 		kind := prometheus.CounterValue
 		if m.gauge {

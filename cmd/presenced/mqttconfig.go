@@ -24,13 +24,21 @@ type mqttConfig struct {
 	MaxTopicLength int
 	MaxTopicLevels int
 	MaxSubs        int
+
+	// Memory budgets (mqttbroker.Config has what each does when reached).
+	MaxRetained           int
+	MaxRetainedMiB        int
+	MaxPersistentSessions int
+	MaxSessionMiB         int
+	MaxOutboundKiB        int
+	MaxOutboundTotalMiB   int
 }
 
 func registerMQTTFlags(f *envFlags, c *mqttConfig) {
 	f.String(&c.PasswordFile, "mqtt-password-file", "", "file of user:bcrypt-hash lines; clients with a user name must match one")
 	f.String(&c.ACLFile, "mqtt-acl-file", "", "mosquitto-style ACL file (user/client/topic/pattern lines); empty allows every topic")
 	f.String(&c.AccessKeysFile, "mqtt-access-keys-file", "", "file of AccessKey:SecretKey lines for Alibaba's signature mode (password = Base64(HMAC-SHA1(SecretKey, GroupId)))")
-	f.Int(&c.MaxConnections, "mqtt-max-connections", 0, "most MQTT connections held at once (0: unlimited)")
+	f.Int(&c.MaxConnections, "mqtt-max-connections", 0, "most MQTT connections held at once; more are closed at once (0: the open-file limit less an eighth, at least 256, for HTTP, SSE and the database)")
 	f.Int(&c.MaxPacketKiB, "mqtt-max-packet-kib", 256, "largest MQTT packet accepted, in KiB; checked before allocating")
 	f.Int(&c.Inflight, "mqtt-inflight", 32, "QoS 1/2 messages in flight per client")
 	f.Int(&c.MaxQueued, "mqtt-max-queued", 1000, "QoS 1/2 messages queued per offline persistent session (oldest dropped)")
@@ -38,6 +46,12 @@ func registerMQTTFlags(f *envFlags, c *mqttConfig) {
 	f.Int(&c.MaxTopicLength, "mqtt-max-topic-length", 1024, "longest topic name or filter, in bytes")
 	f.Int(&c.MaxTopicLevels, "mqtt-max-topic-levels", 128, "most levels in a topic name or filter")
 	f.Int(&c.MaxSubs, "mqtt-max-subscriptions", 1000, "most subscriptions per client")
+	f.Int(&c.MaxRetained, "mqtt-max-retained", 100_000, "most retained messages stored; beyond, new retained topics are not stored (the message is still delivered)")
+	f.Int(&c.MaxRetainedMiB, "mqtt-max-retained-mib", 64, "most memory of retained messages, in MiB (topic, payload and overhead)")
+	f.Int(&c.MaxPersistentSessions, "mqtt-max-persistent-sessions", 100_000, "most sessions with cleanSession=0; a CONNECT needing one more gets CONNACK 0x03")
+	f.Int(&c.MaxSessionMiB, "mqtt-max-session-mib", 128, "most memory of QoS 1/2 messages queued or in flight for all sessions, in MiB; beyond, the oldest queued message of any session is dropped")
+	f.Int(&c.MaxOutboundKiB, "mqtt-max-outbound-kib", 1024, "most bytes waiting to be written to one client, in KiB; a client that lets more pile up is disconnected (reason slow_consumer); QoS 1/2 are bounded by --mqtt-inflight instead")
+	f.Int(&c.MaxOutboundTotalMiB, "mqtt-max-outbound-total-mib", 64, "most bytes waiting to be written to all clients, in MiB; beyond, clients that are behind lose QoS 0 messages or are disconnected")
 }
 
 func (c mqttConfig) validate() error {
@@ -54,7 +68,22 @@ func (c mqttConfig) validate() error {
 	if c.MaxQueued < 0 || c.MaxTopicLength < 1 || c.MaxTopicLevels < 1 || c.MaxSubs < 1 {
 		errs = append(errs, errors.New("--mqtt-max-queued must not be negative, and --mqtt-max-topic-length, --mqtt-max-topic-levels and --mqtt-max-subscriptions must be positive"))
 	}
+	if c.MaxRetained < 1 || c.MaxRetainedMiB < 1 || c.MaxPersistentSessions < 1 || c.MaxSessionMiB < 1 || c.MaxOutboundKiB < 1 || c.MaxOutboundTotalMiB < 1 {
+		errs = append(errs, errors.New("--mqtt-max-retained, --mqtt-max-retained-mib, --mqtt-max-persistent-sessions, --mqtt-max-session-mib, --mqtt-max-outbound-kib and --mqtt-max-outbound-total-mib must be positive"))
+	}
 	return errors.Join(errs...)
+}
+
+// maxConnections is --mqtt-max-connections, or when it is 0 the default
+// derived from the open-file limit (raised by raiseFileLimit at start).
+func maxConnections(flagValue int, log *slog.Logger) int {
+	if flagValue > 0 {
+		return flagValue
+	}
+	soft := fileLimit()
+	n := connectionsForFileLimit(soft)
+	log.Info("mqtt connection limit from the open-file limit", "max_connections", n, "file_limit", soft)
+	return n
 }
 
 // newBrokerConfig builds the broker's configuration from the flags, loading
@@ -83,13 +112,19 @@ func newBrokerConfig(cfg config, epoch string, listener net.Addr, hooks testHook
 		ConnectTimeout:            cfg.ConnectTimeout,
 		MaxPacketSize:             m.MaxPacketKiB << 10,
 		AllowAnonymous:            allowAnonymous(cfg.AllowAnonymous, listener),
-		MaxConnections:            m.MaxConnections,
+		MaxConnections:            maxConnections(m.MaxConnections, log),
 		InflightWindow:            m.Inflight,
 		MaxQueuedMessages:         m.MaxQueued,
 		SessionExpiry:             m.SessionExpiry,
 		MaxTopicLength:            m.MaxTopicLength,
 		MaxTopicLevels:            m.MaxTopicLevels,
 		MaxSubscriptionsPerClient: m.MaxSubs,
+		MaxRetainedMessages:       m.MaxRetained,
+		MaxRetainedBytes:          int64(m.MaxRetainedMiB) << 20,
+		MaxPersistentSessions:     m.MaxPersistentSessions,
+		MaxSessionBytes:           int64(m.MaxSessionMiB) << 20,
+		MaxOutboundBytes:          m.MaxOutboundKiB << 10,
+		MaxOutboundBytesTotal:     int64(m.MaxOutboundTotalMiB) << 20,
 		Logger:                    log.With("component", "mqtt"),
 		Now:                       hooks.now,
 		DropTCPClean:              hooks.dropTCPClean,

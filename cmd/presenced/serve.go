@@ -30,6 +30,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	raiseFileLimit(log)
 	hooks, err := loadTestHooks(getenv, log)
 	if err != nil {
 		return err

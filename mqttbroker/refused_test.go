@@ -1,0 +1,101 @@
+package mqttbroker
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fakeAuth admits alice with the password "right"; banned is not
+// authorized; everyone else has bad credentials.
+type fakeAuth struct{}
+
+func (fakeAuth) Authenticate(c Credentials) error {
+	switch {
+	case c.Username == "banned":
+		return ErrNotAuthorized
+	case c.Username == "alice" && string(c.Password) == "right":
+		return nil
+	}
+	return ErrBadCredentials
+}
+
+// lockedBuffer collects log output written from many goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestRefusedConnectsLoggedAndCounted: bad credentials and refused
+// authorization are logged at warn with client id, user name and remote
+// address — never the password — and counted by reason.
+func TestRefusedConnectsLoggedAndCounted(t *testing.T) {
+	var logs lockedBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	srv := startServer(t, Config{Authenticator: fakeAuth{}, Logger: log})
+	for _, tt := range []struct {
+		clientID, user, password string
+		code                     byte
+	}{
+		{"dev-1", "mallory", "guess-123", connRefusedBadAuth},
+		{"dev-2", "banned", "secret-456", connRefusedNotAuth},
+		{"dev-3", "", "", connRefusedNotAuth}, // anonymous
+		{"dev-4", "alice", "right", connAccepted},
+	} {
+		c := dial(t, srv.addr)
+		ack := c.connect(&connectPacket{ClientID: tt.clientID, CleanSession: true,
+			HasUsername: tt.user != "", Username: tt.user, HasPassword: tt.password != "", Password: []byte(tt.password)})
+		if ack.ReturnCode != tt.code {
+			t.Fatalf("%s: CONNACK %d, want %d", tt.clientID, ack.ReturnCode, tt.code)
+		}
+	}
+	st := srv.Stats()
+	if st.RefusedBadAuth != 1 || st.RefusedNotAuthorized != 2 || st.Refused != 3 || st.Connects != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	type line struct {
+		Level, Msg, Client, Username, Remote string
+	}
+	var got []line
+	for l := range strings.Lines(logs.String()) {
+		var e line
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if strings.HasPrefix(e.Msg, "mqtt connect refused") {
+			if e.Level != "WARN" || e.Remote == "" {
+				t.Errorf("log line %q: want WARN with the remote address", l)
+			}
+			got = append(got, line{Msg: e.Msg, Client: e.Client, Username: e.Username})
+		}
+	}
+	want := []line{
+		{Msg: "mqtt connect refused: bad user name or password", Client: "dev-1", Username: "mallory"},
+		{Msg: "mqtt connect refused: not authorized", Client: "dev-2", Username: "banned"},
+		{Msg: "mqtt connect refused: not authorized", Client: "dev-3"},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("refusals logged:\n%+v\nwant\n%+v", got, want)
+	}
+	for _, secret := range []string{"guess-123", "secret-456", "right"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Fatalf("a password is in the log:\n%s", logs.String())
+		}
+	}
+}
