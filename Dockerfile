@@ -15,6 +15,8 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/presenced /usr/local/bin/presenced
 USER nonroot:nonroot
 EXPOSE 1883 8080
+# Off loopback the API needs tokens (PRESENCE_API_READ_TOKENS_FILE, …) or an
+# explicit PRESENCE_API_OPEN=true, and MQTT clients need credentials.
 ENV PRESENCE_MQTT_ADDR=:1883 PRESENCE_HTTP_ADDR=:8080
 ENTRYPOINT ["/usr/local/bin/presenced"]
 CMD ["serve"]

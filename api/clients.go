@@ -13,11 +13,7 @@ import (
 func (s *Server) handleListClients(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var problems presence.Problems
-	add := func(err error) {
-		if err != nil {
-			problems = append(problems, err.(*presence.Error))
-		}
-	}
+	add := func(err error) { addProblem(&problems, err) }
 	lq := presence.ListQuery{Prefix: q.Get("prefix")}
 	switch state := q.Get("state"); state {
 	case "", "online":

@@ -20,11 +20,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	var problems presence.Problems
-	add := func(err error) {
-		if err != nil {
-			problems = append(problems, err.(*presence.Error))
-		}
-	}
+	add := func(err error) { addProblem(&problems, err) }
 	hq := presence.HistoryQuery{ClientID: clientID, Descending: true}
 	switch q.Get("order") {
 	case "", "desc":

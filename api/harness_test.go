@@ -36,7 +36,7 @@ type harness struct {
 type storeIngester struct{ store *pgstore.Store }
 
 func (i storeIngester) Ingest(ctx context.Context, events []presence.Event) ([]presence.StoredEvent, error) {
-	result, err := i.store.Apply(ctx, events)
+	result, err := i.store.Ingest(ctx, events)
 	return result.Applied, err
 }
 

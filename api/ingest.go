@@ -23,10 +23,12 @@ const visibleWait = 2 * time.Second
 // to MaxEventsPerPost, in the event contract, as other brokers' webhooks
 // send them. Every event is validated first; if any is invalid the answer
 // is 400 listing every problem ("[i].field") and nothing is stored.
-// Valid batches go through the store's idempotent Apply in one
-// transaction, so a redelivered webhook changes nothing. The answer comes
-// once this process's view reflects the events, so a caller can read its
-// own writes.
+// Valid batches go through the store's idempotent Ingest in one
+// transaction, so a redelivered webhook changes nothing. A batch with an
+// event for a channel of a broker node that reports itself is refused
+// whole with 409, naming each such event and its node: ingested events
+// never overrule a broker. The answer comes once this process's view
+// reflects the events, so a caller can read its own writes.
 func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	body, err := s.readBody(w, r)
 	if err != nil {
@@ -40,6 +42,9 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	}
 	applied, err := s.deps.Ingester.Ingest(r.Context(), events)
 	if err != nil {
+		if presence.ErrorCode(err) == presence.ECONFLICT {
+			s.metrics.ingested.WithLabelValues("refused").Add(float64(len(events)))
+		}
 		s.writeError(w, r, err)
 		return
 	}

@@ -71,3 +71,44 @@ func TestIngestRejectsInvalidBatchWhole(t *testing.T) {
 	h.expectProblem(http.MethodPost, "/events", big, http.StatusRequestEntityTooLarge, "")
 	h.expectProblem(http.MethodGet, "/events", "", http.StatusMethodNotAllowed, "")
 }
+
+// TestIngestCannotOverruleALiveBroker: a forged tcpclean for a live
+// broker's channel (its id read from the open /clients/{id}/channels) and
+// a forged connect on that broker's node are refused with 409 naming the
+// node, and the client stays online.
+func TestIngestCannotOverruleALiveBroker(t *testing.T) {
+	h := newHarness(t)
+	start := presence.NodeEvent{Node: "broker-a", Epoch: "e1", Type: presence.NodeStart, Time: 1, Seq: 1, LeaseMillis: 30_000}
+	if _, err := h.store.ApplyNodeEvent(context.Background(), start); err != nil {
+		t.Fatal(err)
+	}
+	connect := ev("GID_v@@@victim", "0123456789abcdef0123456789abcdef", presence.EventConnect, 1_732_240_000_000)
+	connect.Node, connect.Epoch, connect.NodeSeq = "broker-a", "e1", 2
+	h.apply(connect)
+
+	for name, body := range map[string]string{
+		"tcpclean naming the node": `{"clientId":"GID_v@@@victim","channelId":"0123456789abcdef0123456789abcdef","eventType":"tcpclean",
+			"time":1732240001000,"clientIp":"198.51.100.1:1","node":"broker-a","epoch":"e1","reason":"client_closed"}`,
+		"tcpclean naming no node": `{"clientId":"GID_v@@@victim","channelId":"0123456789abcdef0123456789abcdef","eventType":"tcpclean",
+			"time":1732240001000,"clientIp":"198.51.100.1:1"}`,
+		"connect on the node": `[{"clientId":"GID_v@@@other","channelId":"fine","eventType":"connect","time":1,"clientIp":"198.51.100.1:1"},
+			{"clientId":"GID_v@@@ghost","channelId":"forged","eventType":"connect","time":1,"clientIp":"198.51.100.1:1","node":"broker-a","epoch":"e1","nodeSeq":9223372036854775807}]`,
+	} {
+		p := h.expectProblem(http.MethodPost, "/events", body, http.StatusConflict, "")
+		if !strings.Contains(p.Detail, "broker-a") || len(p.Errors) != 1 || !strings.Contains(p.Errors[0].Message, "broker-a") {
+			t.Errorf("%s: problem %+v does not name broker-a", name, p)
+		}
+	}
+	if st := h.status("GID_v@@@victim"); !st.Online {
+		t.Fatalf("victim after forged events: %+v, want online", st)
+	}
+	for _, client := range []string{"GID_v@@@ghost", "GID_v@@@other"} {
+		if st := h.status(client); st.Online {
+			t.Fatalf("%s online after a refused batch: %+v", client, st)
+		}
+	}
+	r := h.do(http.MethodGet, "/metrics", "")
+	if !strings.Contains(string(r.body), `presenced_http_ingested_events_total{result="refused"} 4`) {
+		t.Errorf("refused events not counted:\n%s", r.body)
+	}
+}

@@ -9,8 +9,9 @@ import (
 )
 
 // instrument observes the latency of every request by route pattern (the
-// chi pattern such as /clients/{clientId}/online, never the raw path, so
-// the label set stays small whatever clients ask), method and status code.
+// chi pattern such as /clients/{clientId}/online, never the raw path),
+// method (the standard ones, others as "other") and status code, so the
+// label set stays small whatever clients ask.
 // /stream is left out: its duration is the life of a subscription, counted
 // by the stream's own metrics.
 func (s *Server) instrument(next http.Handler) http.Handler {
@@ -30,8 +31,18 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
-		s.metrics.duration.WithLabelValues(r.Method, route, strconv.Itoa(rec.status)).Observe(time.Since(start).Seconds())
+		s.metrics.duration.WithLabelValues(methodLabel(r.Method), route, strconv.Itoa(rec.status)).Observe(time.Since(start).Seconds())
 	})
+}
+
+// methodLabel keeps the method label bounded: a client may send any token
+// as a method, and each would become a new time series.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return method
+	}
+	return "other"
 }
 
 // statusRecorder remembers the status code. It passes Flush through (for

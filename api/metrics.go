@@ -32,7 +32,7 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 		}),
 		ingested: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "presenced_http_ingested_events_total",
-			Help: "Events received by POST /events: applied (new) and duplicate count events; rejected counts requests refused as invalid (nothing stored).",
+			Help: "Events received by POST /events: applied (new) and duplicate count events; refused counts the events of batches refused (409) for touching a broker node that reports itself; rejected counts requests refused as invalid (nothing stored).",
 		}, []string{"result"}),
 	}
 	reg.MustRegister(m.duration, m.inFlight, m.ingested)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -107,5 +108,27 @@ func TestMetricsUseRoutePatterns(t *testing.T) {
 	}
 	if strings.Contains(text, "secret-device") {
 		t.Error("metrics carry a raw path")
+	}
+}
+
+// TestMetricsBoundMethods: methods outside the standard set share the
+// label "other", however many a client invents.
+func TestMetricsBoundMethods(t *testing.T) {
+	h := newHarness(t)
+	for i := range 5 {
+		h.do(fmt.Sprintf("BREW%d", i), "/clients/x/online", "")
+	}
+	h.do(http.MethodDelete, "/clients/x/online", "")
+	text := string(h.do(http.MethodGet, "/metrics", "").body)
+	for _, want := range []string{
+		`presenced_http_request_duration_seconds_count{code="405",method="other",route="unmatched"} 5`,
+		`presenced_http_request_duration_seconds_count{code="405",method="DELETE",route="unmatched"} 1`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(text, "BREW") {
+		t.Error("metrics carry an invented method")
 	}
 }

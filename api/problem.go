@@ -37,6 +37,8 @@ func statusOf(code string) int {
 		return http.StatusServiceUnavailable
 	case presence.EOVERLOADED:
 		return http.StatusTooManyRequests
+	case presence.ECONFLICT:
+		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
 }

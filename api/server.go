@@ -39,7 +39,9 @@ type EventCounter interface {
 }
 
 // EventIngester stores valid events idempotently, all or none, and returns
-// those that were new.
+// those that were new. It refuses, with an error of code "conflict" (409),
+// events that would open or close channels of a broker node that reports
+// itself: ingested events never overrule a broker.
 type EventIngester interface {
 	Ingest(ctx context.Context, events []presence.Event) ([]presence.StoredEvent, error)
 }
@@ -86,6 +88,10 @@ type Config struct {
 	ReadTokens, IngestTokens []string
 	// Heartbeat is the interval of SSE heartbeat comments.
 	Heartbeat time.Duration // default 15s
+	// StreamWriteTimeout bounds every write of a /stream response (a
+	// batch of changes, a heartbeat): a client that does not take it in
+	// time is dropped and its connection closed.
+	StreamWriteTimeout time.Duration // default 10s
 	// MaxStreams bounds concurrent /stream subscribers; more get 429.
 	MaxStreams int // default 1000
 	// StreamBuffer is how many changes may wait for one slow subscriber
@@ -111,6 +117,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = 15 * time.Second
+	}
+	if c.StreamWriteTimeout <= 0 {
+		c.StreamWriteTimeout = 10 * time.Second
 	}
 	if c.MaxStreams <= 0 {
 		c.MaxStreams = 1000

@@ -32,9 +32,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		problems = append(problems, presence.FieldErrorf("clientId", "%d client ids; at most %d are allowed", len(clientIDs), MaxStreamClientIDs))
 	}
 	for _, id := range clientIDs {
-		if err := presence.ValidateClientID(id); err != nil {
-			problems = append(problems, err.(*presence.Error))
-		}
+		addProblem(&problems, presence.ValidateClientID(id))
 	}
 	for _, p := range prefixes {
 		if p == "" || len(p) > presence.MaxClientIDBytes {
@@ -42,9 +40,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	lastSeq, err := lastEventID(r)
-	if err != nil {
-		problems = append(problems, err.(*presence.Error))
-	}
+	addProblem(&problems, err)
 	if err := problems.Err(); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -60,27 +56,31 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.deps.Live.Stream.unsubscribe(sub.subscriber)
 
-	// A keep-alive connection may carry the deadlines of an earlier
-	// request (see timeout); a stream has none.
+	// A keep-alive connection may carry the read deadline of an earlier
+	// request (the deadlines middleware); a stream has none. Every write
+	// has its own deadline instead (send), so a client that stops reading
+	// cannot hold this goroutine, the connection's reader and its socket
+	// for longer than StreamWriteTimeout, whether the write is a change or
+	// a heartbeat.
 	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{})
 	_ = rc.SetReadDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
-	w.WriteHeader(http.StatusOK)
-
-	out := &sseWriter{w: w}
-	out.printf("retry: 2000\n\n")
-	if sub.mustReset {
-		out.reset(sub.seq, "Last-Event-ID is older than the changes this server remembers: refetch, then follow")
-	}
-	for _, e := range sub.replay {
-		out.change(e)
-	}
-	out.printf("id: %d\nevent: ready\ndata: {\"seq\":%d}\n\n", sub.seq, sub.seq)
-	if out.flush(rc) != nil {
+	out := &sseWriter{w: w, rc: rc, timeout: s.cfg.StreamWriteTimeout}
+	err = out.send(func() {
+		w.WriteHeader(http.StatusOK)
+		out.printf("retry: 2000\n\n")
+		if sub.mustReset {
+			out.reset(sub.seq, "Last-Event-ID is older than the changes this server remembers: refetch, then follow")
+		}
+		for _, e := range sub.replay {
+			out.change(e)
+		}
+		out.printf("id: %d\nevent: ready\ndata: {\"seq\":%d}\n\n", sub.seq, sub.seq)
+	})
+	if err != nil {
 		return
 	}
 
@@ -89,35 +89,70 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case e := <-sub.ch:
-			out.change(e)
-			// Send what else is waiting in one write.
-			for n := len(sub.ch); n > 0; n-- {
-				out.change(<-sub.ch)
-			}
+			err = out.send(func() {
+				out.change(e)
+				// Send what else is waiting in one write.
+				for n := len(sub.ch); n > 0; n-- {
+					out.change(<-sub.ch)
+				}
+			})
 		case <-heartbeat.C:
-			out.printf(": heartbeat %d\n\n", time.Now().Unix())
+			err = out.send(func() { out.printf(": heartbeat %d\n\n", time.Now().Unix()) })
 		case <-sub.done:
 			switch {
 			case sub.reloaded.Load():
-				out.reset(0, "the presence view was reloaded from the store: refetch, then follow")
+				_ = out.send(func() { out.reset(0, "the presence view was reloaded from the store: refetch, then follow") })
 			case sub.lagging.Load():
-				out.printf(": disconnected for not keeping up; reconnect with Last-Event-ID\n\n")
+				_ = out.send(func() { out.printf(": disconnected for not keeping up; reconnect with Last-Event-ID\n\n") })
+				// Dropped means gone: the connection is closed, not kept
+				// for another request of a client that does not read.
+				out.closeConnection()
 			}
-			_ = out.flush(rc)
 			return
 		case <-r.Context().Done():
 			return
 		}
-		if out.flush(rc) != nil {
+		if err != nil {
+			// The client did not take the write in time: the server
+			// closes a connection whose write failed.
 			return
 		}
 	}
 }
 
-// sseWriter writes events, remembering the first write error.
+// sseWriter writes events, remembering the first write error. Each send
+// is bounded by the write deadline.
 type sseWriter struct {
-	w   http.ResponseWriter
-	err error
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	err     error
+}
+
+// send runs write (printf, change, reset calls) and flushes it to the
+// client, all within the write timeout.
+func (o *sseWriter) send(write func()) error {
+	if o.err != nil {
+		return o.err
+	}
+	// Not every ResponseWriter supports deadlines (httptest's recorder
+	// does not); the server's always does.
+	_ = o.rc.SetWriteDeadline(time.Now().Add(o.timeout))
+	write()
+	if o.err == nil {
+		o.err = o.rc.Flush()
+	}
+	return o.err
+}
+
+// closeConnection closes the stream's connection (HTTP/1.x). Under
+// HTTP/2, where the connection carries other requests, ending the handler
+// ends the stream alone.
+func (o *sseWriter) closeConnection() {
+	// Hijacking flushes what is still buffered, under the write deadline.
+	if conn, _, err := o.rc.Hijack(); err == nil {
+		_ = conn.Close()
+	}
 }
 
 func (o *sseWriter) printf(format string, args ...any) {
@@ -136,13 +171,6 @@ func (o *sseWriter) change(e streamEntry) {
 
 func (o *sseWriter) reset(seq int64, reason string) {
 	o.printf("event: reset\ndata: {\"seq\":%d,\"reason\":%q}\n\n", seq, reason)
-}
-
-func (o *sseWriter) flush(rc *http.ResponseController) error {
-	if o.err != nil {
-		return o.err
-	}
-	return rc.Flush()
 }
 
 // lastEventID reads the resumption point: the Last-Event-ID header that

@@ -12,6 +12,7 @@ const (
 	ENOTFOUND    = "not_found"   // the thing asked for does not exist
 	EUNAVAILABLE = "unavailable" // a dependency (the database) cannot be reached
 	EOVERLOADED  = "overloaded"  // a bounded queue is full; try again later
+	ECONFLICT    = "conflict"    // the input contradicts what the store knows
 	EINTERNAL    = "internal"    // a bug or an unexpected failure
 )
 

@@ -50,6 +50,11 @@ type StoredEvent struct {
 	Event
 	Seq       int64     `json:"seq"`
 	AppliedAt time.Time `json:"appliedAt"`
+	// Source says where the event came from: "broker" (a broker node's
+	// lifecycle event), "api" (POST /events) or "store" (a close the
+	// store synthesized for a lost node); empty for events stored before
+	// sources were recorded.
+	Source string `json:"source,omitempty"`
 }
 
 // HistoryQuery selects a client's events. Pages are keyset-paginated on the

@@ -16,6 +16,11 @@ func runAPI(ctx context.Context, args []string, getenv func(string) string, stde
 	if err != nil {
 		return err
 	}
+	// Refused before anything starts: an open API off loopback lets anyone
+	// forge presence (see checkAccess).
+	if err := cfg.API.checkAccess(cfg.HTTPAddr); err != nil {
+		return err
+	}
 	log := newLogger(cfg, stderr)
 	raiseFileLimit(log)
 	log.Info("starting presenced api", "version", version)

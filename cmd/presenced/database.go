@@ -93,12 +93,6 @@ func (d *database) apply(ctx context.Context, events []presence.Event) ([]presen
 	return result.Applied, err
 }
 
-// Ingest is the API's EventIngester: POST /events goes through the same
-// idempotent Apply as the consumer.
-func (d *database) Ingest(ctx context.Context, events []presence.Event) ([]presence.StoredEvent, error) {
-	return d.apply(ctx, events)
-}
-
 // Ready reports whether the database is reachable and migrated; while the
 // private PostgreSQL is down it says why (restarting, waiting for disk
 // space).

@@ -4,12 +4,14 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/presenced/presenced/api"
+	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/presence/pgstore"
 )
 
@@ -25,11 +27,12 @@ type httpAPI struct {
 }
 
 // newHTTPAPI assembles the API on db. Its registry already holds the Go
-// runtime and process collectors; callers add the broker's and the
-// consumer's.
+// runtime and process collectors and presenced_build_info; callers add
+// the broker's and the consumer's. The caller has checked the API's
+// access (apiConfig.checkAccess) before listening.
 func newHTTPAPI(cfg config, db *database, log *slog.Logger) *httpAPI {
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newBuildInfo(version))
 	live := api.NewLive(cfg.API.StreamRing)
 	a := &httpAPI{registry: registry}
 	a.follower = db.store.NewFollower(live, pgstore.FollowOptions{
@@ -37,16 +40,18 @@ func newHTTPAPI(cfg config, db *database, log *slog.Logger) *httpAPI {
 		Logger:       log.With("component", "feed"),
 	})
 	a.api = api.New(api.Config{
-		RequestTimeout: cfg.API.RequestTimeout,
-		MaxBodyBytes:   int64(cfg.API.MaxBodyBytes),
-		MaxInFlight:    cfg.API.MaxInFlight,
-		ReadTokens:     tokens(cfg.API.ReadTokens),
-		IngestTokens:   tokens(cfg.API.IngestTokens),
-		Heartbeat:      cfg.API.Heartbeat,
-		MaxStreams:     cfg.API.MaxStreams,
-		Registry:       registry,
-		Logger:         log.With("component", "api"),
-	}, api.Deps{Live: live, Channels: db.store, Nodes: db.store, History: db.store, Counter: db.store, Ingester: db, Readiness: db})
+		RequestTimeout:     cfg.API.RequestTimeout,
+		MaxBodyBytes:       int64(cfg.API.MaxBodyBytes),
+		MaxInFlight:        cfg.API.MaxInFlight,
+		ReadTokens:         cfg.API.readTokens(),
+		IngestTokens:       cfg.API.ingestTokens(),
+		Heartbeat:          cfg.API.Heartbeat,
+		StreamWriteTimeout: cfg.API.StreamWriteTimeout,
+		MaxStreams:         cfg.API.MaxStreams,
+		Registry:           registry,
+		Logger:             log.With("component", "api"),
+	}, api.Deps{Live: live, Channels: db.store, Nodes: db.store, History: db.store, Counter: db.store,
+		Ingester: apiIngester{db.store}, Readiness: db})
 	a.server = &http.Server{
 		Handler: a.api,
 		// No ReadTimeout or WriteTimeout: they would end /stream. The API
@@ -57,10 +62,33 @@ func newHTTPAPI(cfg config, db *database, log *slog.Logger) *httpAPI {
 	}
 	// Shutdown waits for handlers; streams end only when told to.
 	a.server.RegisterOnShutdown(a.api.CloseStreams)
-	if cfg.API.ReadTokens == "" && cfg.API.IngestTokens == "" {
-		log.Warn("the HTTP API is open: no --api-read-tokens or --api-ingest-tokens configured")
+	if cfg.API.open() {
+		log.Warn("the HTTP API is open: no --api-read-tokens(-file) or --api-ingest-tokens(-file) configured",
+			"http_addr", cfg.HTTPAddr, "loopback", isLoopback(cfg.HTTPAddr))
 	}
 	return a
+}
+
+// apiIngester is the API's EventIngester: POST /events goes through the
+// store's Ingest, which refuses events of broker nodes that report
+// themselves and stores the rest with source "api".
+type apiIngester struct{ store *pgstore.Store }
+
+func (i apiIngester) Ingest(ctx context.Context, events []presence.Event) ([]presence.StoredEvent, error) {
+	result, err := i.store.Ingest(ctx, events)
+	return result.Applied, err
+}
+
+// newBuildInfo is presenced_build_info: always 1, its labels say which
+// presenced (main.version) and which Go runtime a scrape came from.
+func newBuildInfo(version string) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "presenced_build_info",
+		Help:        "Always 1; the labels are the presenced version and the Go version it was built with.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	})
+	g.Set(1)
+	return g
 }
 
 // runFollower runs the follower until ctx ends.

@@ -18,7 +18,7 @@ import (
 // ("presenced broker", "presenced consumer"): liveness, readiness and
 // Prometheus metrics, so they can be run and scraped like the rest.
 func opsServer(ready func(ctx context.Context) error, reg *prometheus.Registry, log *slog.Logger) *http.Server {
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newBuildInfo(version))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeOpsJSON(w, http.StatusOK, map[string]string{"status": "ok"})

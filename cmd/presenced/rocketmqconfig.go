@@ -18,7 +18,8 @@ type rocketmqConfig struct {
 	ConsumerGroup  string
 	ProducerGroup  string
 	AccessKey      string // never logged
-	SecretKey      string // never logged
+	SecretKey      string // never logged; or read from SecretKeyFile
+	SecretKeyFile  secretFile
 }
 
 func (e *envFlags) Bool(p *bool, name string, def bool, usage string) {
@@ -41,7 +42,9 @@ func registerRocketMQFlags(f *envFlags, c *rocketmqConfig) {
 	f.String(&c.ConsumerGroup, "rocketmq-consumer-group", "GID_presenced", "RocketMQ consumer group shared by every presenced consumer of one store")
 	f.String(&c.ProducerGroup, "rocketmq-producer-group", "GID_presenced_broker", "RocketMQ producer group of presenced brokers")
 	f.String(&c.AccessKey, "rocketmq-access-key", "", "RocketMQ ACL access key")
-	f.String(&c.SecretKey, "rocketmq-secret-key", "", "RocketMQ ACL secret key (never logged)")
+	f.String(&c.SecretKey, "rocketmq-secret-key", "", "RocketMQ ACL secret key (never logged); prefer --rocketmq-secret-key-file")
+	c.SecretKeyFile = secretFile{into: &c.SecretKey, intoFlag: "rocketmq-secret-key"}
+	f.File(&c.SecretKeyFile, "rocketmq-secret-key-file", "file holding the RocketMQ ACL secret key, so it is not on the command line (trailing whitespace ignored)")
 }
 
 // validate checks the transport settings of a mode that needs them.
@@ -52,6 +55,9 @@ func (c rocketmqConfig) validate() error {
 	}
 	if c.Topic == "" {
 		errs = append(errs, errors.New("--rocketmq-topic must not be empty"))
+	}
+	if c.SecretKeyFile.conflicts() {
+		errs = append(errs, errors.New("--rocketmq-secret-key and --rocketmq-secret-key-file are both set; give the secret one way only"))
 	}
 	return errors.Join(errs...)
 }

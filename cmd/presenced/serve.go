@@ -29,6 +29,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	// Refused before anything starts: an open API off loopback lets anyone
+	// forge presence (see checkAccess).
+	if err := cfg.API.checkAccess(cfg.HTTPAddr); err != nil {
+		return err
+	}
 	log := newLogger(cfg, stderr)
 	raiseFileLimit(log)
 	hooks, err := loadTestHooks(getenv, log)

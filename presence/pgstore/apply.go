@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"slices"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -36,11 +35,12 @@ const applyLockKey int64 = 0x70726573_6170706c // "presappl"
 // (channel_id, event_type) order.
 const applySQL = `
 WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-                         $7::text[], $8::text[], $9::text[], $10::integer[], $11::boolean[], $12::bigint[])
+    SELECT t.*, $13::text AS source
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::text[], $10::integer[], $11::boolean[], $12::bigint[])
         AS t(channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq)
 ), inserted AS (
-    INSERT INTO events (channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq)
+    INSERT INTO events (channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, source)
     SELECT * FROM input ORDER BY channel_id, event_type
     ON CONFLICT (channel_id, event_type) DO NOTHING
     RETURNING seq, channel_id, event_type, client_id, time, client_ip, node, epoch, reason, applied_at, node_seq
@@ -89,48 +89,48 @@ WITH input AS (
 )
 SELECT seq, channel_id, event_type, applied_at FROM inserted ORDER BY seq`
 
+// Sources of stored events (events.source): the path by which an event
+// reached the store, shown in history.
+const (
+	sourceBroker = "broker" // the broker pipeline: the outbox or RocketMQ
+	sourceAPI    = "api"    // POST /events
+	sourceStore  = "store"  // closes the store synthesized from node reports and leases
+)
+
 // Apply stores a batch of valid events idempotently, in one transaction:
 // events already stored (same channel and event type) are absorbed, and the
 // channels they belong to are updated from the new ones. Applying the same
 // batch again changes nothing and returns no Applied events. Events must be
 // validated before (presence.Event.Validate); should the database still
 // refuse one, the whole batch fails with a presence.EINVALID error, and
-// with presence.EUNAVAILABLE when it may be retried as it is.
+// with presence.EUNAVAILABLE when it may be retried as it is. Apply is the
+// broker pipeline's path: its events are stored with source "broker".
 func (s *Store) Apply(ctx context.Context, events []presence.Event) (ApplyResult, error) {
+	return s.apply(ctx, events, sourceBroker)
+}
+
+// apply is Apply with the source to record.
+func (s *Store) apply(ctx context.Context, events []presence.Event, source string) (ApplyResult, error) {
 	batch := dedupe(events)
 	if len(batch) == 0 {
 		return ApplyResult{}, nil
 	}
-	cols := newColumns(batch)
 	// The lock and the statement go out as one pipelined batch, which
 	// PostgreSQL runs as one implicit transaction committed at its end:
 	// one round trip instead of four (BEGIN, lock, statement, COMMIT), all
 	// inside the serialized section. An error rolls back all of it.
 	var b pgx.Batch
 	b.Queue("SELECT pg_advisory_xact_lock($1)", applyLockKey)
-	b.Queue(applySQL, cols.args()...)
-	byKey := make(map[presence.Key]int, len(batch))
-	for i, e := range batch {
-		byKey[e.Key()] = i
-	}
-	applied := make([]presence.StoredEvent, 0, len(batch))
+	b.Queue(applySQL, newColumns(batch).args(source)...)
+	var applied []presence.StoredEvent
 	err := func() error {
 		results := s.pool.SendBatch(ctx, &b)
 		defer results.Close()
 		if _, err := results.Exec(); err != nil {
 			return err
 		}
-		rows, _ := results.Query()
-		var (
-			seq       int64
-			key       presence.Key
-			appliedAt time.Time
-		)
-		_, err := pgx.ForEachRow(rows, []any{&seq, &key.ChannelID, &key.Type, &appliedAt}, func() error {
-			applied = append(applied, presence.StoredEvent{Event: batch[byKey[key]], Seq: seq, AppliedAt: appliedAt})
-			return nil
-		})
-		if err != nil {
+		rows, err := results.Query()
+		if applied, err = collectApplied(rows, err, len(batch)); err != nil {
 			return err
 		}
 		// Close reads the end of the batch: the implicit commit, and any
@@ -140,7 +140,35 @@ func (s *Store) Apply(ctx context.Context, events []presence.Event) (ApplyResult
 	if err != nil {
 		return ApplyResult{}, storeErr("apply events", err)
 	}
-	return ApplyResult{Applied: applied, Duplicates: len(events) - len(applied)}, nil
+	return ApplyResult{Applied: withEvents(applied, batch), Duplicates: len(events) - len(applied)}, nil
+}
+
+// collectApplied reads the rows of applySQL: the new events' keys, seqs
+// and apply times, in seq order; at most n.
+func collectApplied(rows pgx.Rows, err error, n int) ([]presence.StoredEvent, error) {
+	if err != nil {
+		return nil, err
+	}
+	applied := make([]presence.StoredEvent, 0, n)
+	var e presence.StoredEvent
+	_, err = pgx.ForEachRow(rows, []any{&e.Seq, &e.ChannelID, &e.Type, &e.AppliedAt}, func() error {
+		applied = append(applied, e)
+		return nil
+	})
+	return applied, err
+}
+
+// withEvents completes the applied events read back from the store with
+// the events of the batch they are.
+func withEvents(applied []presence.StoredEvent, batch []presence.Event) []presence.StoredEvent {
+	byKey := make(map[presence.Key]int, len(batch))
+	for i, e := range batch {
+		byKey[e.Key()] = i
+	}
+	for i, a := range applied {
+		applied[i].Event = batch[byKey[a.Key()]]
+	}
+	return applied
 }
 
 // dedupe drops repeats of a key within the batch (the first wins, as the
@@ -191,7 +219,8 @@ func newColumns(batch []presence.Event) columns {
 	return c
 }
 
-func (c columns) args() []any {
+// args are the parameters of applySQL, source the events' source.
+func (c columns) args(source string) []any {
 	return []any{c.channelIDs, c.types, c.clientIDs, c.times, c.clientIPs, c.nodes, c.epochs,
-		c.reasons, c.usernames, c.keepalives, c.cleanSessions, c.nodeSeqs}
+		c.reasons, c.usernames, c.keepalives, c.cleanSessions, c.nodeSeqs, source}
 }

@@ -53,7 +53,7 @@ func (s *Store) ExpireNodes(ctx context.Context, grace time.Duration, skipNode s
 	if len(toClose) == 0 {
 		return nil, nil
 	}
-	result, err := s.Apply(ctx, toClose)
+	result, err := s.apply(ctx, toClose, sourceStore)
 	return result.Applied, err
 }
 

@@ -99,11 +99,10 @@ func TestQueriesBeforeMigrateAreUnavailable(t *testing.T) {
 	}
 }
 
-// TestUpgradeToByteOrderIdentifiers applies migrations 1–4, stores events,
-// then migrates to the latest: the events survive, and every identifier
-// column compares as bytes (collation "C"), whatever the database's locale.
-func TestUpgradeToByteOrderIdentifiers(t *testing.T) {
-	s := openUnmigrated(t)
+// migrateUpTo applies the migrations up to version as Migrate would have
+// then, for tests of upgrades from that version.
+func migrateUpTo(t *testing.T, s *pgstore.Store, version int) {
+	t.Helper()
 	all, err := migrations.All()
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +111,7 @@ func TestUpgradeToByteOrderIdentifiers(t *testing.T) {
 		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range all[:4] {
+	for _, m := range all[:version] {
 		if _, err := s.Pool().Exec(ctx, m.SQL); err != nil {
 			t.Fatalf("apply %04d_%s: %v", m.Version, m.Name, err)
 		}
@@ -120,10 +119,29 @@ func TestUpgradeToByteOrderIdentifiers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mustApply(t, s,
-		ev("b-client", "ch-2", presence.EventConnect, 1),
-		ev("B-client", "ch-1", presence.EventConnect, 2),
-		ev("B-client", "ch-1", presence.EventTCPClean, 3))
+}
+
+// storeLegacyEvents stores, with the columns every schema version has,
+// what Apply would have: b-client connected on ch-2; B-client connected on
+// ch-1 and closed it.
+func storeLegacyEvents(t *testing.T, s *pgstore.Store) {
+	t.Helper()
+	if _, err := s.Pool().Exec(ctx, `
+		INSERT INTO events (channel_id, event_type, client_id, time) VALUES
+			('ch-2', 'connect', 'b-client', 1), ('ch-1', 'connect', 'B-client', 2), ('ch-1', 'tcpclean', 'B-client', 3);
+		INSERT INTO channels (channel_id, client_id, connect_at, tcpclean_at, has_connect, has_tcpclean, first_seq, last_seq, closed_at) VALUES
+			('ch-2', 'b-client', 1, NULL, true, false, 1, 1, NULL), ('ch-1', 'B-client', 2, 3, true, true, 2, 3, now())`); err != nil {
+		t.Fatalf("store events at an old schema version: %v", err)
+	}
+}
+
+// TestUpgradeToByteOrderIdentifiers applies migrations 1–4, stores events,
+// then migrates to the latest: the events survive, and every identifier
+// column compares as bytes (collation "C"), whatever the database's locale.
+func TestUpgradeToByteOrderIdentifiers(t *testing.T) {
+	s := openUnmigrated(t)
+	migrateUpTo(t, s, 4)
+	storeLegacyEvents(t, s)
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate from version 4: %v", err)
 	}
@@ -153,5 +171,33 @@ func TestUpgradeToByteOrderIdentifiers(t *testing.T) {
 	}
 	if st, err := s.Online(ctx, "B-client"); err != nil || st.Online {
 		t.Fatalf("Online(B-client) after the upgrade = %+v, %v", st, err)
+	}
+}
+
+// TestUpgradeRecordsEventSources applies migrations 1–5, stores events,
+// then migrates to the latest: the old events read source "" (not
+// recorded), new ones name their path.
+func TestUpgradeRecordsEventSources(t *testing.T) {
+	s := openUnmigrated(t)
+	migrateUpTo(t, s, 5)
+	storeLegacyEvents(t, s)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate from version 5: %v", err)
+	}
+	if got := sources(t, s, "ch-1"); len(got) != 2 || got[presence.EventConnect] != "" || got[presence.EventTCPClean] != "" {
+		t.Fatalf("sources of events stored before version 6: %v, want \"\"", got)
+	}
+	mustApply(t, s, ev("b-client", "ch-2", presence.EventTCPClean, 4))
+	hook := ev("w", "ch-w", presence.EventConnect, 5)
+	hook.Node, hook.Epoch = "", ""
+	mustIngest(t, s, hook)
+	if got := sources(t, s, "ch-2"); got[presence.EventConnect] != "" || got[presence.EventTCPClean] != "broker" {
+		t.Fatalf("sources of ch-2: %v", got)
+	}
+	if got := sources(t, s, "ch-w"); got[presence.EventConnect] != "api" {
+		t.Fatalf("sources of ch-w: %v", got)
+	}
+	if st := mustOnline(t, s, "b-client"); st.Online {
+		t.Fatalf("b-client after its tcpclean: %+v", st)
 	}
 }

@@ -69,7 +69,7 @@ func (s *Store) ApplyNodeEvent(ctx context.Context, n presence.NodeEvent) ([]pre
 	if len(toClose) == 0 {
 		return nil, nil
 	}
-	result, err := s.Apply(ctx, toClose)
+	result, err := s.apply(ctx, toClose, sourceStore)
 	return result.Applied, err
 }
 

@@ -1,0 +1,12 @@
+-- presenced schema, version 6: where each stored event came from.
+--
+-- Events reach the store by three paths: the broker pipeline (the outbox
+-- or RocketMQ: 'broker'), POST /events ('api', another broker's webhook
+-- or an operator), and the store itself closing the channels of a node it
+-- fenced, reconciled or declared lost ('store'). History shows the path,
+-- so an operator can tell a broker's own word from an ingested claim.
+--
+-- Adding a column with a constant default does not rewrite the table
+-- (PostgreSQL 11+): events stored before this version read '' (not
+-- recorded); every insert since names its source.
+ALTER TABLE events ADD COLUMN source text COLLATE "C" NOT NULL DEFAULT '';
