@@ -290,12 +290,29 @@ func (c *conn) fail(err error) {
 		if c.connected.Load() {
 			c.s.stats.keepaliveExpired.Add(1)
 		}
-	case errors.Is(err, io.EOF):
+	case peerClosed(err):
 		reason = presence.ReasonClientClosed
 	default:
 		reason = presence.ReasonNetworkError
 	}
 	c.setReason(reason)
+}
+
+// ioFailureReason is the close reason of a failed read or write that is not
+// a protocol matter: the peer's own FIN or RST is client_closed;
+// network_error is left for failures nobody chose (a timeout, an
+// unreachable peer, TCP keepalive expiry).
+func ioFailureReason(err error) presence.Reason {
+	if peerClosed(err) {
+		return presence.ReasonClientClosed
+	}
+	return presence.ReasonNetworkError
+}
+
+// peerClosed reports whether err means the peer closed the connection: a
+// FIN (EOF on read) or an RST (ECONNRESET; EPIPE on a write after it).
+func peerClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // recoverPanic turns a panic of this connection into its closing, so one

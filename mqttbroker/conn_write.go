@@ -206,7 +206,7 @@ func (c *conn) writeLoop() {
 			c.writing = false
 			c.dropQueueLocked()
 			c.qmu.Unlock()
-			c.kick(presence.ReasonNetworkError)
+			c.kick(ioFailureReason(err))
 			return
 		}
 		c.qmu.Unlock()

@@ -76,7 +76,7 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 	// session; MQTT 3.1 has no such flag (the byte is reserved there).
 	present = present && p.ProtocolLevel == 4
 	if err := c.send(&connackPacket{SessionPresent: present, ReturnCode: connAccepted}); err != nil {
-		c.setReason(presence.ReasonNetworkError)
+		c.setReason(ioFailureReason(err))
 		return false
 	}
 	c.startOutbound()

@@ -46,6 +46,19 @@ func TestTCPCleanReasons(t *testing.T) {
 			t.Fatalf("reason %q", e.Reason)
 		}
 	})
+	t.Run("client_closed by RST", func(t *testing.T) {
+		// A reset is the peer's own close, like a FIN: network_error is
+		// for failures nobody chose.
+		c := connectOK(t, srv.addr, "resetter")
+		if err := c.nc.(*net.TCPConn).SetLinger(0); err != nil {
+			t.Fatal(err)
+		}
+		c.nc.Close()
+		e := srv.rec.waitTCPClean(t, "resetter")
+		if e.Reason != presence.ReasonClientClosed {
+			t.Fatalf("reason %q after an RST, want client_closed", e.Reason)
+		}
+	})
 	t.Run("client_disconnect", func(t *testing.T) {
 		c := connectOK(t, srv.addr, "polite")
 		c.send(&emptyPacket{Type: typeDisconnect})
