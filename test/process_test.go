@@ -35,6 +35,9 @@ type proc struct {
 	Command string
 	// Args are extra flags given at every start.
 	Args []string
+	// Wrapper, when set, runs presenced through another program (e.g.
+	// prlimit to lower its file limit): Wrapper[0] Wrapper[1:]… presenced args….
+	Wrapper []string
 }
 
 // syncBuffer collects a process's output for failure reports.
@@ -88,7 +91,11 @@ func (p *proc) start(extraArgs ...string) {
 	}
 	args = append(append(args, p.Args...), extraArgs...)
 	p.logs = &syncBuffer{}
-	p.cmd = exec.Command(presencedBin, args...)
+	if len(p.Wrapper) > 0 {
+		p.cmd = exec.Command(p.Wrapper[0], append(append(p.Wrapper[1:len(p.Wrapper):len(p.Wrapper)], presencedBin), args...)...)
+	} else {
+		p.cmd = exec.Command(presencedBin, args...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	p.cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, p.Env...)
 	if err := p.cmd.Start(); err != nil {
