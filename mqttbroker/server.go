@@ -145,7 +145,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 	}()
 
-	var backoff time.Duration
+	backoff := presence.Backoff{Min: 5 * time.Millisecond, Max: time.Second}
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -156,17 +156,17 @@ func (s *Server) Serve(ln net.Listener) error {
 				if s.shedOne(ln, err) {
 					continue
 				}
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("mqtt accept failed; retrying", "err", err, "backoff", backoff)
+				wait := backoff.Next()
+				s.log.Warn("mqtt accept failed; retrying", "err", err, "backoff", wait)
 				select {
-				case <-time.After(backoff):
+				case <-time.After(wait):
 				case <-s.quit:
 				}
 				continue
 			}
 			return fmt.Errorf("accept mqtt connection: %w", err)
 		}
-		backoff = 0
+		backoff.Reset()
 		s.stats.accepted.Add(1)
 		s.startConn(nc)
 	}

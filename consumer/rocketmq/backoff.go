@@ -3,6 +3,8 @@ package rocketmq
 import (
 	"sync"
 	"time"
+
+	"github.com/presenced/presenced/presence"
 )
 
 // retryPause slows the consumer down while batches keep failing (the
@@ -20,7 +22,7 @@ import (
 // hammering it and its broker.
 type retryPause struct {
 	mu       sync.Mutex
-	failures int // consecutive failed batches
+	backoff  presence.Backoff // consecutive failed batches, shared by the consumer's goroutines
 	quit     chan struct{}
 	quitOnce sync.Once
 }
@@ -30,21 +32,21 @@ const (
 	retryPauseMax = 5 * time.Second
 )
 
-func newRetryPause() *retryPause { return &retryPause{quit: make(chan struct{})} }
+func newRetryPause() *retryPause {
+	return &retryPause{backoff: presence.Backoff{Min: retryPauseMin, Max: retryPauseMax}, quit: make(chan struct{})}
+}
 
 // next records a failure and returns how long to pause.
 func (p *retryPause) next() time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	d := retryPauseMin << min(p.failures, 6)
-	p.failures++
-	return min(d, retryPauseMax)
+	return p.backoff.Next()
 }
 
 // success ends a run of failures.
 func (p *retryPause) success() {
 	p.mu.Lock()
-	p.failures = 0
+	p.backoff.Reset()
 	p.mu.Unlock()
 }
 
