@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/presenced/presenced/mqttbroker"
@@ -16,6 +17,11 @@ type mqttConfig struct {
 	PasswordFile   string
 	ACLFile        string
 	AccessKeysFile string
+
+	// AlibabaInstanceIDs is --mqtt-alibaba-instance-id as given,
+	// comma-separated: a string, so that mqttConfig stays comparable.
+	AlibabaInstanceIDs string
+
 	MaxConnections int
 	MaxPacketKiB   int
 	Inflight       int
@@ -37,7 +43,8 @@ type mqttConfig struct {
 func registerMQTTFlags(f *envFlags, c *mqttConfig) {
 	f.String(&c.PasswordFile, "mqtt-password-file", "", "file of user:bcrypt-hash lines; clients with a user name must match one")
 	f.String(&c.ACLFile, "mqtt-acl-file", "", "mosquitto-style ACL file (user/client/topic/pattern lines); empty allows every topic")
-	f.String(&c.AccessKeysFile, "mqtt-access-keys-file", "", "file of AccessKey:SecretKey lines for Alibaba's signature mode (password = Base64(HMAC-SHA1(SecretKey, GroupId)))")
+	f.String(&c.AccessKeysFile, "mqtt-access-keys-file", "", "file of AccessKey:SecretKey lines for Alibaba's signature mode: user name AccessKey with password Base64(HMAC-SHA1(SecretKey, GroupId)), or Signature|AccessKey|InstanceId with Base64(HMAC-SHA1(SecretKey, ClientId))")
+	f.String(&c.AlibabaInstanceIDs, "mqtt-alibaba-instance-id", "", "Alibaba instance ids (comma-separated) that Signature|AccessKey|InstanceId user names may name; empty refuses that form")
 	f.Int(&c.MaxConnections, "mqtt-max-connections", 0, "most MQTT connections held at once; more are closed at once (0: the open-file limit less an eighth, at least 256, for HTTP, SSE and the database)")
 	f.Int(&c.MaxPacketKiB, "mqtt-max-packet-kib", 256, "largest MQTT packet accepted, in KiB; checked before allocating")
 	f.Int(&c.Inflight, "mqtt-inflight", 32, "QoS 1/2 messages in flight per client")
@@ -68,11 +75,22 @@ func (c mqttConfig) validate() error {
 	if c.MaxQueued < 0 || c.MaxTopicLength < 1 || c.MaxTopicLevels < 1 || c.MaxSubs < 1 {
 		errs = append(errs, errors.New("--mqtt-max-queued must not be negative, and --mqtt-max-topic-length, --mqtt-max-topic-levels and --mqtt-max-subscriptions must be positive"))
 	}
+	for _, id := range c.alibabaInstanceIDs() {
+		if strings.Contains(id, "|") {
+			errs = append(errs, fmt.Errorf("--mqtt-alibaba-instance-id: %q contains '|', which separates the parts of the user name", id))
+		}
+	}
+	if c.AlibabaInstanceIDs != "" && c.AccessKeysFile == "" {
+		errs = append(errs, errors.New("--mqtt-alibaba-instance-id needs --mqtt-access-keys-file (the AccessKey:SecretKey pairs it checks signatures with)"))
+	}
 	if c.MaxRetained < 1 || c.MaxRetainedMiB < 1 || c.MaxPersistentSessions < 1 || c.MaxSessionMiB < 1 || c.MaxOutboundKiB < 1 || c.MaxOutboundTotalMiB < 1 {
 		errs = append(errs, errors.New("--mqtt-max-retained, --mqtt-max-retained-mib, --mqtt-max-persistent-sessions, --mqtt-max-session-mib, --mqtt-max-outbound-kib and --mqtt-max-outbound-total-mib must be positive"))
 	}
 	return errors.Join(errs...)
 }
+
+// alibabaInstanceIDs splits --mqtt-alibaba-instance-id (splitList).
+func (c mqttConfig) alibabaInstanceIDs() []string { return splitList(c.AlibabaInstanceIDs) }
 
 // maxConnections is --mqtt-max-connections, or when it is 0 the default
 // derived from the open-file limit (raised by raiseFileLimit at start).
@@ -100,9 +118,15 @@ func newBrokerConfig(cfg config, epoch string, listener net.Addr, hooks testHook
 		authenticators = append(authenticators, passwords)
 	}
 	if m.AccessKeysFile != "" {
-		signature, err := auth.LoadAccessKeys(m.AccessKeysFile)
+		instanceIDs := m.alibabaInstanceIDs()
+		signature, err := auth.LoadAccessKeys(m.AccessKeysFile, instanceIDs)
 		if err != nil {
 			return mqttbroker.Config{}, fmt.Errorf("load --mqtt-access-keys-file: %w", err)
+		}
+		if len(instanceIDs) == 0 {
+			log.Info("Alibaba signature auth: Signature|AccessKey|InstanceId user names are refused (CONNACK 0x04) until --mqtt-alibaba-instance-id names the instance; bare AccessKey user names are accepted")
+		} else {
+			log.Info("Alibaba signature auth: Signature|AccessKey|InstanceId user names accepted for these instances", "instance_ids", instanceIDs)
 		}
 		authenticators = append(authenticators, signature)
 	}

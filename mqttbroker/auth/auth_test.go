@@ -85,9 +85,13 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 			return err
 		}, `acl.conf:3: '#' must be alone`},
 		{"keys: no secret", func() error {
-			_, err := ParseAccessKeys(strings.NewReader("AK\n"), "keys")
+			_, err := ParseAccessKeys(strings.NewReader("AK\n"), "keys", nil)
 			return err
 		}, `keys:1: want "AccessKey:SecretKey"`},
+		{"keys: '|' in the access key", func() error {
+			_, err := ParseAccessKeys(strings.NewReader("# c\nA|K:secret\n"), "keys", nil)
+			return err
+		}, `keys:2: access key "A|K" contains '|'`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,31 +169,6 @@ pattern readwrite $SYS/broker/%u
 	}
 }
 
-func TestSignature(t *testing.T) {
-	sig, err := ParseAccessKeys(strings.NewReader("AK1:SK1\n"), "keys")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		c    mqttbroker.Credentials
-		want error
-	}{
-		{creds("GID_demo@@@dev-1", "AK1", Sign("SK1", "GID_demo")), nil},
-		{creds("GID_demo@@@dev-2", "AK1", Sign("SK1", "GID_demo")), nil}, // same group
-		{creds("GID_other@@@dev-1", "AK1", Sign("SK1", "GID_demo")), mqttbroker.ErrBadCredentials},
-		{creds("no-group", "AK1", Sign("SK1", "")), mqttbroker.ErrBadCredentials},
-		{creds("GID_demo@@@dev-1", "AK2", Sign("SK1", "GID_demo")), mqttbroker.ErrBadCredentials},
-		{creds("GID_demo@@@dev-1", "Signature|AK1|inst", Sign("SK1", "GID_demo@@@dev-1")), nil},
-		{creds("GID_demo@@@dev-1", "Signature|AK1|inst", Sign("SK1", "GID_demo")), mqttbroker.ErrBadCredentials},
-		{creds("GID_demo@@@dev-1", "Token|AK1|inst", Sign("SK1", "GID_demo@@@dev-1")), mqttbroker.ErrBadCredentials},
-	}
-	for i, tt := range tests {
-		if err := sig.Authenticate(tt.c); !errors.Is(err, tt.want) {
-			t.Errorf("%d: Authenticate(%s, %s) = %v, want %v", i, tt.c.ClientID, tt.c.Username, err, tt.want)
-		}
-	}
-}
-
 // TestBrokerWithAuth runs a broker with a password file, access keys and
 // an ACL, and talks to it with paho.
 func TestBrokerWithAuth(t *testing.T) {
@@ -202,7 +181,7 @@ func TestBrokerWithAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := mqttbroker.New(mqttbroker.Config{
-		Authenticator: Any(pw, NewSignature(map[string]string{"AK1": "SK1"})),
+		Authenticator: Any(pw, NewSignature(map[string]string{"AK1": "SK1"}, nil)),
 		Authorizer:    acl,
 	}, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
