@@ -80,12 +80,14 @@ type changeJSON struct {
 type changeEventJSON struct {
 	ChannelID string             `json:"channelId"`
 	EventType presence.EventType `json:"eventType,omitempty"`
-	Time      *time.Time         `json:"time,omitempty"`
-	ClientIP  string             `json:"clientIp,omitempty"`
-	Node      string             `json:"node,omitempty"`
-	Epoch     string             `json:"epoch,omitempty"`
-	Reason    presence.Reason    `json:"reason,omitempty"`
-	ConnectAt *time.Time         `json:"connectAt,omitempty"`
+	// Time is the event's own time field as everywhere in the API: ms
+	// since the epoch on the broker's clock (other time fields are RFC 3339).
+	Time      int64           `json:"time,omitempty"`
+	ClientIP  string          `json:"clientIp,omitempty"`
+	Node      string          `json:"node,omitempty"`
+	Epoch     string          `json:"epoch,omitempty"`
+	Reason    presence.Reason `json:"reason,omitempty"`
+	ConnectAt *time.Time      `json:"connectAt,omitempty"`
 }
 
 func encodeChange(c presence.Change) streamEntry {
@@ -96,9 +98,9 @@ func encodeChange(c presence.Change) streamEntry {
 	switch {
 	case c.Online:
 		v.State = presence.StateOnline
-		v.Event.EventType, v.Event.Time = presence.EventConnect, millisPtr(ch.ConnectAt)
+		v.Event.EventType, v.Event.Time = presence.EventConnect, ch.ConnectAt
 	case ch.TCPCleanAt > 0:
-		v.Event.EventType, v.Event.Time = presence.EventTCPClean, millisPtr(ch.TCPCleanAt)
+		v.Event.EventType, v.Event.Time = presence.EventTCPClean, ch.TCPCleanAt
 	}
 	data, _ := json.Marshal(v)
 	return streamEntry{seq: ch.Seq, clientID: c.ClientID, online: c.Online, data: data}

@@ -19,11 +19,13 @@ func TestStreamSendsOnlineAndOffline(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // longer than the request timeout: streams are exempt
 
-	h.apply(ev("GID_s@@@1", "c1", presence.EventConnect, 1000))
+	connect := ev("GID_s@@@1", "c1", presence.EventConnect, 1000)
+	h.apply(connect)
 	on := s.nextEvent()
 	c := decodeChange(t, on.Data)
+	// time is the event's own field, ms since the epoch as in /events.
 	if on.Event != "online" || on.ID != strconv.FormatInt(c.Seq, 10) || c.ClientID != "GID_s@@@1" || !c.Online ||
-		c.Event.EventType != presence.EventConnect || c.Event.ChannelID != "c1" || c.Event.Node != "n1" || c.Event.Time == nil {
+		c.Event.EventType != presence.EventConnect || c.Event.ChannelID != "c1" || c.Event.Node != "n1" || c.Event.Time != connect.Time {
 		t.Fatalf("online event %+v %+v", on, c)
 	}
 	// A second channel and a disconnect change nothing.

@@ -36,10 +36,13 @@ type conn struct {
 	channel [16]byte // the channel id, 128 random bits; see channelID
 	reader  packetReader
 
-	stateMu  sync.Mutex
-	reason   presence.Reason // why the connection ends; the first cause wins
-	finished bool            // finish is done
-	waiters  chan struct{}   // made on demand by waitFinished, closed by finish
+	stateMu sync.Mutex
+	reason  presence.Reason // why the connection ends; the first cause wins
+	// takeoverBy is the channel id of the connection that took this one's
+	// client id over, when that is why it ends (reason takeover).
+	takeoverBy string
+	finished   bool          // finish is done
+	waiters    chan struct{} // made on demand by waitFinished, closed by finish
 
 	// Set while handling CONNECT by the reading goroutine, read-only after.
 	clientID  string
@@ -125,19 +128,39 @@ func (c *conn) setReason(r presence.Reason) {
 	c.stateMu.Unlock()
 }
 
-func (c *conn) closeReason() presence.Reason {
+// closeReason returns why the connection ends, and the successor channel
+// when it was taken over.
+func (c *conn) closeReason() (presence.Reason, string) {
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
 	if c.reason == "" {
-		return presence.ReasonNetworkError
+		return presence.ReasonNetworkError, ""
 	}
-	return c.reason
+	return c.reason, c.takeoverBy
 }
 
 // kick closes the connection from another goroutine for reason r; the
 // reading goroutine then finishes it.
 func (c *conn) kick(r presence.Reason) {
 	c.setReason(r)
+	c.close()
+}
+
+// takeOver closes the connection because successor, a newer connection
+// of the same client id, takes it over [MQTT-3.1.4-2]; its tcpclean names
+// the successor.
+func (c *conn) takeOver(successor string) {
+	c.stateMu.Lock()
+	if c.reason == "" {
+		c.reason, c.takeoverBy = presence.ReasonTakeover, successor
+	}
+	c.stateMu.Unlock()
+	c.close()
+}
+
+// close closes the socket from another goroutine; the reading goroutine
+// then finishes the connection.
+func (c *conn) close() {
 	c.nc.Close()
 	if c.parkToken != 0 && c.s.idle.take(c.parkToken) {
 		c.s.takeUp(c) // parked: nobody else would notice the close
@@ -343,16 +366,18 @@ func (c *conn) finish() {
 	}
 	c.stopOutbound()
 	if c.connected.Load() {
-		reason := c.closeReason()
+		reason, successor := c.closeReason()
 		if reason == presence.ReasonTakeover {
 			c.s.stats.takeovers.Add(1)
 		}
 		if c.will != nil {
 			c.publishWill()
 		}
-		c.s.detach(c)
+		if c.sess != nil { // nil when the server stopped during a takeover
+			c.s.detach(c)
+		}
 		e := c.s.event(c, presence.EventTCPClean)
-		e.Reason = reason
+		e.Reason, e.TakeoverBy = reason, successor
 		c.s.emit(e)
 		c.connected.Store(false)
 		c.s.stats.channels.Add(-1)

@@ -3,6 +3,7 @@ package mqttbroker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/presenced/presenced/presence"
@@ -46,30 +47,18 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 		c.tcpKeepalive()
 	}
 	c.clean = p.CleanSession
-	present, err := s.attach(c)
+	present, err := s.attach(c, func() error { return c.emitConnect(p) })
 	switch {
-	case errors.Is(err, errTooManySessions):
+	case errors.Is(err, errTooManySessions), errors.Is(err, errNotRecorded):
 		return c.refuse(connRefusedUnavailable, p, err)
 	case err != nil:
 		return false
 	}
-
-	e := s.event(c, presence.EventConnect)
-	e.Username = p.Username
-	e.Keepalive = int(p.Keepalive)
-	e.CleanSession = &p.CleanSession
-	// Counted as held before its connect is emitted, so a channel-set report
-	// (OpenChannels) never misses a channel whose connect came before it.
-	c.held.Store(true)
-	if err := s.emit(e); err != nil {
-		// The connection's presence could not be recorded: refuse it and
-		// emit nothing more for it (see EventSink).
-		c.held.Store(false)
-		return c.refuse(connRefusedUnavailable, p, err)
+	if !c.connected.Load() {
+		if err := c.emitConnect(p); err != nil {
+			return c.refuse(connRefusedUnavailable, p, err)
+		}
 	}
-	c.connected.Store(true)
-	s.stats.channels.Add(1)
-	s.stats.connects.Add(1)
 	c.will = p.Will // stored only now, so a refused CONNECT never publishes it
 
 	// [MQTT-3.2.2-1..3] session present only for a resumed persistent
@@ -83,6 +72,31 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 	// [MQTT-4.4.0-1] resend unacknowledged messages, then what was queued.
 	s.resume(c)
 	return true
+}
+
+// errNotRecorded: the connect event could not be recorded (see EventSink).
+var errNotRecorded = errors.New("connect event not recorded")
+
+// emitConnect records c's connect: once it returns nil the channel is
+// open, and its tcpclean will follow whatever happens. On error the
+// connection must be refused and nothing more emitted for it.
+func (c *conn) emitConnect(p *connectPacket) error {
+	s := c.s
+	e := s.event(c, presence.EventConnect)
+	e.Username = p.Username
+	e.Keepalive = int(p.Keepalive)
+	e.CleanSession = &p.CleanSession
+	// Counted as held before its connect is emitted, so a channel-set report
+	// (OpenChannels) never misses a channel whose connect came before it.
+	c.held.Store(true)
+	if err := s.emit(e); err != nil {
+		c.held.Store(false)
+		return fmt.Errorf("%w: %w", errNotRecorded, err)
+	}
+	c.connected.Store(true)
+	s.stats.channels.Add(1)
+	s.stats.connects.Add(1)
+	return nil
 }
 
 // refuse answers CONNECT with a refusing CONNACK and reports false; the
@@ -150,13 +164,28 @@ var errTooManySessions = errors.New("too many persistent sessions")
 var errStopping = errors.New("server stopping")
 
 // attach makes c the connection of its client's session. An older
-// connection of the same client id is closed first with reason takeover
-// [MQTT-3.1.4-2], and attach waits until it has finished, so its tcpclean
-// (and will) come before c's connect. It reports whether a stored session
-// was resumed; it fails with errStopping when the server stops meanwhile,
-// and with errTooManySessions when c would need a new persistent session
-// beyond MaxPersistentSessions — a resumed one is always admitted.
-func (s *Server) attach(c *conn) (present bool, err error) {
+// connection of the same client id is taken over [MQTT-3.1.4-2]: announce
+// (which records c's connect) runs first, so c is admitted before the old
+// connection is closed and its tcpclean, naming c as the successor, always
+// follows c's connect; attach then waits until the old connection has
+// finished (its will published, its session released). Without a takeover
+// announce is not called: the caller records the connect after attach.
+// attach reports whether a stored session was resumed; it fails with
+// announce's error (the old connection stays), with errStopping when the
+// server stops meanwhile, and with errTooManySessions when c would need a
+// new persistent session beyond MaxPersistentSessions — a resumed one is
+// always admitted.
+func (s *Server) attach(c *conn, announce func() error) (present bool, err error) {
+	// reserved: a persistent-session slot counted for c before a takeover,
+	// since a takeover, once announced, is never refused afterwards.
+	reserved := false
+	defer func() {
+		if reserved {
+			s.sessMu.Lock()
+			s.stats.persistent.Add(-1)
+			s.sessMu.Unlock()
+		}
+	}()
 	for {
 		s.sessMu.Lock()
 		sess := s.sessions[c.clientID]
@@ -165,8 +194,26 @@ func (s *Server) attach(c *conn) (present bool, err error) {
 			old := sess.owner
 			sess.mu.Unlock()
 			if old != nil {
-				s.sessMu.Unlock()
-				old.kick(presence.ReasonTakeover)
+				if !c.connected.Load() {
+					// c will need a slot of its own if the old session is
+					// clean and discarded with its connection.
+					if !c.clean && sess.clean && !reserved {
+						if s.stats.persistent.Load() >= int64(s.cfg.MaxPersistentSessions) {
+							s.sessMu.Unlock()
+							s.stats.sessionsRefused.Add(1)
+							return false, errTooManySessions
+						}
+						s.stats.persistent.Add(1)
+						reserved = true
+					}
+					s.sessMu.Unlock()
+					if err := announce(); err != nil {
+						return false, err
+					}
+				} else {
+					s.sessMu.Unlock()
+				}
+				old.takeOver(c.channelID())
 				select {
 				case <-old.waitFinished():
 					continue
@@ -183,13 +230,21 @@ func (s *Server) attach(c *conn) (present bool, err error) {
 		present = sess != nil
 		if sess == nil {
 			if !c.clean {
-				// Counted under sessMu, like every change to it.
-				if s.stats.persistent.Load() >= int64(s.cfg.MaxPersistentSessions) {
+				// Counted under sessMu, like every change to it. A reserved
+				// slot is used now; an announced connection is admitted even
+				// without one (its session vanished while it waited).
+				switch {
+				case reserved:
+					reserved = false
+				case c.connected.Load():
+					s.stats.persistent.Add(1)
+				case s.stats.persistent.Load() >= int64(s.cfg.MaxPersistentSessions):
 					s.sessMu.Unlock()
 					s.stats.sessionsRefused.Add(1)
 					return false, errTooManySessions
+				default:
+					s.stats.persistent.Add(1)
 				}
-				s.stats.persistent.Add(1)
 			}
 			sess = newSession(c.clientID, c.clean)
 			s.sessions[c.clientID] = sess

@@ -106,6 +106,8 @@ func (p *fastParser) field(e *Event, key string) (uint16, bool) {
 		ok := p.boolInto(&b)
 		e.CleanSession = &b
 		return 1 << 11, ok
+	case "takeoverBy":
+		return 1 << 12, p.strInto(&e.TakeoverBy)
 	}
 	return 0, false
 }

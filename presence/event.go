@@ -69,6 +69,12 @@ type Event struct {
 	Epoch string `json:"epoch,omitempty"` // unique per broker process start
 	// Reason is set on tcpclean events.
 	Reason Reason `json:"reason,omitempty"`
+	// TakeoverBy is set on a tcpclean with reason takeover: the channel id
+	// of the connection that took the client id over. The broker records
+	// that connection's connect before it closes this one, so the store can
+	// hold this close back until the successor's connect is stored, and a
+	// takeover never shows the client offline, whatever the delivery order.
+	TakeoverBy string `json:"takeoverBy,omitempty"`
 	// NodeSeq numbers the events of one broker epoch in the order the broker
 	// emitted them. Reconciliation compares it with the NodeSeq of a
 	// channel-set report, so a channel opened after the report is never

@@ -87,10 +87,30 @@ func (e Event) Validate() error {
 	add(validateText("epoch", e.Epoch, MaxEpochBytes))
 	add(validateText("reason", string(e.Reason), MaxReasonBytes))
 	add(validateText("username", e.Username, MaxUsernameBytes))
+	add(validateTakeoverBy(e))
 	if e.Keepalive < 0 || e.Keepalive > 65535 {
 		add(FieldErrorf("keepalive", "%d is outside 0..65535", e.Keepalive))
 	}
 	return problems.Err()
+}
+
+// validateTakeoverBy checks the successor of a takeover: only a tcpclean
+// with reason takeover names one, and never its own channel (the store would
+// wait for itself).
+func validateTakeoverBy(e Event) error {
+	if e.TakeoverBy == "" {
+		return nil
+	}
+	if e.Type != EventTCPClean || e.Reason != ReasonTakeover {
+		return FieldErrorf("takeoverBy", "is only allowed on a tcpclean with reason %q", ReasonTakeover)
+	}
+	if e.TakeoverBy == e.ChannelID {
+		return FieldErrorf("takeoverBy", "names the event's own channel")
+	}
+	if err := ValidateChannelID(e.TakeoverBy); err != nil {
+		return FieldErrorf("takeoverBy", "%s", err.(*Error).Message)
+	}
+	return nil
 }
 
 // validateClientIP accepts "" (some sources omit it), "ip:port" and a bare IP.

@@ -130,8 +130,28 @@ func (d *database) localDirs() []string {
 	return []string{d.pgDir}
 }
 
-// registerMetrics exposes the supervision of the private PostgreSQL.
+// registerMetrics exposes the store's takeover holds and the supervision
+// of the private PostgreSQL.
 func (d *database) registerMetrics(reg prometheus.Registerer) {
+	takeovers := func(v func(pgstore.TakeoverStats) uint64) func() float64 {
+		return func() float64 { return float64(v(d.store.TakeoverStats())) }
+	}
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "presenced_takeovers_held_total",
+			Help: "Takeover tcpcleans held back until their successor's connect was stored (the client never shows offline).",
+		}, takeovers(func(s pgstore.TakeoverStats) uint64 { return s.Held })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "presenced_takeovers_released_total",
+			Help:        "Held takeover tcpcleans applied: by=successor when the successor's first event was stored, by=age after the hold bound without one.",
+			ConstLabels: prometheus.Labels{"by": "successor"},
+		}, takeovers(func(s pgstore.TakeoverStats) uint64 { return s.Released })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "presenced_takeovers_released_total",
+			Help:        "Held takeover tcpcleans applied: by=successor when the successor's first event was stored, by=age after the hold bound without one.",
+			ConstLabels: prometheus.Labels{"by": "age"},
+		}, takeovers(func(s pgstore.TakeoverStats) uint64 { return s.ReleasedByAge })),
+	)
 	if d.cluster == nil {
 		return
 	}

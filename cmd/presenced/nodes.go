@@ -76,7 +76,15 @@ func leaseMonitor(store *pgstore.Store, cfg config, skipNode string, log *slog.L
 	return &consumer.LeaseMonitor{
 		Every: cfg.LeaseCheckEvery,
 		Expire: func(ctx context.Context) ([]presence.StoredEvent, error) {
-			return store.ExpireNodes(ctx, cfg.NodeGrace, skipNode)
+			closed, err := store.ExpireNodes(ctx, cfg.NodeGrace, skipNode)
+			if err != nil {
+				return nil, err
+			}
+			released, err := store.ReleaseTakeovers(ctx, pgstore.MaxTakeoverHold)
+			if len(released) > 0 {
+				log.Warn("applied takeover closes whose successor never arrived", "events", len(released), "held_for", pgstore.MaxTakeoverHold)
+			}
+			return append(closed, released...), err
 		},
 		Log: log.With("component", "leases"),
 	}

@@ -18,6 +18,12 @@ type ApplyResult struct {
 	// Duplicates counts the events of the batch the store already had
 	// (including repeats within the batch).
 	Duplicates int
+	// Held counts the takeover tcpcleans of the batch held back until
+	// their successor's first event is stored (see applySQL). Applied may
+	// include held events of earlier batches that this one released.
+	Held int
+
+	released int // of Applied, the held events of earlier batches
 }
 
 // applyLockKey is the pg_advisory_xact_lock key that serializes Apply
@@ -31,20 +37,81 @@ const applyLockKey int64 = 0x70726573_6170706c // "presappl"
 // natural key, and folds the newly inserted events into their channels rows
 // in the same statement. Each per-event column of channels is set by the
 // one event of that type and kept forever after (COALESCE(old, new)), so
-// the result does not depend on delivery order. Rows are written in
-// (channel_id, event_type) order.
-const applySQL = `
-WITH input AS (
+// the result does not depend on delivery order.
+//
+// A takeover's tcpclean whose successor channel is neither stored nor in
+// the batch is held in takeovers_pending instead ($15 turns holding off);
+// the batch that brings the successor's first event releases it (migration
+// 0007). Events are inserted in (channel_id, event_type) order, takeover
+// tcpcleans last, so a successor's connect always has a lower seq than
+// the close of the channel it took over: a follower of the change feed
+// sees the client's new channel open before its old one closes.
+//
+// The statement returns the inserted events' keys, seqs and apply times in
+// seq order — with the whole event for a released one, which is not in the
+// batch — and one row with seq 0 for each event newly held (a redelivery
+// of one held already is a duplicate).
+const (
+	applySQL = applyBatchCTE + applyHoldCTEs + applyReleaseCTE + applyFoldCTEs + applyHeldResult + " ORDER BY 1"
+	// applyNoHoldSQL is applySQL for a batch without takeover tcpcleans to
+	// hold (the common case, and cheaper): it only releases.
+	applyNoHoldSQL = applyBatchCTE + `, direct AS (SELECT * FROM batch)` + applyReleaseOfBatchCTE + applyFoldCTEs + applyResult + " ORDER BY 1"
+)
+
+const applyBatchCTE = `
+WITH batch AS (
     SELECT t.*, $13::text AS source
     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-                $7::text[], $8::text[], $9::text[], $10::integer[], $11::boolean[], $12::bigint[])
-        AS t(channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq)
+                $7::text[], $8::text[], $9::text[], $10::integer[], $11::boolean[], $12::bigint[], $14::text[])
+        AS t(channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, takeover_by)
+)`
+
+const applyHoldCTEs = `, waiting AS (
+    SELECT b.* FROM batch b
+    WHERE $15::boolean AND b.takeover_by <> ''
+      AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = b.takeover_by)
+      AND NOT EXISTS (SELECT 1 FROM batch s WHERE s.channel_id = b.takeover_by)
+), held AS (
+    INSERT INTO takeovers_pending (channel_id, takeover_by, client_id, time, client_ip, node, epoch, reason, node_seq, source)
+    SELECT channel_id, takeover_by, client_id, time, client_ip, node, epoch, reason, node_seq, source FROM waiting
+    ON CONFLICT (channel_id) DO NOTHING
+    RETURNING channel_id
+), direct AS (
+    SELECT b.* FROM batch b
+    WHERE NOT EXISTS (SELECT 1 FROM waiting w WHERE w.channel_id = b.channel_id AND w.event_type = b.event_type)
+)`
+
+// applyReleaseCTE releases the closes held for channels of direct, and
+// inserts direct and them. In applyNoHoldSQL, direct is the whole batch and
+// the channel ids of the parameter stand for it: each CTE is then used
+// once, and PostgreSQL folds them into the insert instead of
+// materializing them.
+const (
+	applyReleaseCTE = `, released AS (
+    DELETE FROM takeovers_pending p WHERE p.takeover_by IN (SELECT channel_id FROM direct)
+` + applyInsertCTEs
+	applyReleaseOfBatchCTE = `, released AS (
+    DELETE FROM takeovers_pending p WHERE p.takeover_by = ANY($1::text[])
+` + applyInsertCTEs
+)
+
+// applyInsertCTEs ends released and inserts direct and released into
+// events: takeover tcpcleans last.
+const applyInsertCTEs = `    RETURNING p.channel_id, 'tcpclean'::text AS event_type, p.client_id, p.time, p.client_ip, p.node, p.epoch, p.reason,
+              ''::text AS username, 0 AS keepalive, NULL::boolean AS clean_session, p.node_seq, p.takeover_by, p.source
+), input AS (
+    SELECT * FROM direct
+    UNION ALL
+    SELECT * FROM released
 ), inserted AS (
-    INSERT INTO events (channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, source)
-    SELECT * FROM input ORDER BY channel_id, event_type
+    INSERT INTO events (channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, takeover_by, source)
+    SELECT channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, takeover_by, source
+    FROM input ORDER BY takeover_by <> '', channel_id, event_type
     ON CONFLICT (channel_id, event_type) DO NOTHING
-    RETURNING seq, channel_id, event_type, client_id, time, client_ip, node, epoch, reason, applied_at, node_seq
-), per_channel AS (
+    RETURNING seq, channel_id, event_type, client_id, time, client_ip, node, epoch, reason, applied_at, node_seq, takeover_by
+)`
+
+const applyFoldCTEs = `, per_channel AS (
     SELECT channel_id,
            -- every event of a channel carries the same details; min()
            -- picks one deterministically, whatever the order
@@ -86,8 +153,18 @@ WITH input AS (
         last_seq       = GREATEST(c.last_seq, EXCLUDED.last_seq),
         closed_at      = COALESCE(c.closed_at, EXCLUDED.closed_at),
         connect_node_seq = COALESCE(c.connect_node_seq, EXCLUDED.connect_node_seq)
-)
-SELECT seq, channel_id, event_type, applied_at FROM inserted ORDER BY seq`
+)`
+
+// applyResult returns the inserted events, the whole event of a takeover
+// tcpclean (it may be a released one, which is not in the batch).
+const applyResult = `
+SELECT seq, channel_id, event_type, applied_at, t.*
+FROM inserted LEFT JOIN LATERAL (SELECT client_id, time, client_ip, node, epoch, reason, node_seq, takeover_by
+                                 WHERE takeover_by <> '') t ON true`
+
+const applyHeldResult = applyResult + `
+UNION ALL
+SELECT 0, channel_id, 'tcpclean', now(), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM held`
 
 // Sources of stored events (events.source): the path by which an event
 // reached the store, shown in history.
@@ -121,16 +198,17 @@ func (s *Store) apply(ctx context.Context, events []presence.Event, source strin
 	// inside the serialized section. An error rolls back all of it.
 	var b pgx.Batch
 	b.Queue("SELECT pg_advisory_xact_lock($1)", applyLockKey)
-	b.Queue(applySQL, newColumns(batch).args(source)...)
-	var applied []presence.StoredEvent
+	sql, args := applyStatement(batch, source, true)
+	b.Queue(sql, args...)
+	var rows appliedRows
 	err := func() error {
 		results := s.pool.SendBatch(ctx, &b)
 		defer results.Close()
 		if _, err := results.Exec(); err != nil {
 			return err
 		}
-		rows, err := results.Query()
-		if applied, err = collectApplied(rows, err, len(batch)); err != nil {
+		var err error
+		if rows, err = collectApplied(results.Query()); err != nil {
 			return err
 		}
 		// Close reads the end of the batch: the implicit commit, and any
@@ -140,35 +218,70 @@ func (s *Store) apply(ctx context.Context, events []presence.Event, source strin
 	if err != nil {
 		return ApplyResult{}, storeErr("apply events", err)
 	}
-	return ApplyResult{Applied: withEvents(applied, batch), Duplicates: len(events) - len(applied)}, nil
+	result := rows.result(batch, len(events))
+	s.countTakeovers(result)
+	return result, nil
 }
 
-// collectApplied reads the rows of applySQL: the new events' keys, seqs
-// and apply times, in seq order; at most n.
-func collectApplied(rows pgx.Rows, err error, n int) ([]presence.StoredEvent, error) {
+// countTakeovers adds the takeover tcpcleans a batch held and released to
+// the Store's counters.
+func (s *Store) countTakeovers(result ApplyResult) {
+	s.takeovers.held.Add(uint64(result.Held))
+	s.takeovers.released.Add(uint64(result.released))
+}
+
+// appliedRows are the rows of applySQL.
+type appliedRows struct {
+	applied []presence.StoredEvent // in seq order; Event set only for takeover tcpcleans
+	held    int
+}
+
+// collectApplied reads the rows of applySQL.
+func collectApplied(rows pgx.Rows, err error) (appliedRows, error) {
+	var r appliedRows
 	if err != nil {
-		return nil, err
+		return r, err
 	}
-	applied := make([]presence.StoredEvent, 0, n)
-	var e presence.StoredEvent
-	_, err = pgx.ForEachRow(rows, []any{&e.Seq, &e.ChannelID, &e.Type, &e.AppliedAt}, func() error {
-		applied = append(applied, e)
+	var (
+		e                                                  presence.StoredEvent
+		clientID, clientIP, node, epoch, reason, successor *string
+		eventTime, nodeSeq                                 *int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&e.Seq, &e.ChannelID, &e.Type, &e.AppliedAt,
+		&clientID, &eventTime, &clientIP, &node, &epoch, &reason, &nodeSeq, &successor}, func() error {
+		if e.Seq == 0 {
+			r.held++
+			return nil
+		}
+		if clientID != nil {
+			e.ClientID, e.Time, e.ClientIP, e.Node, e.Epoch = *clientID, *eventTime, *clientIP, *node, *epoch
+			e.Reason, e.NodeSeq, e.TakeoverBy = presence.Reason(*reason), uint64(*nodeSeq), *successor
+		}
+		r.applied = append(r.applied, e)
+		e = presence.StoredEvent{}
 		return nil
 	})
-	return applied, err
+	return r, err
 }
 
-// withEvents completes the applied events read back from the store with
-// the events of the batch they are.
-func withEvents(applied []presence.StoredEvent, batch []presence.Event) []presence.StoredEvent {
+// result completes the applied events with the events of the batch they
+// are and counts the rest: of the n events given, those neither applied
+// nor held were duplicates. An applied event not of the batch is a
+// takeover tcpclean it released, complete from its row.
+func (r appliedRows) result(batch []presence.Event, n int) ApplyResult {
 	byKey := make(map[presence.Key]int, len(batch))
 	for i, e := range batch {
 		byKey[e.Key()] = i
 	}
-	for i, a := range applied {
-		applied[i].Event = batch[byKey[a.Key()]]
+	released := 0
+	for i, a := range r.applied {
+		if j, ok := byKey[a.Key()]; ok {
+			r.applied[i].Event = batch[j]
+		} else {
+			released++
+		}
 	}
-	return applied
+	return ApplyResult{Applied: r.applied, Held: r.held, Duplicates: n - (len(r.applied) - released) - r.held, released: released}
 }
 
 // dedupe drops repeats of a key within the batch (the first wins, as the
@@ -199,6 +312,7 @@ type columns struct {
 	keepalives                   []int32
 	cleanSessions                []*bool
 	nodeSeqs                     []int64
+	takeoverBys                  []string
 }
 
 func newColumns(batch []presence.Event) columns {
@@ -207,20 +321,27 @@ func newColumns(batch []presence.Event) columns {
 		channelIDs: make([]string, n), types: make([]string, n), clientIDs: make([]string, n),
 		times: make([]int64, n), clientIPs: make([]string, n), nodes: make([]string, n), epochs: make([]string, n),
 		reasons: make([]string, n), usernames: make([]string, n), keepalives: make([]int32, n), cleanSessions: make([]*bool, n),
-		nodeSeqs: make([]int64, n),
+		nodeSeqs: make([]int64, n), takeoverBys: make([]string, n),
 	}
 	for i, e := range batch {
 		c.channelIDs[i], c.types[i], c.clientIDs[i] = e.ChannelID, string(e.Type), e.ClientID
 		c.times[i], c.clientIPs[i], c.nodes[i], c.epochs[i] = e.Time, e.ClientIP, e.Node, e.Epoch
 		c.reasons[i], c.usernames[i] = string(e.Reason), e.Username
 		c.keepalives[i], c.cleanSessions[i] = int32(e.Keepalive), e.CleanSession
-		c.nodeSeqs[i] = int64(e.NodeSeq)
+		c.nodeSeqs[i], c.takeoverBys[i] = int64(e.NodeSeq), e.TakeoverBy
 	}
 	return c
 }
 
-// args are the parameters of applySQL, source the events' source.
-func (c columns) args(source string) []any {
-	return []any{c.channelIDs, c.types, c.clientIDs, c.times, c.clientIPs, c.nodes, c.epochs,
-		c.reasons, c.usernames, c.keepalives, c.cleanSessions, c.nodeSeqs, source}
+// applyStatement returns the statement that applies batch and its
+// arguments: source is the events' source; hold holds back takeover
+// tcpcleans whose successor is not stored yet.
+func applyStatement(batch []presence.Event, source string, hold bool) (string, []any) {
+	c := newColumns(batch)
+	args := []any{c.channelIDs, c.types, c.clientIDs, c.times, c.clientIPs, c.nodes, c.epochs,
+		c.reasons, c.usernames, c.keepalives, c.cleanSessions, c.nodeSeqs, source, c.takeoverBys}
+	if hold && slices.ContainsFunc(batch, func(e presence.Event) bool { return e.TakeoverBy != "" }) {
+		return applySQL, append(args, true)
+	}
+	return applyNoHoldSQL, args
 }

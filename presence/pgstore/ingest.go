@@ -56,7 +56,7 @@ func (s *Store) Ingest(ctx context.Context, events []presence.Event) (ApplyResul
 	for i := range batch {
 		batch[i].NodeSeq = 0
 	}
-	var applied []presence.StoredEvent
+	var applied appliedRows
 	var owned []ownedEvent
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", applyLockKey); err != nil {
@@ -68,8 +68,8 @@ func (s *Store) Ingest(ctx context.Context, events []presence.Event) (ApplyResul
 		if err != nil || len(owned) > 0 {
 			return err
 		}
-		rows, err = tx.Query(ctx, applySQL, newColumns(batch).args(sourceAPI)...)
-		applied, err = collectApplied(rows, err, len(batch))
+		sql, args := applyStatement(batch, sourceAPI, true)
+		applied, err = collectApplied(tx.Query(ctx, sql, args...))
 		return err
 	})
 	if err != nil {
@@ -78,7 +78,9 @@ func (s *Store) Ingest(ctx context.Context, events []presence.Event) (ApplyResul
 	if len(owned) > 0 {
 		return ApplyResult{}, ownedError(owned, events)
 	}
-	return ApplyResult{Applied: withEvents(applied, batch), Duplicates: len(events) - len(applied)}, nil
+	result := applied.result(batch, len(events))
+	s.countTakeovers(result)
+	return result, nil
 }
 
 // ownedEvent is an event of an Ingest batch that belongs to a known node.

@@ -19,7 +19,8 @@ import (
 //   - node_stop: the node's remaining open channels (reason server_shutdown);
 //   - node_channels: open channels of the node and epoch that the broker no
 //     longer holds and whose connect it numbered before the report (reason
-//     reconciled) — a tcpclean lost anywhere.
+//     reconciled) — a tcpclean lost anywhere; a channel whose takeover
+//     tcpclean is held (see applySQL) is not lost, and is left to it.
 //
 // It returns the synthesized events that were newly stored. Reports of an
 // epoch that was superseded change nothing but fence that epoch again.
@@ -54,7 +55,8 @@ func (s *Store) ApplyNodeEvent(ctx context.Context, n presence.NodeEvent) ([]pre
 		case presence.NodeChannels:
 			gone, err := openChannelsOf(ctx, tx,
 				`node = $1 AND epoch = $2 AND coalesce(connect_node_seq, 0) < $4
-				 AND channel_id NOT IN (SELECT unnest($3::text[]))`,
+				 AND channel_id NOT IN (SELECT unnest($3::text[]))
+				 AND channel_id NOT IN (SELECT channel_id FROM takeovers_pending)`,
 				n.Node, n.Epoch, n.Channels, int64(n.Seq))
 			if err != nil {
 				return err

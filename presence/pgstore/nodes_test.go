@@ -116,27 +116,47 @@ func TestCleanStopClosesRemainingChannels(t *testing.T) {
 
 func TestLeaseExpiryMakesNodeSilentThenLost(t *testing.T) {
 	s := pgtest.NewStore(t)
+	// The lease is judged on the database's clock, and the store has no
+	// clock to inject: the test moves the node's stored times back instead
+	// of sleeping, and keeps a minute between every limit and now, so no
+	// step depends on how fast the machine runs.
+	const lease, grace = time.Minute, time.Minute
 	start := nodeEvent("n1", "e1", presence.NodeStart, 1)
-	start.LeaseMillis = 100
+	start.LeaseMillis = lease.Milliseconds()
 	mustNodeEvent(t, s, start)
 	mustApply(t, s, connectOn("a", "ch-a", "n1", "e1"))
-	if closed, err := s.ExpireNodes(ctx, time.Hour, ""); err != nil || len(closed) != 0 {
+	if closed, err := s.ExpireNodes(ctx, grace, ""); err != nil || len(closed) != 0 {
 		t.Fatalf("ExpireNodes within the lease: %v %v", closed, err)
 	}
-	time.Sleep(150 * time.Millisecond) // the lease is judged on the database's clock
-	if closed, err := s.ExpireNodes(ctx, 2*time.Second, ""); err != nil || len(closed) != 0 {
+	if nodes, _ := s.Nodes(ctx); nodes[0].State != presence.NodeAlive {
+		t.Fatalf("node %+v within its lease, want alive", nodes[0])
+	}
+	ageNode(t, s, "n1", lease+time.Second) // the lease ran out a second ago
+	if closed, err := s.ExpireNodes(ctx, grace, ""); err != nil || len(closed) != 0 {
 		t.Fatalf("ExpireNodes within the grace: %v %v", closed, err)
 	}
 	nodes, _ := s.Nodes(ctx)
 	if nodes[0].State != presence.NodeSilent || nodes[0].SilentSince == nil || nodes[0].OpenChannels != 1 {
 		t.Fatalf("node %+v, want silent with one open channel", nodes[0])
 	}
-	time.Sleep(2 * time.Second)
-	closed, err := s.ExpireNodes(ctx, 2*time.Second, "")
+	ageNode(t, s, "n1", grace) // silent for the grace and a second
+	closed, err := s.ExpireNodes(ctx, grace, "")
 	if err != nil || reasonsOf(closed)["ch-a"] != presence.ReasonNodeLost {
 		t.Fatalf("ExpireNodes past the grace: %v %v, want ch-a closed as node_lost", closed, err)
 	}
 	if mustOnline(t, s, "a").Online {
 		t.Fatal("client of a lost node still online")
+	}
+}
+
+// ageNode moves the lease times of node back by d, as if the
+// database's clock had advanced by d since its last report.
+func ageNode(t *testing.T, s *pgstore.Store, node string, d time.Duration) {
+	t.Helper()
+	if _, err := s.Pool().Exec(ctx, `
+		UPDATE nodes SET last_seen = last_seen - $2 * interval '1 millisecond',
+		       silent_since = silent_since - $2 * interval '1 millisecond'
+		WHERE node = $1`, node, d.Milliseconds()); err != nil {
+		t.Fatalf("age node %s: %v", node, err)
 	}
 }

@@ -249,14 +249,14 @@ func (s *Store) History(ctx context.Context, q presence.HistoryQuery) ([]presenc
 		where = append(where, "time < "+arg(presence.Millis(q.To)))
 	}
 	sql := `SELECT seq, channel_id, event_type, client_id, time, client_ip, node, epoch, reason,
-	        username, keepalive, clean_session, applied_at, source
+	        username, keepalive, clean_session, applied_at, source, takeover_by
 	    FROM events WHERE ` + strings.Join(where, " AND ") + `
 	    ORDER BY seq ` + order + ` LIMIT ` + arg(clampLimit(q.Limit))
 	rows, _ := s.pool.Query(ctx, sql, args...)
 	events := []presence.StoredEvent{}
 	var e presence.StoredEvent
 	_, err := pgx.ForEachRow(rows, []any{&e.Seq, &e.ChannelID, &e.Type, &e.ClientID, &e.Time, &e.ClientIP,
-		&e.Node, &e.Epoch, &e.Reason, &e.Username, &e.Keepalive, &e.CleanSession, &e.AppliedAt, &e.Source}, func() error {
+		&e.Node, &e.Epoch, &e.Reason, &e.Username, &e.Keepalive, &e.CleanSession, &e.AppliedAt, &e.Source, &e.TakeoverBy}, func() error {
 		stored := e
 		if e.CleanSession != nil {
 			v := *e.CleanSession

@@ -17,7 +17,8 @@ import (
 
 // Store is the PostgreSQL store. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
+	pool      *pgxpool.Pool
+	takeovers takeoverCounters
 }
 
 // Option adjusts the connection pool of a Store.
