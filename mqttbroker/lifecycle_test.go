@@ -111,7 +111,7 @@ func TestKeepaliveTimeout(t *testing.T) {
 	c.expectClosed()
 	// The broker reads the ping no earlier than it was sent and deadlines
 	// never fire early, so a deadline the ping moved cannot end sooner than
-	// this, however slow the machine; one it did not move ends ~1 s sooner.
+	// this, however slow the machine; one it did not move ends ~1 s after it.
 	if waited := time.Since(pinged); waited < 1500*time.Millisecond {
 		t.Fatalf("closed %v after the ping, want at least 1.5 × keepalive after it", waited)
 	}
