@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"sync"
@@ -123,7 +122,7 @@ func startPoller(addr string, ids []string, since map[string]time.Time) *poller 
 		for i := 0; ctx.Err() == nil; i++ {
 			id := ids[i%len(ids)]
 			var st presence.Status
-			code, err := getStatus(ctx, addr, id, &st)
+			code, err := getJSONErr(addr, "/clients/"+url.PathEscape(id)+"/online", &st)
 			if ctx.Err() != nil {
 				return
 			}
@@ -147,20 +146,6 @@ func (p *poller) stop() (polls int, bad []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.polls, p.bad
-}
-
-func getStatus(ctx context.Context, addr, id string, st *presence.Status) (int, error) {
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/clients/"+url.PathEscape(id)+"/online", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	return resp.StatusCode, json.Unmarshal(body, st)
 }
 
 // waitNoneHeld waits until the store holds no takeover close for its

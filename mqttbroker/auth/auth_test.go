@@ -184,16 +184,7 @@ func TestBrokerWithAuth(t *testing.T) {
 		Authenticator: Any(pw, NewSignature(map[string]string{"AK1": "SK1"}, nil)),
 		Authorizer:    acl,
 	}, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	ln := serveOnLoopback(t, srv)
 	connect := func(clientID, user, password string) (paho.Client, error) {
 		opts := paho.NewClientOptions().AddBroker("tcp://" + ln.Addr().String()).SetClientID(clientID).
 			SetUsername(user).SetPassword(password).SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
@@ -244,4 +235,20 @@ func TestBrokerWithAuth(t *testing.T) {
 	if st.DeniedPublishes != 1 || st.DeniedSubscribes != 1 || st.Refused != 2 {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// serveOnLoopback serves srv on a fresh loopback port until the test ends.
+func serveOnLoopback(t *testing.T, srv *mqttbroker.Server) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return ln
 }

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
@@ -227,16 +226,7 @@ func TestAlibabaDevicesWithPaho(t *testing.T) {
 		}
 		return nil
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	ln := serveOnLoopback(t, srv)
 	// connect returns the CONNACK return code paho received.
 	connect := func(t *testing.T, clientID, username, password string) byte {
 		t.Helper()
