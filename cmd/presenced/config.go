@@ -37,6 +37,9 @@ type config struct {
 	// Durability is the outbox, the disk reserve and the supervision of
 	// the private PostgreSQL (see durability.go).
 	Durability durabilityConfig
+	// Retention of closed channels and parked messages (see retention.go),
+	// in the modes that have the database.
+	Retention retentionConfig
 
 	// Node liveness (see nodes.go).
 	NodeLease       time.Duration
@@ -114,6 +117,9 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	f.Duration(&c.LeaseCheckEvery, "lease-check-every", time.Second, "how often node leases are checked")
 	registerAPIFlags(f, &c.API)
 	registerDurabilityFlags(f, &c.Durability, name)
+	if name == "serve" || name == "consumer" || name == "api" {
+		registerRetentionFlags(f, &c.Retention)
+	}
 	if name == "broker" || name == "consumer" {
 		registerRocketMQFlags(f, &c.RocketMQ)
 	}
@@ -157,6 +163,11 @@ func (c config) validate() error {
 	errs = append(errs, c.Durability.validate()...)
 	if err := validateNodeTimes(c); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Retention != (retentionConfig{}) {
+		if err := c.Retention.validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.MQTT != (mqttConfig{}) {
 		if err := c.MQTT.validate(); err != nil {

@@ -38,6 +38,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{"heartbeat vs lease", []string{"--node-lease", "2s", "--heartbeat-every", "5s"}, nil, "--heartbeat-every must be positive and at most half of --node-lease"},
 		{"packet size", []string{"--mqtt-max-packet-kib", "0"}, nil, "--mqtt-max-packet-kib must be within"},
 		{"stray argument", []string{"extra"}, nil, `unexpected argument "extra"`},
+		{"short retention", []string{"--retention", "5m"}, nil, "--retention must be 0 (keep everything) or at least 1h0m0s"},
+		{"retention period", []string{"--retention-every", "0s"}, nil, "--retention-every must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,6 +48,18 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestRetentionFlagsOnlyWhereThereIsADatabase(t *testing.T) {
+	cfg, err := parseServeConfig("api", []string{"--retention", "0", "--rejected-retention", "48h"}, env(nil), io.Discard)
+	if err != nil || cfg.Retention.Channels != 0 || cfg.Retention.Rejected != 48*time.Hour {
+		t.Fatalf("api --retention 0 --rejected-retention 48h: %+v, %v", cfg.Retention, err)
+	}
+	base := []string{"--rocketmq-namesrv", "127.0.0.1:9876"}
+	_, err = parseServeConfig("broker", append(base, "--retention", "24h"), env(nil), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "flag provided but not defined: -retention") {
+		t.Fatalf("broker --retention: %v, want the flag refused (a broker has no database)", err)
 	}
 }
 

@@ -1,0 +1,80 @@
+package test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/presenced/presenced/presence/pgstore/pgtest"
+)
+
+// TestRetentionPrunesOnlyOldClosedChannels runs serve with a one-hour
+// retention, ages one closed channel and one parked message past it
+// straight in the store, and waits for the retention loop to delete
+// exactly those: a recently closed channel, an open channel and a recent
+// parked message survive.
+func TestRetentionPrunesOnlyOldClosedChannels(t *testing.T) {
+	dbURL := pgtest.URL(t)
+	p := startServe(t, dbURL, "--retention", "1h", "--rejected-retention", "1h", "--retention-every", "50ms")
+
+	open, _ := rawConnect(t, p.MQTTAddr, "keep-open", 300)
+	defer open.Close()
+	for _, id := range []string{"aged-closed", "recent-closed"} {
+		conn, _ := rawConnect(t, p.MQTTAddr, id, 300)
+		conn.Close()
+		waitStoredEvents(t, dbURL, id, 2) // connect, tcpclean
+	}
+	waitStoredEvents(t, dbURL, "keep-open", 1)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer db.Close(ctx)
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := db.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	// The open channel is made old too: age alone never removes it.
+	exec(`UPDATE channels SET closed_at = now() - interval '2 hours' WHERE client_id = 'aged-closed'`)
+	exec(`UPDATE events SET applied_at = now() - interval '2 hours' WHERE client_id = 'keep-open'`)
+	exec(`INSERT INTO rejected_events (source, raw, reason, received_at) VALUES
+		('test', 'old', 'aged', now() - interval '2 hours'), ('test', 'new', 'recent', now())`)
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var channels, events, rejected int
+		if err := db.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM channels WHERE client_id = 'aged-closed'),
+			(SELECT count(*) FROM events WHERE client_id = 'aged-closed'),
+			(SELECT count(*) FROM rejected_events WHERE reason = 'aged')`).Scan(&channels, &events, &rejected); err != nil {
+			t.Fatalf("count aged rows: %v", err)
+		}
+		if channels == 0 && events == 0 && rejected == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: aged closed channel rows %d, its events %d, aged parked messages %d; want all deleted\n%s", channels, events, rejected, p.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := storedEvents(t, dbURL, "recent-closed"); len(got) != 2 {
+		t.Fatalf("recently closed channel: %d events stored, want 2 kept", len(got))
+	}
+	if got := openChannelCount(t, dbURL, "keep-open"); got != 1 {
+		t.Fatalf("open channel: %d open, want 1 kept", got)
+	}
+	var recent int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM rejected_events WHERE reason = 'recent'`).Scan(&recent); err != nil || recent != 1 {
+		t.Fatalf("recent parked messages: %d (%v), want 1 kept", recent, err)
+	}
+	if !p.status("keep-open").Online {
+		t.Fatal("the open client is not online after retention ran")
+	}
+}
