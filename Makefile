@@ -12,7 +12,7 @@ FUZZTIME  ?= 50000x
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/presenced
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/presenced
 
 # make run listens on the default ports on loopback, where anonymous MQTT
 # clients are allowed (--allow-anonymous=auto); override with

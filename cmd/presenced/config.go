@@ -97,7 +97,6 @@ func (e *envFlags) Duration(p *time.Duration, name string, def time.Duration, us
 func parseServeConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("presenced "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	f := &envFlags{fs: fs, getenv: getenv}
 	f.String(&c.MQTTAddr, "mqtt-addr", ":1883", "MQTT listen address")
 	f.String(&c.HTTPAddr, "http-addr", ":8080", "HTTP API listen address")
@@ -126,16 +125,28 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	if name == "serve" || name == "broker" {
 		registerMQTTFlags(f, &c.MQTT)
 	}
+	// The flag package would print every flag after any mistake; only -h
+	// prints them, a mistake prints one line that says what to do.
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintf(stderr, "usage: %s [flags]\n\n", fs.Name())
+			fs.PrintDefaults()
+			return c, err
+		}
+		return c, usageError{explainFlagError(fs, err)}
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	if err := errors.Join(f.errs...); err != nil {
-		return c, err
+		return c, usageError{err}
 	}
-	return c, c.validate()
+	if err := c.validate(); err != nil {
+		return c, usageError{err}
+	}
+	return c, nil
 }
 
 func (c config) validate() error {

@@ -25,9 +25,10 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	if code := exitCode(err); code != 0 {
 		fmt.Fprintf(os.Stderr, "presenced: %v\n", err)
-		os.Exit(1)
+		os.Exit(code)
 	}
 }
 
@@ -35,7 +36,9 @@ func main() {
 // so tests can call run directly.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	command := "serve"
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		command, args = "help", args[1:] // the commands, not serve's flags
+	} else if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		command, args = args[0], args[1:]
 	}
 	switch command {
@@ -50,13 +53,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "migrate":
 		return runMigrate(ctx, args, getenv, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "presenced", version)
+		fmt.Fprint(stdout, versionText())
 		return nil
-	case "help", "-h", "--help":
+	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q\n%s", command, usage)
+	return usageError{fmt.Errorf("unknown command %q\n%s", command, usage)}
 }
 
 const usage = `usage: presenced <command> [flags]

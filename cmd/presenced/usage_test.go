@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestCommandLineConventions(t *testing.T) {
+	tests := []struct {
+		args       string
+		wantCode   int
+		wantOutput string // in stdout, stderr or the error
+	}{
+		{"--help", 0, "commands:"},
+		{"help", 0, "consumer  apply events"},
+		{"serve -h", 0, "-retention-every duration"},
+		{"version", 0, "presenced dev (revision "},
+		{"serve --retentio 1h", 2, "unknown flag --retentio; did you mean --retention?"},
+		{"api --node-leas 3s", 2, "did you mean --node-lease?"},
+		{"serve --zzzzzzzz 1", 2, "unknown flag --zzzzzzzz (presenced serve -h lists the flags)"},
+		{"serve --retention 5", 2, "--retention needs a unit like 30s"},
+		{"serve --batch-size many", 2, `invalid value "many" for flag -batch-size`},
+		{"serve --batch-size 0", 2, "--batch-size must be within 1..10000"},
+		{"frobnicate", 2, `unknown command "frobnicate"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.args, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), strings.Fields(tt.args), env(nil), &stdout, &stderr)
+			all := stdout.String() + stderr.String()
+			if err != nil {
+				all += err.Error()
+			}
+			if got := exitCode(err); got != tt.wantCode || !strings.Contains(all, tt.wantOutput) {
+				t.Fatalf("exit %d, output %q; want exit %d and %q", got, all, tt.wantCode, tt.wantOutput)
+			}
+			if tt.wantCode == 2 && strings.Contains(all, "-shutdown-timeout duration") {
+				t.Fatalf("a mistake printed every flag: %q", all)
+			}
+		})
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	cases := []struct {
+		a, b string
+		want int
+	}{{"", "", 0}, {"retention", "retention", 0}, {"retentio", "retention", 1}, {"kitten", "sitting", 3}}
+	for _, c := range cases {
+		if got := editDistance(c.a, c.b); got != c.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+}
