@@ -10,9 +10,14 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/presenced ./cmd/presenced
+# /data is where the outbox and local state go (PRESENCE_DATA_DIR in
+# docker-compose.yml): owned by the non-root user, so a named volume mounted
+# there starts out writable.
+RUN mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/presenced /usr/local/bin/presenced
+COPY --from=build --chown=65532:65532 /out/data /data
 USER nonroot:nonroot
 EXPOSE 1883 8080
 # Off loopback the API needs tokens (PRESENCE_API_READ_TOKENS_FILE, …) or an

@@ -7,6 +7,7 @@
 //	presenced broker    the MQTT broker alone, sending events through RocketMQ
 //	presenced consumer  applies events from RocketMQ to the store
 //	presenced migrate   apply database migrations and exit
+//	presenced health    check a running presenced's /readyz (exit 0 when ready)
 //	presenced version   print the version
 package main
 
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runConsumer(ctx, args, getenv, stderr)
 	case "migrate":
 		return runMigrate(ctx, args, getenv, stderr)
+	case "health":
+		return runHealth(ctx, args, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprint(stdout, versionText())
 		return nil
@@ -70,7 +73,8 @@ commands:
   broker    run the MQTT broker alone; events go through a durable outbox to RocketMQ
   consumer  apply events from RocketMQ to the store (and check broker node leases)
   migrate   apply the database migrations and exit
-  version   print the version
+  health    check that a running presenced is ready (GET /readyz), for container healthchecks
+  version   print the version and the revision it was built from
 
 Every flag has a PRESENCE_* environment variable; run "presenced serve -h" for the list.
 `
