@@ -7,7 +7,7 @@ BIN       := bin/presenced
 PG_BINDIR := $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 FUZZTIME  ?= 50000x
 
-.PHONY: all build run test test-short fuzz vet fmt postgres bench clean
+.PHONY: all build run test test-short fuzz vet fmt postgres bench clean lint-openapi
 
 all: build
 
@@ -40,6 +40,12 @@ postgres:
 test: postgres
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+
+# lint-openapi checks api/openapi.json with the Redocly CLI pinned in
+# api/lint/package-lock.json (npm ci installs exactly that; Node.js and npm
+# come with the machine). Accepted findings are in api/lint/.redocly.lint-ignore.yaml.
+lint-openapi:
+	cd api/lint && npm ci --no-audit --no-fund --loglevel=error && ./node_modules/.bin/redocly lint --config redocly.yaml ../openapi.json
 
 test-short: postgres
 	$(GO) test -count=1 -short ./...
