@@ -74,6 +74,8 @@ func TestRetentionPrunesOnlyOldClosedChannels(t *testing.T) {
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM rejected_events WHERE reason = 'recent'`).Scan(&recent); err != nil || recent != 1 {
 		t.Fatalf("recent parked messages: %d (%v), want 1 kept", recent, err)
 	}
+	p.waitMetric(`presenced_retention_deleted_total{what="channels"}`, 1, 10*time.Second)
+	p.waitMetric(`presenced_retention_deleted_total{what="rejected"}`, 1, 10*time.Second)
 	if !p.status("keep-open").Online {
 		t.Fatal("the open client is not online after retention ran")
 	}

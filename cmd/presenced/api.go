@@ -44,7 +44,7 @@ func runAPI(ctx context.Context, args []string, getenv func(string) string, stde
 	// crashed broker must turn unknown, then offline, even when no broker
 	// or consumer of that node runs any more.
 	life.add(component{name: "lease monitor", run: leaseMonitor(db.store, cfg, "", log).Run})
-	life.add(retention(db.store, cfg.Retention, time.Now, log))
+	life.add(retention(db.store, cfg.Retention, time.Now, web.registry, log))
 	life.add(httpComponent(web.server, listener))
 	log.Info("listening", "http", listener.Addr().String())
 	err = life.run(ctx, cfg.ShutdownWait)

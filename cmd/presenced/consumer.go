@@ -83,7 +83,7 @@ func runConsumer(ctx context.Context, args []string, getenv func(string) string,
 
 	life.add(httpComponent(ops, httpListener))
 	life.add(component{name: "lease monitor", run: leaseMonitor(db.store, cfg, "", log).Run})
-	life.add(retention(db.store, cfg.Retention, time.Now, log))
+	life.add(retention(db.store, cfg.Retention, time.Now, reg, log))
 	// Stopping the consumer finishes the batches being applied, then
 	// commits offsets.
 	life.add(component{name: "rocketmq consumer", run: source.Run})

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/presenced/presenced/presence/pgstore"
 )
 
@@ -53,25 +55,37 @@ func (c retentionConfig) validate() error {
 // retention is the component that prunes the store on schedule. A failed
 // prune is logged and tried again at the next run: retention is never
 // urgent enough to stop the process.
-func retention(store *pgstore.Store, c retentionConfig, now func() time.Time, log *slog.Logger) component {
+func retention(store *pgstore.Store, c retentionConfig, now func() time.Time, reg prometheus.Registerer, log *slog.Logger) component {
 	log = log.With("component", "retention")
+	deleted := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "presenced_retention_deleted_total",
+		Help: "Rows retention deleted: what=channels (closed channels, with their events) or rejected (parked messages).",
+	}, []string{"what"})
+	failed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "presenced_retention_failures_total",
+		Help: "Retention runs that failed (retried at the next run), by what they were deleting.",
+	}, []string{"what"})
+	reg.MustRegister(deleted, failed)
 	// pruneOlder deletes what is older than keep (0: keep all) with del.
 	pruneOlder := func(ctx context.Context, what string, keep time.Duration, del func(context.Context, time.Time) (int64, error)) {
+		deleted.WithLabelValues(what) // exported at 0 before the first deletion
 		if keep == 0 {
 			return
 		}
 		cutoff := now().Add(-keep)
 		n, err := del(ctx, cutoff)
+		deleted.WithLabelValues(what).Add(float64(n))
 		switch {
 		case err != nil && ctx.Err() == nil:
+			failed.WithLabelValues(what).Inc()
 			log.Warn("retention failed; retrying at the next run", "what", what, "before", cutoff, "deleted", n, "err", err)
 		case n > 0:
 			log.Info("retention deleted old rows", "what", what, "before", cutoff, "deleted", n)
 		}
 	}
 	prune := func(ctx context.Context) {
-		pruneOlder(ctx, "closed channels", c.Channels, store.Prune)
-		pruneOlder(ctx, "parked messages", c.Rejected, store.PruneRejected)
+		pruneOlder(ctx, "channels", c.Channels, store.Prune)
+		pruneOlder(ctx, "rejected", c.Rejected, store.PruneRejected)
 	}
 	return component{name: "retention", run: func(ctx context.Context) error {
 		if c.Channels == 0 && c.Rejected == 0 {

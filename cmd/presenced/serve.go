@@ -102,7 +102,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	life.add(httpComponent(web.server, httpListener))
 	life.add(pumpComponent(pump, box, log))
 	life.add(component{name: "lease monitor", run: leaseMonitor(db.store, cfg, cfg.Node, log).Run})
-	life.add(retention(db.store, cfg.Retention, time.Now, log))
+	life.add(retention(db.store, cfg.Retention, time.Now, web.registry, log))
 	// The new epoch is announced before clients are accepted, so the
 	// channels a previous process of this node left open are fenced first.
 	addReporter(life, reporter)
