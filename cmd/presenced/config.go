@@ -125,20 +125,8 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	if name == "serve" || name == "broker" {
 		registerMQTTFlags(f, &c.MQTT)
 	}
-	// The flag package would print every flag after any mistake; only -h
-	// prints them, a mistake prints one line that says what to do.
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stderr)
-			fmt.Fprintf(stderr, "usage: %s [flags]\n\n", fs.Name())
-			fs.PrintDefaults()
-			return c, err
-		}
-		return c, usageError{explainFlagError(fs, err)}
-	}
-	if fs.NArg() > 0 {
-		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return c, err
 	}
 	if err := errors.Join(f.errs...); err != nil {
 		return c, usageError{err}

@@ -16,19 +16,10 @@ import (
 // PRESENCE_HTTP_ADDR gives the process beside it, on loopback.
 func runHealth(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("presenced health", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	url := fs.String("url", readyURL(getenv("PRESENCE_HTTP_ADDR")), "readiness URL of the presenced to check")
 	timeout := fs.Duration("timeout", 3*time.Second, "most time the check may take")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			fs.SetOutput(stderr)
-			fs.PrintDefaults()
-			return err
-		}
-		return usageError{explainFlagError(fs, err)}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 )
@@ -27,6 +28,27 @@ func exitCode(err error) int {
 		return 2
 	}
 	return 1
+}
+
+// parseFlags parses a command's flags the one way every command does: -h
+// prints the flags to stderr and returns flag.ErrHelp (exit 0); any mistake,
+// or a stray argument, is a usageError of one line that says what to do,
+// since the flag package would otherwise print every flag after it.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintf(stderr, "usage: %s [flags]\n\n", fs.Name())
+			fs.PrintDefaults()
+			return err
+		}
+		return usageError{explainFlagError(fs, err)}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
 }
 
 // explainFlagError turns the flag package's error into one that helps:
