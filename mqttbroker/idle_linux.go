@@ -25,6 +25,8 @@ type idlePoller struct {
 	parked map[uint64]*conn // by conn.parkToken
 
 	lastToken atomic.Uint64
+
+	events [128]syscall.EpollEvent // wait's buffer
 }
 
 // newIdlePoller returns a poller, or nil when epoll is unavailable (the
@@ -111,33 +113,41 @@ func (p *idlePoller) expire(c *conn) bool {
 	return true
 }
 
-// run waits for parked connections to become readable and resumes them,
-// until close.
-func (p *idlePoller) run(resume func(*conn)) {
-	events := make([]syscall.EpollEvent, 128)
+// wait blocks until parked connections become readable and takes them
+// out of the poller: the first is returned, resume is called for each of
+// the others. It returns false once the poller is closed. One goroutine
+// waits at a time (the server's pollIdle), so the event buffer is its own.
+func (p *idlePoller) wait(resume func(*conn)) (first *conn, ok bool) {
 	for {
 		n := 0
 		err := p.ctl.Read(func(epfd uintptr) bool {
 			var err error
-			n, err = syscall.EpollWait(int(epfd), events, 0)
+			n, err = syscall.EpollWait(int(epfd), p.events[:], 0)
 			return err != syscall.EINTR && n > 0 // else wait for readiness
 		})
 		if err != nil {
-			return // closed
+			return nil, false // closed
 		}
-		for _, ev := range events[:n] {
+		for _, ev := range p.events[:n] {
 			token := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 			p.mu.Lock()
 			c := p.parked[token]
 			delete(p.parked, token)
 			p.mu.Unlock()
-			if c != nil {
+			switch {
+			case c == nil: // taken up meanwhile by kick or the keepalive timer
+			case first == nil:
+				first = c
+			default:
 				resume(c)
 			}
+		}
+		if first != nil {
+			return first, true
 		}
 	}
 }
 
-// close stops run; connections still parked stay registered and are taken
+// close ends wait; connections still parked stay registered and are taken
 // up by kick.
 func (p *idlePoller) close() { p.epoll.Close() }
