@@ -15,7 +15,7 @@ import (
 // touch it.
 func benchServer(b *testing.B, clients int) *Server {
 	b.Helper()
-	live := NewLive(0)
+	live := NewLive(100_000, 0)
 	states := make([]presence.ChannelState, clients)
 	for i := range states {
 		id := fmt.Sprintf("GID_bench@@@dev-%d", i)

@@ -1,26 +1,25 @@
 package api
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/presenced/presenced/presence"
 )
 
 // handleListClients answers GET /clients?state=&prefix=&limit=&cursor=:
-// clients in client id order, keyset-paginated, from the view. state is
-// online (the default), offline (clients the view knows with no open
-// channel) or all; prefix selects a group, e.g. GID_x@@@.
+// clients in client id order, keyset-paginated. state is online (the
+// default; from the view, which holds every online client), offline
+// (clients the store has channels of and none open) or all (from the
+// store, answered by the view); prefix selects a group, e.g. GID_x@@@.
 func (s *Server) handleListClients(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var problems presence.Problems
 	add := func(err error) { addProblem(&problems, err) }
 	lq := presence.ListQuery{Prefix: q.Get("prefix")}
-	switch state := q.Get("state"); state {
-	case "", "online":
-		lq.State = presence.StateOnline
-	case "offline":
-		lq.State = presence.StateOffline
-	case "all":
+	state := q.Get("state")
+	switch state {
+	case "", "online", "offline", "all":
 	default:
 		add(presence.FieldErrorf("state", "must be online, offline or all"))
 	}
@@ -42,10 +41,64 @@ func (s *Server) handleListClients(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errViewNotCurrent)
 		return
 	}
-	items, more := s.deps.Live.View.List(lq)
-	out := page[presence.Status]{Items: items}
-	if more {
-		out.NextCursor = encodeIDCursor(items[len(items)-1].ClientID)
+	var out page[presence.Status]
+	if state == "" || state == "online" {
+		items, more := s.deps.Live.View.List(lq)
+		out.Items = items
+		if more {
+			out.NextCursor = encodeIDCursor(items[len(items)-1].ClientID)
+		}
+	} else {
+		items, last, err := s.listStored(r.Context(), lq, state == "offline")
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		out.Items = items
+		if last != "" {
+			out.NextCursor = encodeIDCursor(last)
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// maxListScans bounds the store pages one offline listing reads to fill
+// its page: past it the page is returned short, with a cursor after the
+// last client looked at, so a mostly online prefix cannot make one
+// request scan it all.
+const maxListScans = 8
+
+// listStored lists clients from the store, each answered by the view
+// (online state) and the store (last event time of a client the view does
+// not hold). offlineOnly skips clients the view holds with an open
+// channel. last is the cursor of the next page, "" at the end.
+func (s *Server) listStored(ctx context.Context, lq presence.ListQuery, offlineOnly bool) (items []presence.Status, last string, err error) {
+	items = []presence.Status{}
+	after := lq.After
+	for range maxListScans {
+		want := lq.Limit - len(items) + 1 // one more tells whether more follow
+		stored, err := s.deps.Clients.ClientPage(ctx, lq.Prefix, after, want)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, c := range stored {
+			if len(items) == lq.Limit {
+				return items, after, nil
+			}
+			after = c.ClientID
+			st, held := s.deps.Live.View.Lookup(c.ClientID)
+			if offlineOnly && st.OpenChannels > 0 {
+				continue
+			}
+			if !held && c.LastEventAt > 0 {
+				t := presence.FromMillis(c.LastEventAt)
+				st.LastEventAt = &t
+			}
+			items = append(items, st)
+		}
+		if len(stored) < want {
+			return items, "", nil // the store has no more
+		}
+	}
+	return items, after, nil
 }

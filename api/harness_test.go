@@ -42,7 +42,14 @@ func (i storeIngester) Ingest(ctx context.Context, events []presence.Event) ([]p
 
 func newHarness(t *testing.T, configure ...func(*Config)) *harness {
 	t.Helper()
-	h := &harness{t: t, store: pgtest.NewStore(t), live: NewLive(100)}
+	return startHarness(t, 100_000, configure...)
+}
+
+// startHarness is newHarness with a view that holds at most offlineCap
+// offline clients.
+func startHarness(t *testing.T, offlineCap int, configure ...func(*Config)) *harness {
+	t.Helper()
+	h := &harness{t: t, store: pgtest.NewStore(t), live: NewLive(offlineCap, 100)}
 	follower := h.store.NewFollower(h.live, pgstore.FollowOptions{PollInterval: 50 * time.Millisecond, Logger: quiet})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -62,7 +69,7 @@ func newHarness(t *testing.T, configure ...func(*Config)) *harness {
 	for _, c := range configure {
 		c(&cfg)
 	}
-	h.srv = New(cfg, Deps{Live: h.live, Channels: h.store, Nodes: h.store, History: h.store, Counter: h.store,
+	h.srv = New(cfg, Deps{Live: h.live, Channels: h.store, Nodes: h.store, History: h.store, Counter: h.store, Clients: h.store,
 		Ingester: storeIngester{h.store}, Readiness: h.store})
 	h.http = httptest.NewServer(h.srv)
 	t.Cleanup(func() { h.srv.CloseStreams(); h.http.Close() })

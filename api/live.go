@@ -24,10 +24,11 @@ type Live struct {
 	changed chan struct{} // closed and replaced whenever seq advances
 }
 
-// NewLive returns an empty, not yet loaded Live whose stream remembers the
-// last ringSize changes for resumption (default 10,000).
-func NewLive(ringSize int) *Live {
-	return &Live{View: presence.NewView(), Stream: newStream(ringSize), changed: make(chan struct{})}
+// NewLive returns an empty, not yet loaded Live whose view holds at most
+// offlineCap offline clients and whose stream remembers the last ringSize
+// changes for resumption (default 10,000).
+func NewLive(offlineCap, ringSize int) *Live {
+	return &Live{View: presence.NewView(offlineCap), Stream: newStream(ringSize), changed: make(chan struct{})}
 }
 
 // Load replaces the view with a snapshot of the store as of asOfSeq.
@@ -100,8 +101,11 @@ func (l *Live) register(reg prometheus.Registerer) {
 			func(s presence.ViewStats) float64 { return float64(s.OnlineClients) }),
 		gauge("presenced_view_open_channels", "Open channels (connect without tcpclean), in the view.",
 			func(s presence.ViewStats) float64 { return float64(s.OpenChannels) }),
-		gauge("presenced_view_known_clients", "Clients the view holds, online or not.",
-			func(s presence.ViewStats) float64 { return float64(s.KnownClients) }),
+		gauge("presenced_view_held_clients", "Clients the view holds: every online one and at most --view-offline-cache offline ones.",
+			func(s presence.ViewStats) float64 { return float64(s.HeldClients) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "presenced_view_evicted_clients_total",
+			Help: "Offline clients the view dropped to stay within --view-offline-cache (their lookups then ask the store)."},
+			func() float64 { return float64(l.View.Stats().EvictedClients) }),
 		gauge("presenced_view_seq", "The newest store sequence number folded into the view.",
 			func(s presence.ViewStats) float64 { return float64(s.Seq) }),
 		gauge("presenced_view_current", "1 while the view follows the store's change feed, 0 when the feed is lost.", current),

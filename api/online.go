@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,8 +11,9 @@ import (
 )
 
 // handleOnline answers GET /clients/{clientId}/online from the in-memory
-// view: no database round trip, so callers can ask on every request. An
-// unknown client is simply offline.
+// view: no database round trip for a client it holds (every online one,
+// and a bounded number of offline ones), one index lookup for the last
+// event time of any other. An unknown client is simply offline.
 func (s *Server) handleOnline(w http.ResponseWriter, r *http.Request) {
 	clientID, err := s.clientIDParam(r)
 	if err != nil {
@@ -22,8 +24,44 @@ func (s *Server) handleOnline(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errViewNotCurrent)
 		return
 	}
+	st, held := s.deps.Live.View.Lookup(clientID)
+	if !held {
+		statuses, err := s.lookup(r.Context(), []string{clientID})
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		st = statuses[0]
+	}
 	buf := make([]byte, 0, 256)
-	writeRawJSON(w, append(appendStatus(buf, s.deps.Live.View.Status(clientID)), '\n'))
+	writeRawJSON(w, append(appendStatus(buf, st), '\n'))
+}
+
+// lookup answers for every id from one consistent state of the view,
+// asking the store for the last event time of the clients the view does
+// not hold (offline ones beyond its bound), and caching the answers.
+func (s *Server) lookup(ctx context.Context, clientIDs []string) ([]presence.Status, error) {
+	view := s.deps.Live.View
+	statuses, unheld := view.LookupMany(clientIDs)
+	if len(unheld) == 0 {
+		return statuses, nil
+	}
+	ids := make([]string, len(unheld))
+	for i, at := range unheld {
+		ids[i] = clientIDs[at]
+	}
+	times, err := s.deps.Clients.LastEventTimes(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i, at := range unheld {
+		if times[i] > 0 {
+			t := presence.FromMillis(times[i])
+			statuses[at].LastEventAt = &t
+		}
+		view.Remember(ids[i], times[i])
+	}
+	return statuses, nil
 }
 
 // onlineBatchRequest is the body of POST /clients/online.
@@ -74,7 +112,11 @@ func (s *Server) handleOnlineBatch(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errViewNotCurrent)
 		return
 	}
-	statuses := s.deps.Live.View.StatusMany(req.ClientIDs)
+	statuses, err := s.lookup(r.Context(), req.ClientIDs)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	buf := make([]byte, 0, 64+160*len(statuses))
 	buf = append(buf, `{"results":[`...)
 	for i, st := range statuses {

@@ -38,6 +38,19 @@ type EventCounter interface {
 	CountEvents(ctx context.Context, prefix string) (int64, error)
 }
 
+// ClientDirectory answers from the store for the clients the view does
+// not hold: offline clients beyond its bound (see presence.View).
+type ClientDirectory interface {
+	// LastEventTimes returns each client's newest event time in ms (0:
+	// none), in the order of clientIDs.
+	LastEventTimes(ctx context.Context, clientIDs []string) ([]int64, error)
+	// ClientPage lists up to limit clients after after with prefix, in id
+	// order.
+	ClientPage(ctx context.Context, prefix, after string, limit int) ([]presence.ClientActivity, error)
+	// CountClients counts the clients with prefix.
+	CountClients(ctx context.Context, prefix string) (int64, error)
+}
+
 // EventIngester stores valid events idempotently, all or none, and returns
 // those that were new. It refuses, with an error of code "conflict" (409),
 // events that would open or close channels of a broker node that reports
@@ -59,6 +72,7 @@ type Deps struct {
 	Nodes     NodeLister
 	History   HistoryReader
 	Counter   EventCounter
+	Clients   ClientDirectory
 	Ingester  EventIngester
 	Readiness ReadinessChecker
 }

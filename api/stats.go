@@ -14,17 +14,19 @@ type statsResponse struct {
 	Prefix        string `json:"prefix,omitempty"`
 	OnlineClients int    `json:"onlineClients"`
 	OpenChannels  int    `json:"openChannels"`
-	KnownClients  int    `json:"knownClients"`
-	EventsStored  int64  `json:"eventsStored"`
-	// EventsCountedAt is when EventsStored was counted (it is cached for a
-	// few seconds: counting scans the events).
+	// KnownClients and EventsStored are counted in the store, which holds
+	// every client ever seen (within retention); both are cached for a
+	// few seconds, since counting scans.
+	KnownClients int64 `json:"knownClients"`
+	EventsStored int64 `json:"eventsStored"`
+	// EventsCountedAt is when the two were counted.
 	EventsCountedAt time.Time `json:"eventsCountedAt"`
 	// Seq is the newest store sequence number the view has folded in.
 	Seq int64 `json:"seq"`
 }
 
 // handleStats answers GET /stats?prefix=: online clients and open
-// channels from the view, events stored from the store.
+// channels from the view, known clients and events stored from the store.
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	prefix := r.URL.Query().Get("prefix")
 	if len(prefix) > presence.MaxClientIDBytes {
@@ -35,18 +37,28 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errViewNotCurrent)
 		return
 	}
-	events, countedAt, err := s.counts.get(r.Context(), prefix, s.deps.Counter)
+	counted, err := s.counts.get(r.Context(), prefix, s.countStored)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	vs := s.deps.Live.View.PrefixStats(prefix)
 	writeJSON(w, http.StatusOK, statsResponse{Prefix: prefix, OnlineClients: vs.OnlineClients, OpenChannels: vs.OpenChannels,
-		KnownClients: vs.KnownClients, EventsStored: events, EventsCountedAt: countedAt, Seq: vs.Seq})
+		KnownClients: counted.clients, EventsStored: counted.events, EventsCountedAt: counted.at, Seq: vs.Seq})
 }
 
-// countCache reuses event counts for ttl, so dashboards polling /stats do
-// not make the database count millions of rows on every poll.
+// countStored counts the events and the clients of prefix in the store.
+func (s *Server) countStored(ctx context.Context, prefix string) (countEntry, error) {
+	events, err := s.deps.Counter.CountEvents(ctx, prefix)
+	if err != nil {
+		return countEntry{}, err
+	}
+	clients, err := s.deps.Clients.CountClients(ctx, prefix)
+	return countEntry{events: events, clients: clients}, err
+}
+
+// countCache reuses the store's counts for ttl, so dashboards polling
+// /stats do not make the database count millions of rows on every poll.
 type countCache struct {
 	ttl time.Duration
 	now func() time.Time
@@ -56,8 +68,8 @@ type countCache struct {
 }
 
 type countEntry struct {
-	n  int64
-	at time.Time
+	events, clients int64
+	at              time.Time
 }
 
 // maxCachedPrefixes bounds the cache; it is cleared when full.
@@ -67,23 +79,23 @@ func newCountCache(ttl time.Duration, now func() time.Time) *countCache {
 	return &countCache{ttl: ttl, now: now, entries: make(map[string]countEntry)}
 }
 
-func (c *countCache) get(ctx context.Context, prefix string, counter EventCounter) (int64, time.Time, error) {
+func (c *countCache) get(ctx context.Context, prefix string, count func(context.Context, string) (countEntry, error)) (countEntry, error) {
 	c.mu.Lock()
 	e, ok := c.entries[prefix]
 	c.mu.Unlock()
 	if ok && c.now().Sub(e.at) < c.ttl {
-		return e.n, e.at, nil
+		return e, nil
 	}
-	n, err := counter.CountEvents(ctx, prefix)
+	e, err := count(ctx, prefix)
 	if err != nil {
-		return 0, time.Time{}, err
+		return countEntry{}, err
 	}
-	e = countEntry{n: n, at: c.now().UTC()}
+	e.at = c.now().UTC()
 	c.mu.Lock()
 	if len(c.entries) >= maxCachedPrefixes {
 		clear(c.entries)
 	}
 	c.entries[prefix] = e
 	c.mu.Unlock()
-	return e.n, e.at, nil
+	return e, nil
 }

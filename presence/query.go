@@ -87,3 +87,10 @@ func Millis(t time.Time) int64 { return t.UnixMilli() }
 
 // FromMillis converts milliseconds since the Unix epoch to a UTC time.
 func FromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// ClientActivity is a client the store has events of, with the time of
+// its newest event (ms since the epoch, broker clock).
+type ClientActivity struct {
+	ClientID    string
+	LastEventAt int64
+}

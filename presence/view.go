@@ -44,12 +44,22 @@ type Change struct {
 // reports after each commit. It answers "is X online?" without a database
 // round trip. The store stays the source of truth: a View fed every
 // committed change in commit order equals the store's answer.
+//
+// Its memory follows the online set, not history: it holds every client
+// with an open channel, and of the others at most a bounded number
+// (offlineCap), remembered only for their last event time. A client it
+// does not hold is offline — every open channel is held — and its last
+// event time is the store's to tell (Lookup reports which clients those
+// are; Remember caches the answer).
 type View struct {
-	mu      sync.RWMutex
-	clients map[string]*clientEntry
-	open    int // open channels in all
-	online  int // clients with at least one open channel
-	seq     int64
+	mu         sync.RWMutex
+	clients    map[string]*clientEntry
+	open       int // open channels in all
+	online     int // clients with at least one open channel
+	offline    int // clients held without an open channel
+	offlineCap int
+	evicted    int64 // offline clients dropped to stay within offlineCap, in all
+	seq        int64
 	// current is true while the view follows the store: set by Load, cleared
 	// by MarkStale when the feed is lost. A view that is not current may be
 	// behind the store, so its answers must not be given as the truth.
@@ -72,8 +82,11 @@ type openChannel struct {
 	connectAt int64
 }
 
-// NewView returns an empty view.
-func NewView() *View { return &View{clients: make(map[string]*clientEntry)} }
+// NewView returns an empty view that holds at most offlineCap clients
+// without an open channel (0: none).
+func NewView(offlineCap int) *View {
+	return &View{clients: make(map[string]*clientEntry), offlineCap: max(offlineCap, 0)}
+}
 
 // Apply folds channel states into the view and returns the clients whose
 // online state changed, in the order of states. States must come in commit
@@ -82,7 +95,20 @@ func NewView() *View { return &View{clients: make(map[string]*clientEntry)} }
 func (v *View) Apply(states []ChannelState) []Change {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	var changes []Change
+	var (
+		changes []Change
+		// takenOver are the clients whose last open channel the batch
+		// closed by a takeover, with where their offline change stands in
+		// changes and the online period it ended. The store keeps a
+		// takeover's close until its successor's connect is stored, but
+		// the feed gives each channel's current state in the order of its
+		// newest event: the successor may come later in the batch (a
+		// successor taken over in turn sorts after the close it caused).
+		// Seeing it there, the client was never offline: no change, and
+		// its online period goes on.
+		takenOver map[string]takeoverGap
+		cancelled bool
+	)
 	for _, s := range states {
 		v.seq = max(v.seq, s.Seq)
 		c := v.clients[s.ClientID]
@@ -90,11 +116,12 @@ func (v *View) Apply(states []ChannelState) []Change {
 			if !s.Open {
 				// A closed channel of a client the view does not hold changes
 				// only its last event time.
-				v.clients[s.ClientID] = &clientEntry{lastEventAt: s.LastEventAt}
+				v.addOffline(s.ClientID, s.LastEventAt)
 				continue
 			}
 			c = &clientEntry{}
 			v.clients[s.ClientID] = c
+			v.offline++ // counted offline until the channel below opens
 		}
 		c.lastEventAt = max(c.lastEventAt, s.LastEventAt)
 		wasOnline := len(c.open) > 0
@@ -113,14 +140,69 @@ func (v *View) Apply(states []ChannelState) []Change {
 		}
 		if isOnline {
 			v.online++
+			v.offline--
 			c.onlineSince = s.ConnectAt
+			if gap, ok := takenOver[s.ClientID]; ok {
+				delete(takenOver, s.ClientID)
+				changes[gap.at].ClientID = "" // never offline: dropped below
+				cancelled = true
+				c.onlineSince = gap.since
+				continue
+			}
 		} else {
 			v.online--
+			v.offline++
+			if s.Reason == ReasonTakeover {
+				if takenOver == nil {
+					takenOver = make(map[string]takeoverGap)
+				}
+				takenOver[s.ClientID] = takeoverGap{at: len(changes), since: c.onlineSince}
+			}
 			c.onlineSince = 0
 		}
 		changes = append(changes, Change{ClientID: s.ClientID, Online: isOnline, Channel: s})
 	}
+	if cancelled {
+		changes = slices.DeleteFunc(changes, func(c Change) bool { return c.ClientID == "" })
+	}
+	v.evictOffline()
 	return changes
+}
+
+// takeoverGap is a client's offline change that a successor later in the
+// same batch may cancel (see Apply).
+type takeoverGap struct {
+	at    int   // index of the offline change
+	since int64 // the online period the takeover would have ended
+}
+
+// addOffline holds a client without an open channel; v.mu must be held and
+// the client not held yet. evictOffline restores the bound.
+func (v *View) addOffline(clientID string, lastEventAt int64) {
+	v.clients[clientID] = &clientEntry{lastEventAt: lastEventAt}
+	v.offline++
+}
+
+// evictOffline drops clients without an open channel while there are
+// more than offlineCap, an eighth of the cap at a time so that the scan
+// is paid rarely. Go's map iteration starts at a random place, so the
+// clients dropped are a random sample: a cache, not a history. v.mu must
+// be held.
+func (v *View) evictOffline() {
+	if v.offline <= v.offlineCap {
+		return
+	}
+	target := v.offlineCap - v.offlineCap/8
+	for id, c := range v.clients {
+		if v.offline <= target {
+			break
+		}
+		if len(c.open) == 0 {
+			delete(v.clients, id)
+			v.offline--
+			v.evicted++
+		}
+	}
 }
 
 func (c *clientEntry) index(channelID string) int {
@@ -172,7 +254,8 @@ func (v *View) Load(states []ChannelState, asOfSeq int64) []Change {
 	if len(v.clients) > 0 {
 		changes = diff(v.clients, fresh, asOfSeq)
 	}
-	v.clients, v.open, v.online = fresh, open, online
+	v.clients, v.open, v.online, v.offline = fresh, open, online, len(fresh)-online
+	v.evictOffline()
 	v.seq = asOfSeq
 	v.current.Store(true)
 	return changes
@@ -209,31 +292,55 @@ func (v *View) MarkStale() { v.current.Store(false) }
 // not lost since.
 func (v *View) Current() bool { return v.current.Load() }
 
-// Status answers for one client. An unknown client is offline.
-func (v *View) Status(clientID string) Status {
+// Lookup answers for one client. held is false for a client the view
+// does not hold: it is offline, and its LastEventAt is the store's to
+// tell (see Remember).
+func (v *View) Lookup(clientID string) (st Status, held bool) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	return v.status(clientID)
 }
 
-// StatusMany answers Status for every id, in order (repeats included), from
-// one consistent state of the view.
-func (v *View) StatusMany(clientIDs []string) []Status {
-	out := make([]Status, len(clientIDs))
+// LookupMany answers Lookup for every id, in order (repeats included),
+// from one consistent state of the view; unheld lists the indexes of the
+// ids the view does not hold.
+func (v *View) LookupMany(clientIDs []string) (out []Status, unheld []int) {
+	out = make([]Status, len(clientIDs))
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	for i, id := range clientIDs {
-		out[i] = v.status(id)
+		var held bool
+		if out[i], held = v.status(id); !held {
+			unheld = append(unheld, i)
+		}
 	}
-	return out
+	return out, unheld
+}
+
+// Remember caches the newest event time the store holds for a client the
+// view did not hold (0: the store never heard of it), within the bound of
+// offline clients. A client the feed brought in meanwhile keeps the newer
+// of the two times, so a slow store answer never makes the view older.
+func (v *View) Remember(clientID string, lastEventAt int64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if c := v.clients[clientID]; c != nil {
+		c.lastEventAt = max(c.lastEventAt, lastEventAt)
+		return
+	}
+	if v.offlineCap == 0 {
+		return
+	}
+	v.addOffline(clientID, lastEventAt)
+	v.evictOffline()
 }
 
 // status answers for one client; v.mu must be held.
-func (v *View) status(clientID string) Status {
+func (v *View) status(clientID string) (Status, bool) {
 	st := Status{ClientID: clientID, State: StateOffline}
 	c := v.clients[clientID]
 	if c == nil {
-		return st
+		return st, false
 	}
 	if c.lastEventAt > 0 {
 		t := FromMillis(c.lastEventAt)
@@ -247,7 +354,7 @@ func (v *View) status(clientID string) Status {
 			// went silent. Since is when it did.
 			silentSince := v.silent[node]
 			st.Online, st.State, st.Node, st.Since = false, StateUnknown, node, &silentSince
-			return st
+			return st, true
 		}
 		since := c.onlineSince
 		if since == 0 {
@@ -258,7 +365,7 @@ func (v *View) status(clientID string) Status {
 			st.Since = &t
 		}
 	}
-	return st
+	return st, true
 }
 
 // silentNodeOf returns the node of c's open channels when every one of
@@ -318,32 +425,22 @@ func (v *View) OpenChannelsOf(clientID string) []ChannelState {
 
 // ViewStats are the view's totals.
 type ViewStats struct {
-	KnownClients  int
+	// HeldClients are the clients the view holds: the online ones and at
+	// most its bound of offline ones (not every client ever seen).
+	HeldClients   int
 	OnlineClients int
 	OpenChannels  int
-	Seq           int64 // the newest store sequence number folded in
-	Current       bool  // the view follows the store (see View.Current)
+	// EvictedClients counts the offline clients dropped to stay within the
+	// bound, since the view was made.
+	EvictedClients int64
+	Seq            int64 // the newest store sequence number folded in
+	Current        bool  // the view follows the store (see View.Current)
 }
 
 // Stats returns the view's totals.
 func (v *View) Stats() ViewStats {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	return ViewStats{KnownClients: len(v.clients), OnlineClients: v.online, OpenChannels: v.open, Seq: v.seq, Current: v.current.Load()}
-}
-
-// Forget drops clients without open channels whose last event is older
-// than before, so the view does not grow with every client ever seen.
-func (v *View) Forget(before time.Time) int {
-	cut := Millis(before)
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	n := 0
-	for id, c := range v.clients {
-		if len(c.open) == 0 && c.lastEventAt < cut {
-			delete(v.clients, id)
-			n++
-		}
-	}
-	return n
+	return ViewStats{HeldClients: len(v.clients), OnlineClients: v.online, OpenChannels: v.open, EvictedClients: v.evicted,
+		Seq: v.seq, Current: v.current.Load()}
 }

@@ -6,11 +6,10 @@ import (
 	"strings"
 )
 
-// ListQuery selects clients of a View, keyset-paginated on the client id.
+// ListQuery selects online clients of a View, keyset-paginated on the
+// client id. (Offline clients are listed from the store: the view holds
+// only some of them.)
 type ListQuery struct {
-	// State is StateOnline or StateOffline; "" lists every client the view
-	// holds.
-	State State
 	// Prefix keeps client ids that start with it, e.g. a group "GID_x@@@".
 	Prefix string
 	// After is the last client id of the previous page ("" for the first).
@@ -19,8 +18,8 @@ type ListQuery struct {
 	Limit int
 }
 
-// List returns one page of clients in client id order, and whether more
-// follow. It scans the view once (O(clients), no sorting of the whole
+// List returns one page of the clients with an open channel (online, or
+// unknown on a silent node) in client id order, and whether more follow. It scans the view once (O(clients), no sorting of the whole
 // set: the smallest Limit ids are kept in a bounded heap), so a page of a
 // 100,000-client view costs about a millisecond and never blocks the feed
 // for longer than that.
@@ -31,18 +30,8 @@ func (v *View) List(q ListQuery) (page []Status, more bool) {
 	// Keep limit+1 smallest ids: the extra one tells whether more follow.
 	h := &maxHeap{}
 	for id, c := range v.clients {
-		if id <= q.After || !strings.HasPrefix(id, q.Prefix) {
+		if len(c.open) == 0 || id <= q.After || !strings.HasPrefix(id, q.Prefix) {
 			continue
-		}
-		switch q.State {
-		case StateOnline:
-			if len(c.open) == 0 {
-				continue
-			}
-		case StateOffline:
-			if len(c.open) > 0 {
-				continue
-			}
 		}
 		if h.Len() <= limit {
 			heap.Push(h, id)
@@ -58,7 +47,7 @@ func (v *View) List(q ListQuery) (page []Status, more bool) {
 	}
 	page = make([]Status, len(ids))
 	for i, id := range ids {
-		page[i] = v.status(id)
+		page[i], _ = v.status(id)
 	}
 	return page, more
 }
@@ -76,7 +65,7 @@ func (v *View) PrefixStats(prefix string) ViewStats {
 		if !strings.HasPrefix(id, prefix) {
 			continue
 		}
-		st.KnownClients++
+		st.HeldClients++
 		st.OpenChannels += len(c.open)
 		if len(c.open) > 0 {
 			st.OnlineClients++

@@ -25,6 +25,7 @@ type apiConfig struct {
 	MaxStreams         int
 	StreamRing         int
 	FeedPoll           time.Duration
+	OfflineCache       int
 }
 
 // registerAPIFlags adds the API's flags to f.
@@ -42,6 +43,7 @@ func registerAPIFlags(f *envFlags, c *apiConfig) {
 	f.Int(&c.MaxStreams, "api-max-streams", 1000, "most /stream subscribers at once; more get 429")
 	f.Int(&c.StreamRing, "api-stream-ring", 10_000, "recent changes remembered for /stream resumption with Last-Event-ID")
 	f.Duration(&c.FeedPoll, "feed-poll-interval", time.Second, "how often the view reads the store's change feed without a notification")
+	f.Int(&c.OfflineCache, "view-offline-cache", 100_000, "most offline clients the in-memory view remembers (~150 B each; every online client is always held); lookups of others read their last event time from the store (0: none)")
 }
 
 func (c apiConfig) validate() []error {
@@ -55,6 +57,9 @@ func (c apiConfig) validate() []error {
 	positive("api-max-in-flight", c.MaxInFlight)
 	positive("api-max-streams", c.MaxStreams)
 	positive("api-stream-ring", c.StreamRing)
+	if c.OfflineCache < 0 {
+		errs = append(errs, fmt.Errorf("--view-offline-cache must be 0 or more, not %d", c.OfflineCache))
+	}
 	for name, d := range map[string]time.Duration{"api-request-timeout": c.RequestTimeout, "api-sse-heartbeat": c.Heartbeat,
 		"api-sse-write-timeout": c.StreamWriteTimeout, "feed-poll-interval": c.FeedPoll} {
 		if d <= 0 {

@@ -33,7 +33,7 @@ type httpAPI struct {
 func newHTTPAPI(cfg config, db *database, log *slog.Logger) *httpAPI {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newBuildInfo(version))
-	live := api.NewLive(cfg.API.StreamRing)
+	live := api.NewLive(cfg.API.OfflineCache, cfg.API.StreamRing)
 	a := &httpAPI{registry: registry}
 	a.follower = db.store.NewFollower(live, pgstore.FollowOptions{
 		PollInterval: cfg.API.FeedPoll,
@@ -50,7 +50,7 @@ func newHTTPAPI(cfg config, db *database, log *slog.Logger) *httpAPI {
 		MaxStreams:         cfg.API.MaxStreams,
 		Registry:           registry,
 		Logger:             log.With("component", "api"),
-	}, api.Deps{Live: live, Channels: db.store, Nodes: db.store, History: db.store, Counter: db.store,
+	}, api.Deps{Live: live, Channels: db.store, Nodes: db.store, History: db.store, Counter: db.store, Clients: db.store,
 		Ingester: apiIngester{db.store}, Readiness: db})
 	a.server = &http.Server{
 		Handler: a.api,

@@ -26,7 +26,7 @@ type follower struct {
 }
 
 func newFollower(t *testing.T, s *pgstore.Store) *follower {
-	f := &follower{t: t, s: s, view: presence.NewView()}
+	f := &follower{t: t, s: s, view: presence.NewView(100_000)}
 	states, asOf, err := s.Snapshot(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -68,14 +68,14 @@ func TestTakeoverNeverShowsOffline(t *testing.T) {
 				s := pgtest.NewStore(t)
 				mustApply(t, s, ev("cl", old, c, 0))
 				f := newFollower(t, s)
-				since := f.view.Status("cl").Since
+				since := viewStatus(f.view, "cl").Since
 				for _, batch := range batches {
 					mustApply(t, s, batch...)
 					f.catchUp()
 					if st := mustOnline(t, s, "cl"); !st.Online {
 						t.Fatalf("store answers offline after %v: %+v", batch, st)
 					}
-					if st := f.view.Status("cl"); !st.Online || !st.Since.Equal(*since) {
+					if st := viewStatus(f.view, "cl"); !st.Online || !st.Since.Equal(*since) {
 						t.Fatalf("view answers %+v after %v; want online since %v", st, batch, since)
 					}
 				}
