@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,10 +12,12 @@ import (
 )
 
 // TestRetentionPrunesOnlyOldClosedChannels runs serve with a one-hour
-// retention, ages one closed channel and one parked message past it
-// straight in the store, and waits for the retention loop to delete
-// exactly those: a recently closed channel, an open channel and a recent
-// parked message survive.
+// retention, ages one closed channel, an open one and one parked message
+// past it straight in the store — the events into a day partition two
+// days back — and waits for the retention loop to delete exactly the old
+// closed channel and message and to drop that partition: the open
+// channel's event is kept (copied forward), and a recently closed channel
+// and a recent parked message survive.
 func TestRetentionPrunesOnlyOldClosedChannels(t *testing.T) {
 	dbURL := pgtest.URL(t)
 	p := startServe(t, dbURL, "--retention", "1h", "--rejected-retention", "1h", "--retention-every", "50ms")
@@ -41,26 +44,35 @@ func TestRetentionPrunesOnlyOldClosedChannels(t *testing.T) {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
-	// The open channel is made old too: age alone never removes it.
-	exec(`UPDATE channels SET closed_at = now() - interval '2 hours' WHERE client_id = 'aged-closed'`)
-	exec(`UPDATE events SET applied_at = now() - interval '2 hours' WHERE client_id = 'keep-open'`)
+	// The open channel is made old too: age alone never removes it. One
+	// statement string is one transaction: the partition appears with its
+	// rows, so retention cannot drop it empty first.
+	old := time.Now().UTC().AddDate(0, 0, -2).Truncate(24 * time.Hour)
+	oldPartition := "events_d" + old.Format("20060102")
+	exec(fmt.Sprintf(`CREATE TABLE %s PARTITION OF events FOR VALUES FROM ('%s') TO ('%s');
+		UPDATE channels SET closed_at = now() - interval '2 days' WHERE client_id = 'aged-closed';
+		UPDATE events SET applied_at = applied_at - interval '2 days', part_day = '%[2]s' WHERE client_id IN ('aged-closed', 'keep-open')`,
+		oldPartition, old.Format(time.DateOnly), old.AddDate(0, 0, 1).Format(time.DateOnly)))
 	exec(`INSERT INTO rejected_events (source, raw, reason, received_at) VALUES
 		('test', 'old', 'aged', now() - interval '2 hours'), ('test', 'new', 'recent', now())`)
 
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var channels, events, rejected int
+		var partition bool
 		if err := db.QueryRow(ctx, `SELECT
 			(SELECT count(*) FROM channels WHERE client_id = 'aged-closed'),
 			(SELECT count(*) FROM events WHERE client_id = 'aged-closed'),
-			(SELECT count(*) FROM rejected_events WHERE reason = 'aged')`).Scan(&channels, &events, &rejected); err != nil {
+			(SELECT count(*) FROM rejected_events WHERE reason = 'aged'),
+			to_regclass($1) IS NOT NULL`, oldPartition).Scan(&channels, &events, &rejected, &partition); err != nil {
 			t.Fatalf("count aged rows: %v", err)
 		}
-		if channels == 0 && events == 0 && rejected == 0 {
+		if channels == 0 && events == 0 && rejected == 0 && !partition {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 10s: aged closed channel rows %d, its events %d, aged parked messages %d; want all deleted\n%s", channels, events, rejected, p.logs)
+			t.Fatalf("after 10s: aged closed channel rows %d, its events %d, aged parked messages %d, partition %s there %v; want all gone\n%s",
+				channels, events, rejected, oldPartition, partition, p.logs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -70,12 +82,17 @@ func TestRetentionPrunesOnlyOldClosedChannels(t *testing.T) {
 	if got := openChannelCount(t, dbURL, "keep-open"); got != 1 {
 		t.Fatalf("open channel: %d open, want 1 kept", got)
 	}
+	if got := storedEvents(t, dbURL, "keep-open"); len(got) != 1 {
+		t.Fatalf("open channel: %d events stored, want its connect kept", len(got))
+	}
 	var recent int
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM rejected_events WHERE reason = 'recent'`).Scan(&recent); err != nil || recent != 1 {
 		t.Fatalf("recent parked messages: %d (%v), want 1 kept", recent, err)
 	}
 	p.waitMetric(`presenced_retention_deleted_total{what="channels"}`, 1, 10*time.Second)
 	p.waitMetric(`presenced_retention_deleted_total{what="rejected"}`, 1, 10*time.Second)
+	p.waitMetric(`presenced_retention_deleted_total{what="partitions"}`, 1, 10*time.Second)
+	p.waitMetric(`presenced_retention_kept_events_total`, 1, 10*time.Second)
 	if !p.status("keep-open").Online {
 		t.Fatal("the open client is not online after retention ran")
 	}

@@ -52,28 +52,31 @@ func (c retentionConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-// retention is the component that prunes the store on schedule. A failed
-// prune is logged and tried again at the next run: retention is never
-// urgent enough to stop the process.
+// retention is the component that keeps the store's history within
+// bounds on schedule: it makes the event history's day partitions of the
+// coming days (always, even when everything is kept) and prunes what is
+// older than the retention. A failed run is logged and tried again at the
+// next: retention is never urgent enough to stop the process.
 func retention(store *pgstore.Store, c retentionConfig, now func() time.Time, reg prometheus.Registerer, log *slog.Logger) component {
 	log = log.With("component", "retention")
 	deleted := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "presenced_retention_deleted_total",
-		Help: "Rows retention deleted: what=channels (closed channels, with their events) or rejected (parked messages).",
+		Help: "What retention removed: what=channels (closed channels), partitions (day partitions of events dropped), rejected (parked messages).",
 	}, []string{"what"})
+	kept := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "presenced_retention_kept_events_total",
+		Help: "Events copied forward out of dropped partitions: those of open channels and of channels closed inside the retention.",
+	})
 	failed := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "presenced_retention_failures_total",
-		Help: "Retention runs that failed (retried at the next run), by what they were deleting.",
+		Help: "Retention runs that failed (retried at the next run), by what they were doing: channels, partitions (making them), rejected.",
 	}, []string{"what"})
-	reg.MustRegister(deleted, failed)
-	// pruneOlder deletes what is older than keep (0: keep all) with del.
-	pruneOlder := func(ctx context.Context, what string, keep time.Duration, del func(context.Context, time.Time) (int64, error)) {
+	reg.MustRegister(deleted, kept, failed)
+	for _, what := range []string{"channels", "partitions", "rejected"} {
 		deleted.WithLabelValues(what) // exported at 0 before the first deletion
-		if keep == 0 {
-			return
-		}
-		cutoff := now().Add(-keep)
-		n, err := del(ctx, cutoff)
+		failed.WithLabelValues(what)
+	}
+	report := func(ctx context.Context, what string, cutoff time.Time, n int64, err error) {
 		deleted.WithLabelValues(what).Add(float64(n))
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -83,18 +86,29 @@ func retention(store *pgstore.Store, c retentionConfig, now func() time.Time, re
 			log.Info("retention deleted old rows", "what", what, "before", cutoff, "deleted", n)
 		}
 	}
-	prune := func(ctx context.Context) {
-		pruneOlder(ctx, "channels", c.Channels, store.Prune)
-		pruneOlder(ctx, "rejected", c.Rejected, store.PruneRejected)
+	run := func(ctx context.Context) {
+		if err := store.EnsurePartitions(ctx); err != nil && ctx.Err() == nil {
+			failed.WithLabelValues("partitions").Inc()
+			log.Warn("making the event partitions of the coming days failed; retrying at the next run", "err", err)
+		}
+		if c.Channels > 0 {
+			cutoff := now().Add(-c.Channels)
+			p, err := store.Prune(ctx, cutoff)
+			kept.Add(float64(p.Kept))
+			report(ctx, "channels", cutoff, p.Channels, err)
+			report(ctx, "partitions", cutoff, p.Partitions, nil)
+		}
+		if c.Rejected > 0 {
+			cutoff := now().Add(-c.Rejected)
+			n, err := store.PruneRejected(ctx, cutoff)
+			report(ctx, "rejected", cutoff, n, err)
+		}
 	}
 	return component{name: "retention", run: func(ctx context.Context) error {
-		if c.Channels == 0 && c.Rejected == 0 {
-			return nil
-		}
 		ticker := time.NewTicker(c.Every)
 		defer ticker.Stop()
 		for {
-			prune(ctx)
+			run(ctx)
 			select {
 			case <-ctx.Done():
 				return nil

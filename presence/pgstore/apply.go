@@ -34,8 +34,11 @@ type ApplyResult struct {
 const applyLockKey int64 = 0x70726573_6170706c // "presappl"
 
 // applySQL inserts the batch into events, absorbing duplicates on the
-// natural key, and folds the newly inserted events into their channels rows
-// in the same statement. Each per-event column of channels is set by the
+// natural key (channel, event type) — an event whose channel's row already
+// has that event type is not stored again (migration 0008: the key is not a
+// unique index of the partitioned events; Apply's lock makes the check
+// exact) — and folds the newly inserted events into their channels rows in
+// the same statement. Each per-event column of channels is set by the
 // one event of that type and kept forever after (COALESCE(old, new)), so
 // the result does not depend on delivery order.
 //
@@ -100,14 +103,21 @@ const (
 const applyInsertCTEs = `    RETURNING p.channel_id, 'tcpclean'::text AS event_type, p.client_id, p.time, p.client_ip, p.node, p.epoch, p.reason,
               ''::text AS username, 0 AS keepalive, NULL::boolean AS clean_session, p.node_seq, p.takeover_by, p.source
 ), input AS (
-    SELECT * FROM direct
-    UNION ALL
-    SELECT * FROM released
+    SELECT DISTINCT ON (channel_id, event_type) * FROM (
+        SELECT *, 0 AS pref FROM direct
+        UNION ALL
+        SELECT *, 1 AS pref FROM released
+    ) u
+    ORDER BY channel_id, event_type, pref
 ), inserted AS (
     INSERT INTO events (channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, takeover_by, source)
     SELECT channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, takeover_by, source
-    FROM input ORDER BY takeover_by <> '', channel_id, event_type
-    ON CONFLICT (channel_id, event_type) DO NOTHING
+    FROM input i
+    WHERE NOT EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = i.channel_id
+                      AND CASE i.event_type WHEN 'connect' THEN c.has_connect
+                                            WHEN 'disconnect' THEN c.has_disconnect
+                                            ELSE c.has_tcpclean END)
+    ORDER BY takeover_by <> '', channel_id, event_type
     RETURNING seq, channel_id, event_type, client_id, time, client_ip, node, epoch, reason, applied_at, node_seq, takeover_by
 )`
 

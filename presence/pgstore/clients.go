@@ -11,10 +11,16 @@ import (
 // The view holds every online client but only some offline ones (see
 // presence.View); these queries answer for the rest from the store.
 
-// lastEventTimesSQL finds each client's newest event time at the end of
-// events_client_time_seq: one index probe per id.
+// lastEventTimesSQL finds each client's newest event time on its most
+// recently changed channel, at the end of channels_client_last_seq: one
+// index probe per id, where the events' own index would cost one per day
+// partition. A channel's newest event is the greatest of its per-type
+// times; the newest channel by store order holds the newest event but
+// for clocks that disagree by more than the time between two of the
+// client's connections.
 const lastEventTimesSQL = `
-SELECT coalesce((SELECT max(time) FROM events e WHERE e.client_id = q.client_id), 0)
+SELECT coalesce((SELECT greatest(connect_at, disconnect_at, tcpclean_at) FROM channels c
+                 WHERE c.client_id = q.client_id ORDER BY c.last_seq DESC LIMIT 1), 0)
 FROM unnest($1::text[]) WITH ORDINALITY AS q(client_id, ord)
 ORDER BY q.ord`
 

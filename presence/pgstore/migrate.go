@@ -18,7 +18,8 @@ const migrateLockKey int64 = 0x70726573_6d696772 // "presmigr"
 // Migrate applies the embedded migrations this database lacks, in order,
 // each in its own transaction, recorded in schema_migrations. It is
 // idempotent and safe to run from several processes at once. It refuses a
-// database whose schema is newer than this binary.
+// database whose schema is newer than this binary. It then makes the event
+// history's day partitions of the coming days (EnsurePartitions).
 func (s *Store) Migrate(ctx context.Context) error { return Migrate(ctx, s.pool) }
 
 // Migrate applies the embedded migrations to the database of pool (see
@@ -87,7 +88,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 			return storeErr(fmt.Sprintf("migrate: apply %04d_%s", m.Version, m.Name), err)
 		}
 	}
-	return nil
+	return ensurePartitions(ctx, conn)
 }
 
 // SchemaVersion returns the highest migration applied to the database, 0

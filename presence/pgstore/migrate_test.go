@@ -1,9 +1,11 @@
 package pgstore_test
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -199,5 +201,61 @@ func TestUpgradeRecordsEventSources(t *testing.T) {
 	}
 	if st := mustOnline(t, s, "b-client"); st.Online {
 		t.Fatalf("b-client after its tcpclean: %+v", st)
+	}
+}
+
+// TestUpgradeToDayPartitions migrates a populated version-5 store to the
+// latest: every event keeps its seq, lands in the partition of the UTC day
+// it was applied, the default partition stays empty, redelivered events
+// are still absorbed as duplicates, and new events continue the seq.
+func TestUpgradeToDayPartitions(t *testing.T) {
+	s := openUnmigrated(t)
+	migrateUpTo(t, s, 5)
+	storeLegacyEvents(t, s)
+	// 3,000 more events of 1,000 closed channels, applied over the last
+	// three days.
+	if _, err := s.Pool().Exec(ctx, `
+		INSERT INTO events (channel_id, event_type, client_id, time, applied_at)
+		SELECT 'old-' || i, t, 'old-client-' || (i % 100), i, now() - (i % 3) * interval '1 day'
+		FROM generate_series(1, 1000) i, unnest(ARRAY['connect', 'disconnect', 'tcpclean']) t;
+		INSERT INTO channels (channel_id, client_id, connect_at, disconnect_at, tcpclean_at, has_connect, has_disconnect, has_tcpclean,
+		                      first_seq, last_seq, closed_at)
+		SELECT 'old-' || i, 'old-client-' || (i % 100), i, i, i, true, true, true, 0, 0, now() - (i % 3) * interval '1 day'
+		FROM generate_series(1, 1000) i`); err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		Seq     int64
+		Channel string
+		Type    string
+		Day     time.Time
+	}
+	read := func(sql string) []row {
+		rows, _ := s.Pool().Query(ctx, sql)
+		got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	before := read(`SELECT seq, channel_id, event_type, (applied_at AT TIME ZONE 'UTC')::date FROM events ORDER BY seq`)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate from version 5: %v", err)
+	}
+	after := read(`SELECT seq, channel_id, event_type, part_day FROM events ORDER BY seq`)
+	if !slices.Equal(before, after) || len(after) != 3003 {
+		t.Fatalf("events after the upgrade differ: %d before, %d after", len(before), len(after))
+	}
+	var inDefault, partitions int
+	_ = s.Pool().QueryRow(ctx, "SELECT count(*) FROM events_default").Scan(&inDefault)
+	_ = s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass`).Scan(&partitions)
+	if inDefault != 0 || partitions < 3+3+1 {
+		t.Fatalf("%d events in the default partition, %d partitions", inDefault, partitions)
+	}
+	// A redelivery of a stored event is a duplicate; a new one gets a
+	// seq after every migrated one.
+	res, err := s.Apply(ctx, []presence.Event{ev("B-client", "ch-1", presence.EventTCPClean, 3), ev("n", "new", presence.EventConnect, 9)})
+	if err != nil || len(res.Applied) != 1 || res.Duplicates != 1 || res.Applied[0].Seq <= after[len(after)-1].Seq {
+		t.Fatalf("Apply after the upgrade: %+v, %v", res, err)
 	}
 }

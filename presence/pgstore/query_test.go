@@ -2,9 +2,12 @@ package pgstore_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/presence/pgstore"
@@ -276,7 +279,13 @@ func TestOnlineUsesIndexes(t *testing.T) {
 	}
 }
 
-func TestPruneKeepsOpenChannels(t *testing.T) {
+// TestPruneDropsDaysAndKeepsOpenChannels ages most of a client's history
+// into a day partition 30 days back: retention deletes the channel closed
+// back then, drops the whole partition, and copies forward the events of
+// the channels that survive — the one open for 30 days, the one only
+// disconnected (not closed) — while a channel closed recently keeps its
+// history where it is.
+func TestPruneDropsDaysAndKeepsOpenChannels(t *testing.T) {
 	s := pgtest.NewStore(t)
 	mustApply(t, s,
 		ev("cl", "open-old", presence.EventConnect, 0),
@@ -284,14 +293,24 @@ func TestPruneKeepsOpenChannels(t *testing.T) {
 		ev("cl", "closed-new", presence.EventConnect, 0), ev("cl", "closed-new", presence.EventTCPClean, 1),
 		ev("cl", "disconnected", presence.EventConnect, 0), ev("cl", "disconnected", presence.EventDisconnect, 1),
 	)
-	// Age everything but closed-new by 30 days on the store's clock.
-	if _, err := s.Pool().Exec(ctx, `UPDATE channels SET closed_at = closed_at - interval '30 days' WHERE channel_id <> 'closed-new';
-		UPDATE events SET applied_at = applied_at - interval '30 days' WHERE channel_id <> 'closed-new'`); err != nil {
+	// Age everything but closed-new by 30 days on the store's clock, into
+	// that day's partition.
+	old := time.Now().UTC().AddDate(0, 0, -30).Truncate(24 * time.Hour)
+	oldPartition := "events_d" + old.Format("20060102")
+	if _, err := s.Pool().Exec(ctx, fmt.Sprintf(`CREATE TABLE %s PARTITION OF events FOR VALUES FROM ('%s') TO ('%s');
+		UPDATE channels SET closed_at = closed_at - interval '30 days' WHERE channel_id <> 'closed-new';
+		UPDATE events SET applied_at = applied_at - interval '30 days', part_day = '%s' WHERE channel_id <> 'closed-new'`,
+		oldPartition, old.Format(time.DateOnly), old.AddDate(0, 0, 1).Format(time.DateOnly), old.Format(time.DateOnly))); err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.Prune(ctx, time.Now().Add(-7*24*time.Hour))
-	if err != nil || n != 1 {
-		t.Fatalf("Prune = %d, %v; want 1 channel", n, err)
+	seqsBefore := eventSeqs(t, s, "open-old", "disconnected")
+	p, err := s.Prune(ctx, time.Now().Add(-7*24*time.Hour))
+	if err != nil || p.Channels != 1 || p.Partitions != 1 || p.Kept != 3 {
+		t.Fatalf("Prune = %+v, %v; want 1 channel, 1 partition, 3 events kept", p, err)
+	}
+	var exists bool
+	if err := s.Pool().QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", oldPartition).Scan(&exists); err != nil || exists {
+		t.Fatalf("partition %s still exists (%v)", oldPartition, err)
 	}
 	chans, _ := s.Channels(ctx, "cl", 0)
 	var ids []string
@@ -306,13 +325,42 @@ func TestPruneKeepsOpenChannels(t *testing.T) {
 	if events != 0 {
 		t.Fatalf("%d events of the pruned channel remain", events)
 	}
-	// Pruning everything closed up to now still keeps the open channels.
-	if n, err := s.Prune(ctx, time.Now().Add(time.Hour)); err != nil || n != 1 {
-		t.Fatalf("second Prune = %d, %v; want 1", n, err)
+	// The survivors' events moved, same seq, into today's partition; the
+	// recent channel's history did not move.
+	if after := eventSeqs(t, s, "open-old", "disconnected"); !slices.Equal(after, seqsBefore) {
+		t.Fatalf("survivors' events %v, want %v", after, seqsBefore)
+	}
+	var elsewhere int
+	_ = s.Pool().QueryRow(ctx, `SELECT count(*) FROM events WHERE part_day <> (now() AT TIME ZONE 'UTC')::date`).Scan(&elsewhere)
+	if elsewhere != 0 {
+		t.Fatalf("%d events outside today's partition", elsewhere)
+	}
+	history, err := s.History(ctx, presence.HistoryQuery{ClientID: "cl", Limit: 100})
+	if err != nil || len(history) != 5 {
+		t.Fatalf("history after prune: %d events, %v; want 5 (open-old 1, disconnected 2, closed-new 2)", len(history), err)
+	}
+	// Pruning everything closed up to now still keeps the open channels,
+	// and never drops today's partition.
+	if p, err := s.Prune(ctx, time.Now().Add(48*time.Hour)); err != nil || p.Channels != 1 {
+		t.Fatalf("second Prune = %+v, %v; want 1 channel", p, err)
 	}
 	if st := mustOnline(t, s, "cl"); st.OpenChannels != 2 {
 		t.Fatalf("after pruning: %+v", st)
 	}
+	if after := eventSeqs(t, s, "open-old", "disconnected"); !slices.Equal(after, seqsBefore) {
+		t.Fatalf("survivors' events after the second prune %v, want %v", after, seqsBefore)
+	}
+}
+
+// eventSeqs returns the seqs of the events of channels, ascending.
+func eventSeqs(t *testing.T, s *pgstore.Store, channels ...string) []int64 {
+	t.Helper()
+	rows, _ := s.Pool().Query(ctx, "SELECT seq FROM events WHERE channel_id = ANY($1) ORDER BY seq", channels)
+	seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seqs
 }
 
 func TestRejectedEvents(t *testing.T) {

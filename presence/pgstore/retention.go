@@ -11,41 +11,78 @@ import (
 // never holds long locks or writes a huge transaction.
 const pruneBatch = 5000
 
-// pruneSQL deletes a batch of channels closed (tcpclean applied) before $1,
-// with their events. Open channels have no tcpclean and are never chosen.
-const pruneSQL = `
-WITH doomed AS (
+// pruneChannelsSQL deletes a batch of channels closed (tcpclean applied)
+// before $1. Open channels have no tcpclean and are never chosen. Their
+// events go with their day partitions (Prune).
+const pruneChannelsSQL = `
+DELETE FROM channels WHERE channel_id IN (
     SELECT channel_id FROM channels
     WHERE has_tcpclean AND closed_at < $1
     ORDER BY closed_at
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
-), gone_events AS (
-    DELETE FROM events WHERE channel_id IN (SELECT channel_id FROM doomed)
-)
-DELETE FROM channels WHERE channel_id IN (SELECT channel_id FROM doomed)`
+    FOR UPDATE SKIP LOCKED)`
 
-// Prune deletes the channels whose tcpclean the store applied before
-// closedBefore, and their events, and returns how many channels it deleted.
+// Pruned is what one Prune removed.
+type Pruned struct {
+	Channels   int64 // closed channels deleted
+	Partitions int64 // day partitions of events dropped
+	// Kept counts the events copied forward out of dropped partitions:
+	// those of open channels and of channels closed inside the window.
+	Kept int64
+}
+
+// Prune applies retention: it deletes the channels whose tcpclean the
+// store applied before closedBefore, then drops every day partition of
+// the event history whose whole day is before closedBefore, keeping
+// (copying forward) the events of the channels that still exist, and
+// finally deletes what fell into the default partition before it for
+// channels that no longer exist. Open channels and their events are never
+// removed. History thus goes a day at a time: an event is removed within
+// a day after it passes the retention.
+//
 // Retention is measured on the store's clock (closed_at, the applied_at of
-// the tcpclean), not on the broker's, so a broker with a wrong clock cannot
-// make fresh evidence disappear. Open channels are never pruned.
+// the tcpclean; part_day), not on the broker's, so a broker with a wrong
+// clock cannot make fresh evidence disappear.
 //
 // An event redelivered after its channel was pruned is stored again as if
 // new; a redelivered connect would then reopen the channel. Keep retention
 // far longer than the transport's redelivery window (days, not minutes).
-func (s *Store) Prune(ctx context.Context, closedBefore time.Time) (int64, error) {
-	var total int64
+func (s *Store) Prune(ctx context.Context, closedBefore time.Time) (Pruned, error) {
+	var p Pruned
 	for {
-		tag, err := s.pool.Exec(ctx, pruneSQL, closedBefore, pruneBatch)
+		tag, err := s.pool.Exec(ctx, pruneChannelsSQL, closedBefore, pruneBatch)
 		if err != nil {
-			return total, storeErr("prune closed channels", err)
+			return p, storeErr("prune closed channels", err)
 		}
-		total += tag.RowsAffected()
+		p.Channels += tag.RowsAffected()
 		if tag.RowsAffected() < pruneBatch {
-			return total, nil
+			break
 		}
 	}
+	parts, err := dayPartitions(ctx, s.pool)
+	if err != nil {
+		return p, storeErr("list event partitions", err)
+	}
+	// Today's partition receives what is copied forward: never drop it
+	// (nor a later one), whatever closedBefore says.
+	var today time.Time
+	if err := s.pool.QueryRow(ctx, "SELECT (now() AT TIME ZONE 'UTC')::date").Scan(&today); err != nil {
+		return p, storeErr("read the store's day", err)
+	}
+	for _, part := range parts {
+		if part.day.AddDate(0, 0, 1).After(closedBefore) || !part.day.Before(today) {
+			break // oldest first: the rest are newer
+		}
+		kept, err := s.dropPartition(ctx, part)
+		if err != nil {
+			return p, err
+		}
+		p.Partitions++
+		p.Kept += kept
+	}
+	_, err = s.pool.Exec(ctx, `DELETE FROM events_default e WHERE e.applied_at < $1
+		AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = e.channel_id)`, closedBefore)
+	return p, storeErr("prune the default event partition", err)
 }
 
 // RejectEvent parks a message that could not be decoded or validated.
