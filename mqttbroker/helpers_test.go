@@ -204,11 +204,39 @@ func (c *rawClient) expectClosed() {
 	}
 }
 
-// expectSilence fails the test if anything arrives within d.
-func (c *rawClient) expectSilence(d time.Duration) {
+// barrierTopic holds the retained message that (*rawClient).barrier
+// hands out; see retainBarrier.
+const barrierTopic = "barrier"
+
+// retainBarrier stores the retained message on barrierTopic. c must not be
+// subscribed to it, or a live copy would be taken for the barrier.
+func (c *rawClient) retainBarrier() {
 	c.t.Helper()
-	if p, err := c.next(d); err == nil {
-		c.t.Fatalf("got %s (%+v), want nothing", p.kind(), p)
+	c.publish(&publishPacket{Topic: barrierTopic, Payload: []byte("barrier"), QoS: 1, Retain: true})
+}
+
+// barrier proves that nothing already on its way to c comes after it: c
+// subscribes (again) to barrierTopic at qos, and the next packets must be
+// SUBACK and the retained message [MQTT-3.8.4-3]. That is the broker's
+// order, not a timing. It handles c's packets one after the other and
+// writes its replies (SUBACK) at once, so whatever c's earlier packets
+// made it write or deliver comes first. It then delivers the retained
+// message to c's session like any message, behind whatever was delivered
+// to c before: on the connection's queue, and at qos 1 also in the session
+// queue. At qos 0 it overtakes QoS 1 and 2 messages held in the session
+// queue by the in-flight window, so a test can show the window holds them.
+// A message is delivered once its publisher has its PUBACK or PUBREC
+// (handlePublish routes first), a will once its tcpclean is emitted.
+func (c *rawClient) barrier(qos byte) {
+	c.t.Helper()
+	const id = 0xba77 // apart from the ids the tests use
+	c.subscribe(id, qos, barrierTopic)
+	p := c.expect(typePublish).(*publishPacket)
+	if p.Topic != barrierTopic || !p.Retain {
+		c.t.Fatalf("got %+v before the barrier", p)
+	}
+	if p.QoS == 1 {
+		c.send(&ackPacket{Type: typePuback, ID: p.ID})
 	}
 }
 

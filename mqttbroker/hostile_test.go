@@ -99,7 +99,7 @@ func TestMalformedConnect(t *testing.T) {
 			c.expectClosed()
 		})
 	}
-	time.Sleep(50 * time.Millisecond)
+	waitConnectionsFinished(t, srv) // past the last event any of them could emit
 	if got := srv.rec.snapshot(); len(got) != 0 {
 		t.Fatalf("events %v, want none", got)
 	}
@@ -123,7 +123,9 @@ func TestTopicLimits(t *testing.T) {
 	srv2 := startServer(t, Config{AllowAnonymous: true, MaxTopicLevels: 256})
 	c2 := connectOK(t, srv2.addr, "deep2")
 	c2.subscribe(1, 1, deep)
-	c2.publish(&publishPacket{Topic: deep, QoS: 1, ID: 7, Payload: []byte("x")})
+	// Another client publishes: c2's own PUBACK and the copy it is sent
+	// leave on different goroutines, in either order.
+	connectOK(t, srv2.addr, "deep2-pub").publish(&publishPacket{Topic: deep, QoS: 1, ID: 7, Payload: []byte("x")})
 	if p := c2.receive(true); p.Topic != deep {
 		t.Fatalf("got %+v", p)
 	}
@@ -177,7 +179,12 @@ func TestHugeRemainingLengthClaims(t *testing.T) {
 	for srv.Stats().Connections < 1000 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Measure once every one of them has read its 8 bytes and waits for
+	// the rest of the body: no counter says so (BytesIn counts whole
+	// packets), but their goroutines are then all in readLarge.
+	waitUntil(t, "1,000 connections waiting for a packet body", func() bool {
+		return goroutinesIn("(*packetReader).readLarge") >= 1000
+	})
 	var after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -191,6 +198,17 @@ func TestHugeRemainingLengthClaims(t *testing.T) {
 	}
 	if n := srv.Stats().ProtocolErrors; n < 1000 {
 		t.Fatalf("ProtocolErrors = %d, want ≥ 1000", n)
+	}
+}
+
+// goroutinesIn counts the goroutines whose stack holds a call of fn.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		if n := runtime.Stack(buf, true); n < len(buf) {
+			return bytes.Count(buf[:n], []byte(fn+"("))
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }
 

@@ -89,6 +89,7 @@ func TestRetainedMessages(t *testing.T) {
 	if n := srv.Stats().RetainedMessages; n != 2 {
 		t.Fatalf("RetainedMessages = %d, want 2", n)
 	}
+	pub.retainBarrier()
 
 	sub := connectOK(t, srv.addr, "late")
 	if codes := sub.subscribe(1, 2, "r/+"); !slices.Equal(codes, []byte{2}) {
@@ -106,7 +107,9 @@ func TestRetainedMessages(t *testing.T) {
 	if b := got["r/b"]; b == nil || !b.Retain || b.QoS != 0 {
 		t.Fatalf("r/b: %+v", b)
 	}
-	sub.expectSilence(100 * time.Millisecond) // r/c was cleared
+	// r/c was cleared: had it been kept, handling the SUBSCRIBE would have
+	// delivered it, before the barrier's SUBSCRIBE was even read.
+	sub.barrier(1)
 
 	// [MQTT-3.3.1-9] forwarded to an existing subscription without RETAIN.
 	pub.publish(&publishPacket{Topic: "r/a", Payload: []byte("live"), QoS: 1, Retain: true})
@@ -128,11 +131,14 @@ func TestOverlappingSubscriptionsDeliverOnce(t *testing.T) {
 	sub.subscribe(2, 2, "o/+")
 	sub.subscribe(3, 0, "o/x")
 	pub := connectOK(t, srv.addr, "overlap-pub")
+	pub.retainBarrier()
 	pub.publish(&publishPacket{Topic: "o/x", Payload: []byte("1"), QoS: 2, ID: 9})
 	if p := sub.receive(true); p.QoS != 2 {
 		t.Fatalf("QoS %d, want 2", p.QoS)
 	}
-	sub.expectSilence(150 * time.Millisecond)
+	// Every copy was delivered before pub had its PUBREC: a second one
+	// would come before the barrier.
+	sub.barrier(1)
 }
 
 func TestDollarTopicsNotMatchedByLeadingWildcards(t *testing.T) {
@@ -147,7 +153,14 @@ func TestDollarTopicsNotMatchedByLeadingWildcards(t *testing.T) {
 	if p := exact.receive(true); p.Topic != "$SYS/info" {
 		t.Fatalf("got %+v", p)
 	}
-	wild.expectSilence(150 * time.Millisecond)
+	// The barrier is a message wild does match, from the same publisher:
+	// wild's deliveries are all QoS 0, queued on its connection in the
+	// order they are routed, and $SYS/info was routed before pub had its
+	// PUBACK. Had wild been sent $SYS/info, it would come first.
+	pub.publish(&publishPacket{Topic: "sys/info", Payload: []byte("y"), QoS: 1})
+	if p := wild.receive(true); p.Topic != "sys/info" {
+		t.Fatalf("got %+v, want sys/info", p)
+	}
 }
 
 func TestUnsubscribe(t *testing.T) {
@@ -158,10 +171,15 @@ func TestUnsubscribe(t *testing.T) {
 	if ack := c.expect(typeUnsuback).(*ackPacket); ack.ID != 5 { // [MQTT-3.10.4-4], [MQTT-3.10.4-5]
 		t.Fatalf("UNSUBACK %+v", ack)
 	}
-	c.publish(&publishPacket{Topic: "u/1", Payload: []byte("gone"), QoS: 1, ID: 1})
-	c.publish(&publishPacket{Topic: "u/2", Payload: []byte("kept"), QoS: 1, ID: 2})
+	// Another client publishes: c's own PUBACK and the copy it is sent
+	// leave on different goroutines, in either order.
+	pub := connectOK(t, srv.addr, "unsub-pub")
+	pub.publish(&publishPacket{Topic: "u/1", Payload: []byte("gone"), QoS: 1, ID: 1})
+	pub.publish(&publishPacket{Topic: "u/2", Payload: []byte("kept"), QoS: 1, ID: 2})
+	// u/2 is the barrier: both are QoS 1 from one publisher to one
+	// session, delivered in the order published [MQTT-4.6.0-2], so u/1
+	// would have come first.
 	if p := c.receive(true); p.Topic != "u/2" {
 		t.Fatalf("got %+v", p)
 	}
-	c.expectSilence(100 * time.Millisecond)
 }

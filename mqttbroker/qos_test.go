@@ -12,6 +12,7 @@ func TestQoS2InboundRepeatedIDDeliveredOnce(t *testing.T) {
 	sub := connectOK(t, srv.addr, "q2-sub")
 	sub.subscribe(1, 2, "q2")
 	pub := connectOK(t, srv.addr, "q2-pub")
+	pub.retainBarrier()
 	for range 3 {
 		pub.send(&publishPacket{Topic: "q2", QoS: 2, ID: 42, Payload: []byte("once")})
 		if rec := pub.expect(typePubrec).(*ackPacket); rec.ID != 42 {
@@ -23,7 +24,9 @@ func TestQoS2InboundRepeatedIDDeliveredOnce(t *testing.T) {
 	if p := sub.receive(true); string(p.Payload) != "once" || p.QoS != 2 {
 		t.Fatalf("got %+v", p)
 	}
-	sub.expectSilence(150 * time.Millisecond)
+	// Each repeat was handled, delivered or not, before pub had its
+	// PUBREC: a second copy would come before the barrier.
+	sub.barrier(1)
 	// After PUBREL the id is free again: a new message with it is delivered.
 	pub.publish(&publishPacket{Topic: "q2", QoS: 2, ID: 42, Payload: []byte("again")})
 	if p := sub.receive(true); string(p.Payload) != "again" {
@@ -50,6 +53,7 @@ func TestQoS2OutboundFlow(t *testing.T) {
 	sub := connectOK(t, srv.addr, "q2-out")
 	sub.subscribe(1, 2, "q2/out")
 	pub := connectOK(t, srv.addr, "q2-out-pub")
+	pub.retainBarrier()
 	pub.publish(&publishPacket{Topic: "q2/out", QoS: 2, ID: 1, Payload: []byte("x")})
 	p := sub.expect(typePublish).(*publishPacket)
 	if p.QoS != 2 || p.ID == 0 || p.Dup {
@@ -60,7 +64,9 @@ func TestQoS2OutboundFlow(t *testing.T) {
 		t.Fatalf("PUBREL %+v", rel)
 	}
 	sub.send(&ackPacket{Type: typePubcomp, ID: p.ID})
-	sub.expectSilence(100 * time.Millisecond)
+	// The flow is over: the broker handles PUBCOMP before the barrier's
+	// SUBSCRIBE, so a resend or another PUBREL would come first.
+	sub.barrier(1)
 }
 
 func TestInflightWindow(t *testing.T) {
@@ -68,6 +74,7 @@ func TestInflightWindow(t *testing.T) {
 	sub := connectOK(t, srv.addr, "slow")
 	sub.subscribe(1, 1, "w")
 	pub := connectOK(t, srv.addr, "fast")
+	pub.retainBarrier()
 	for i := range 5 {
 		pub.publish(&publishPacket{Topic: "w", QoS: 1, ID: uint16(i + 1), Payload: []byte{byte('0' + i)}})
 	}
@@ -79,12 +86,18 @@ func TestInflightWindow(t *testing.T) {
 		}
 		ids = append(ids, p.ID)
 	}
-	sub.expectSilence(100 * time.Millisecond) // the window is full
+	// The window is full: 3 and 4 wait in the session queue. All five were
+	// delivered before pub had its PUBACKs; a QoS 0 barrier overtakes the
+	// session queue but not the connection's, so it shows that 3 and 4
+	// were not sent.
+	sub.barrier(0)
 	sub.send(&ackPacket{Type: typePuback, ID: ids[0]})
 	if p := sub.receive(false); p.Payload[0] != '3' {
 		t.Fatalf("after one PUBACK: %+v", p)
 	}
-	sub.expectSilence(100 * time.Millisecond)
+	// One PUBACK let one message out: the PUBACK is handled, and the
+	// window refilled, before the barrier's SUBSCRIBE.
+	sub.barrier(0)
 	sub.send(&ackPacket{Type: typePuback, ID: ids[1]})
 	if p := sub.receive(true); p.Payload[0] != '4' {
 		t.Fatalf("after two PUBACKs: %+v", p)
