@@ -1,13 +1,13 @@
 # presenced — the two commands a new user needs:
 #   make run    start presenced on its embedded default (private PostgreSQL, MQTT :1883, HTTP :8080)
-#   make test   run every test (installs the PostgreSQL server from apt when missing)
+#   make test   run every test (installs the PostgreSQL server and the test tools from apt when missing)
 
 GO        ?= go
 BIN       := bin/presenced
 PG_BINDIR := $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 FUZZTIME  ?= 50000x
 
-.PHONY: all build run test test-short fuzz vet fmt postgres bench clean lint-openapi
+.PHONY: all build run test test-short fuzz vet fmt postgres testdeps bench clean lint-openapi
 
 all: build
 
@@ -37,7 +37,27 @@ postgres:
 		exit 1; \
 	fi
 
-test: postgres
+# testdeps installs the programs the end-to-end tests drive (mosquitto and
+# its clients, haproxy, openssl) from apt, only those whose binary is
+# missing. Under CI=true a test fails instead of skipping when one is absent.
+TESTDEPS := /usr/sbin/mosquitto:mosquitto mosquitto_pub:mosquitto-clients mosquitto_sub:mosquitto-clients haproxy:haproxy openssl:openssl
+
+testdeps:
+	@missing=""; for dep in $(TESTDEPS); do \
+		bin=$${dep%%:*}; pkg=$${dep#*:}; \
+		if ! command -v $$bin >/dev/null 2>&1 && [ ! -x "$$bin" ] && [ ! -x "/usr/sbin/$$bin" ]; then \
+			case " $$missing " in *" $$pkg "*) ;; *) missing="$$missing $$pkg";; esac; \
+		fi; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "missing test tools:$$missing; install them (or set CI= to let the tests skip)" >&2; exit 1; \
+	fi; \
+	echo "installing test tools with apt-get:$$missing"; \
+	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing
+
+test: postgres testdeps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 

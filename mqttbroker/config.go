@@ -33,6 +33,10 @@ type Config struct {
 	Authenticator Authenticator
 	// Authorizer decides publish and subscribe rights; nil allows all.
 	Authorizer Authorizer
+	// TLSIdentity and TLSRequireClientIDMatch apply to connections served
+	// by ServeTLS with verified client certificates (see tls.go).
+	TLSIdentity             TLSIdentity
+	TLSRequireClientIDMatch bool
 
 	// MaxConnections bounds concurrent connections; more are accepted and
 	// closed at once (Stats.ConnectionsOverLimit), so they wait neither in

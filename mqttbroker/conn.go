@@ -2,6 +2,7 @@ package mqttbroker
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -73,7 +74,11 @@ func newConn(s *Server, nc net.Conn) *conn {
 		c.addr = a.String()
 	}
 	rand.Read(c.channel[:]) // never fails [crypto/rand]
-	if sc, ok := nc.(syscall.Conn); ok {
+	if tc, ok := nc.(*tls.Conn); ok {
+		c.useTLS(tc)
+	} else if ws, ok := nc.(*wsConn); ok {
+		c.useWebSocket(ws)
+	} else if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.reader.useRawConn(raw)
 			if s.idle != nil {
@@ -97,7 +102,7 @@ func (c *conn) remoteAddr() string { return c.addr }
 // FIN or RST (power loss, a dropped NAT mapping) would otherwise stay
 // online for good. Listen leaves it off for everyone else.
 func (c *conn) tcpKeepalive() {
-	if tc, ok := c.nc.(interface {
+	if tc, ok := socketOf(c.nc).(interface {
 		SetKeepAliveConfig(net.KeepAliveConfig) error
 	}); ok {
 		if err := tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true}); err != nil {
@@ -228,7 +233,7 @@ func (c *conn) readLoop() {
 // initial 2 KiB.
 func (c *conn) waitNext() {
 	c.reader.release()
-	if c.reader.buffered() == 0 && c.s.idle != nil && c.s.idle.park(c) {
+	if c.reader.buffered() == 0 && framingBuffered(c.nc) == 0 && c.s.idle != nil && !c.tlsBuffered() && c.s.idle.park(c) {
 		return
 	}
 	c.s.wg.Add(1) // this goroutine still counts, so Add is safe during Shutdown
@@ -241,6 +246,9 @@ func (c *conn) accept() (connected bool) {
 	defer c.recoverPanic()
 	cfg := &c.s.cfg
 	c.nc.SetReadDeadline(time.Now().Add(cfg.ConnectTimeout))
+	if !c.handshakeTLS() {
+		return false
+	}
 	first, body, err := c.reader.readPacket(c.nc, cfg.MaxPacketSize)
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {

@@ -27,7 +27,15 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 			return c.refuse(connRefusedIdentifier, p, err)
 		}
 	}
-	if code, err := s.authenticate(p, clientID, c.remoteAddr()); code != connAccepted {
+	certUser, code, err := c.tlsAdmission(clientID)
+	if code != connAccepted {
+		return c.refuse(code, p, err)
+	}
+	if certUser != "" {
+		// The client certificate authenticated the client; its CN is the
+		// user name (TLSIdentityCN).
+		p.Username, p.HasUsername = certUser, true
+	} else if code, err := s.authenticate(p, clientID, c.remoteAddr()); code != connAccepted {
 		return c.refuse(code, p, err)
 	}
 	if p.Will != nil {
@@ -86,6 +94,7 @@ func (c *conn) emitConnect(p *connectPacket) error {
 	e.Username = p.Username
 	e.Keepalive = int(p.Keepalive)
 	e.CleanSession = &p.CleanSession
+	c.tlsDetails(&e)
 	// Counted as held before its connect is emitted, so a channel-set report
 	// (OpenChannels) never misses a channel whose connect came before it.
 	c.held.Store(true)

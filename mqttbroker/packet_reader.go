@@ -26,11 +26,11 @@ var errPacketTooLarge = &protocolError{Clause: "MQTT-2.2.3", Reason: "packet lar
 // a pooled buffer. With a RawConn it waits for data without holding a
 // buffer, so idle connections cost no read buffer at all.
 type packetReader struct {
-	raw     syscall.RawConn // nil: read through the io.Reader, holding a buffer while waiting
-	rawRead func(fd uintptr) bool
-	rawErr  syscall.Errno // the error of the last rawRead
-	buf     *[]byte       // pooled; nil while nothing is buffered
-	r, w    int           // (*buf)[r:w] holds bytes read but not yet returned
+	raw     syscall.RawConn       // the socket, for parking; nil: not parkable
+	rawRead func(fd uintptr) bool // nil: read through the io.Reader (always for TLS), holding a buffer while waiting
+	rawErr  syscall.Errno         // the error of the last rawRead
+	buf     *[]byte               // pooled; nil while nothing is buffered
+	r, w    int                   // (*buf)[r:w] holds bytes read but not yet returned
 }
 
 // useRawConn makes the reader wait for data through raw. The callback is
@@ -90,7 +90,7 @@ func (pr *packetReader) release() {
 // fill reads more bytes, compacting the buffer first.
 func (pr *packetReader) fill(src io.Reader) error {
 	pr.release()
-	if pr.buf == nil && pr.raw != nil {
+	if pr.buf == nil && pr.rawRead != nil {
 		return pr.fillRaw()
 	}
 	if pr.buf == nil {

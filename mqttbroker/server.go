@@ -58,7 +58,8 @@ type Server struct {
 	reserve   *os.File
 	idle      *idlePoller // nil: every connection keeps a reading goroutine
 
-	stats stats
+	stats    stats
+	tlsStats tlsStats
 }
 
 // New returns a Server that reports lifecycle events to sink (nil discards

@@ -85,6 +85,11 @@ type Event struct {
 	Username     string `json:"username,omitempty"`
 	Keepalive    int    `json:"keepalive,omitempty"`
 	CleanSession *bool  `json:"cleanSession,omitempty"`
+	// TLSVersion ("TLS 1.2", "TLS 1.3") is set on the connect event of a
+	// connection over TLS; TLSClientSubject (RFC 2253) when the client
+	// presented a verified certificate (mutual TLS).
+	TLSVersion       string `json:"tlsVersion,omitempty"`
+	TLSClientSubject string `json:"tlsClientSubject,omitempty"`
 }
 
 // Key is the natural idempotency key of an event: a channel has at most one

@@ -28,7 +28,12 @@ func connectRate(ctx context.Context, fs *flag.FlagSet, args []string, out io.Wr
 	metricsURL := fs.String("metrics", "", "presenced /metrics URL (loopback only): wait for the events to be stored")
 	drainTimeout := fs.Duration("drain-timeout", time.Minute, "give up waiting for events to be stored after this long (at most 10m)")
 	label := fs.String("label", "", "name of the broker in the result line")
+	tlsCA := fs.String("tls-ca", "", "PEM file of the broker's CA: connect over TLS (see loadTLS)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	tlsConf, err := loadTLS(*tlsCA, *mqttAddr)
+	if err != nil {
 		return err
 	}
 	if err := checkLoopback(*mqttAddr); err != nil {
@@ -75,7 +80,7 @@ func connectRate(ctx context.Context, fs *flag.FlagSet, args []string, out io.Wr
 					return
 				}
 				id = strconv.AppendInt(id[:idLen], int64(i), 10)
-				conn, took, err := mqttDial(*mqttAddr, dialSource(*mqttAddr, w+i**workers), string(id), 60, 5*time.Second, scratch)
+				conn, took, err := mqttDialTLS(*mqttAddr, dialSource(*mqttAddr, w+i**workers), tlsConf, string(id), 60, 5*time.Second, scratch)
 				if err != nil {
 					cycles.Add(-1)
 					failures.Add(1)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -118,12 +119,27 @@ func nextPacket(buf []byte) (first byte, body []byte, total int, err error) {
 // and completes CONNECT/CONNACK; it returns how long the broker took from
 // CONNECT written to CONNACK read.
 func mqttDial(addr string, local net.Addr, clientID string, keepalive uint16, timeout time.Duration, scratch []byte) (net.Conn, time.Duration, error) {
+	return mqttDialTLS(addr, local, nil, clientID, keepalive, timeout, scratch)
+}
+
+// mqttDialTLS is mqttDial over TLS with tlsConf (nil: plain TCP); the
+// handshake is done before CONNECT and counts in the dial, not in the
+// latency returned.
+func mqttDialTLS(addr string, local net.Addr, tlsConf *tls.Config, clientID string, keepalive uint16, timeout time.Duration, scratch []byte) (net.Conn, time.Duration, error) {
 	d := net.Dialer{Timeout: timeout, LocalAddr: local}
 	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, 0, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	conn.SetDeadline(time.Now().Add(timeout))
+	if tlsConf != nil {
+		tc := tls.Client(conn, tlsConf)
+		if err := tc.Handshake(); err != nil {
+			conn.Close()
+			return nil, 0, fmt.Errorf("tls handshake with %s: %w", addr, err)
+		}
+		conn = tc
+	}
 	start := time.Now()
 	if _, err := conn.Write(appendConnect(scratch[:0], clientID, keepalive)); err != nil {
 		conn.Close()

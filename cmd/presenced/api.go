@@ -36,8 +36,14 @@ func runAPI(ctx context.Context, args []string, getenv func(string) string, stde
 		return life.abort(fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err))
 	}
 	life.addListener("http listener", listener)
+	certs := newProcessTLS(cfg.TLS, log)
+	if listener, err = certs.wrapHTTP(listener); err != nil {
+		return life.abort(err)
+	}
 	web := newHTTPAPI(cfg, db, log)
 	db.registerMetrics(web.registry)
+	web.registry.MustRegister(certs)
+	life.add(certs.component())
 
 	life.add(component{name: "change feed", run: web.runFollower})
 	// Every process with a store checks node leases: the clients of a

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -53,16 +51,10 @@ func runBroker(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return life.abort(err)
 	}
-	mqttListener, err := mqttbroker.Listen(ctx, cfg.MQTTAddr)
+	mqttListener, httpListener, certs, front, err := openBrokerListeners(ctx, cfg, life, log)
 	if err != nil {
-		return life.abort(fmt.Errorf("listen for MQTT on %s: %w", cfg.MQTTAddr, err))
+		return life.abort(err)
 	}
-	life.addListener("mqtt listener", mqttListener)
-	httpListener, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return life.abort(fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err))
-	}
-	life.addListener("http listener", httpListener)
 
 	writer := outboxWriter{box}
 	reporter := &consumer.NodeReporter{
@@ -74,18 +66,23 @@ func runBroker(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return life.abort(err)
 	}
+	certs.configureBroker(&brokerConfig, cfg.AllowAnonymous)
+	front.configureBroker(&brokerConfig, cfg.AllowAnonymous)
 	broker := mqttbroker.New(brokerConfig, reporter.Stamp(writer.event))
 	reporter.OpenChannels = broker.OpenChannels
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(brokerCollector{stats: broker.Stats}, outboxCollector{box: box}, forwarderCollector{forwarder: forwarder})
+	reg.MustRegister(brokerCollector{stats: broker.Stats}, outboxCollector{box: box}, forwarderCollector{forwarder: forwarder}, certs, front)
 	ops := opsServer(func(context.Context) error { return nil }, reg, log)
 
 	life.add(httpComponent(ops, httpListener))
 	life.add(forwarderComponent(forwarder, box, log))
 	addReporter(life, reporter)
+	life.add(certs.component())
 	life.add(brokerComponent(broker, mqttListener))
-	log.Info("listening", "mqtt", mqttListener.Addr().String(), "http", httpListener.Addr().String())
+	certs.addMQTTS(life, broker)
+	front.addWS(life, broker)
+	log.Info("listening", append([]any{"mqtt", mqttListener.Addr().String(), "http", httpListener.Addr().String()}, append(certs.listening(), front.listening()...)...)...)
 	err = life.run(ctx, cfg.ShutdownWait)
 	log.Info("stopped")
 	return err

@@ -40,6 +40,11 @@ type config struct {
 	// Retention of closed channels and parked messages (see retention.go),
 	// in the modes that have the database.
 	Retention retentionConfig
+	// TLS of the MQTT and HTTP listeners (see tlsconfig.go).
+	TLS tlsConfig
+	// Listen is MQTT over WebSocket and the PROXY protocol (see
+	// listenconfig.go).
+	Listen listenConfig
 
 	// Node liveness (see nodes.go).
 	NodeLease       time.Duration
@@ -124,6 +129,10 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	}
 	if name == "serve" || name == "broker" {
 		registerMQTTFlags(f, &c.MQTT)
+		registerListenFlags(f, &c.Listen)
+	}
+	if name != "migrate" {
+		registerTLSFlags(f, &c.TLS, name)
 	}
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return c, err
@@ -160,6 +169,8 @@ func (c config) validate() error {
 	}
 	errs = append(errs, c.API.validate()...)
 	errs = append(errs, c.Durability.validate()...)
+	errs = append(errs, c.TLS.validate()...)
+	errs = append(errs, c.Listen.validate()...)
 	if err := validateNodeTimes(c); err != nil {
 		errs = append(errs, err)
 	}

@@ -44,6 +44,10 @@ func runConsumer(ctx context.Context, args []string, getenv func(string) string,
 		return life.abort(fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err))
 	}
 	life.addListener("http listener", httpListener)
+	certs := newProcessTLS(cfg.TLS, log)
+	if httpListener, err = certs.wrapHTTP(httpListener); err != nil {
+		return life.abort(err)
+	}
 
 	reg := prometheus.NewRegistry()
 	metrics := newConsumerMetrics(reg)
@@ -79,7 +83,9 @@ func runConsumer(ctx context.Context, args []string, getenv func(string) string,
 	}
 	reg.MustRegister(retryLaterCollector{stats: &source.Stats})
 	db.registerMetrics(reg)
+	reg.MustRegister(certs)
 	ops := opsServer(db.Ready, reg, log)
+	life.add(certs.component())
 
 	life.add(httpComponent(ops, httpListener))
 	life.add(component{name: "lease monitor", run: leaseMonitor(db.store, cfg, "", log).Run})

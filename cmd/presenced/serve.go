@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -54,16 +53,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return life.abort(err)
 	}
 	life.add(outboxComponent(box))
-	mqttListener, err := mqttbroker.Listen(ctx, cfg.MQTTAddr)
+	mqttListener, httpListener, certs, front, err := openBrokerListeners(ctx, cfg, life, log)
 	if err != nil {
-		return life.abort(fmt.Errorf("listen for MQTT on %s: %w", cfg.MQTTAddr, err))
+		return life.abort(err)
 	}
-	life.addListener("mqtt listener", mqttListener)
-	httpListener, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return life.abort(fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err))
-	}
-	life.addListener("http listener", httpListener)
 
 	web := newHTTPAPI(cfg, db, log)
 	pipeline := newConsumerMetrics(web.registry)
@@ -93,9 +86,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return life.abort(err)
 	}
+	certs.configureBroker(&brokerConfig, cfg.AllowAnonymous)
+	front.configureBroker(&brokerConfig, cfg.AllowAnonymous)
 	broker := mqttbroker.New(brokerConfig, reporter.Stamp(pipeline.countEmitted(writer.event)))
 	reporter.OpenChannels = broker.OpenChannels
-	web.registry.MustRegister(brokerCollector{stats: broker.Stats})
+	web.registry.MustRegister(brokerCollector{stats: broker.Stats}, certs, front)
 
 	// The view follows the store's change feed until HTTP has stopped.
 	life.add(component{name: "change feed", run: web.runFollower})
@@ -106,8 +101,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// The new epoch is announced before clients are accepted, so the
 	// channels a previous process of this node left open are fenced first.
 	addReporter(life, reporter)
+	life.add(certs.component())
 	life.add(brokerComponent(broker, mqttListener))
-	log.Info("listening", "mqtt", mqttListener.Addr().String(), "http", httpListener.Addr().String())
+	certs.addMQTTS(life, broker)
+	front.addWS(life, broker)
+	log.Info("listening", append([]any{"mqtt", mqttListener.Addr().String(), "http", httpListener.Addr().String()}, append(certs.listening(), front.listening()...)...)...)
 	err = life.run(ctx, cfg.ShutdownWait)
 	log.Info("stopped", "events_applied", applier.Stats.Applied.Load())
 	return err

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# bench-tls.sh — MQTT over TLS: presenced's TLS listener side by side with
+# Debian's mosquitto TLS listener (default, then with set_tcp_nodelay
+# true), same RSA-2048 server certificate, same load tool, TLS 1.3:
+#   idle-rss      IDLE_CONNS idle TLS connections (CONNECT/CONNACK, then silence)
+#   connect-rate  CONNECTS full handshakes + CONNECT/CONNACK/DISCONNECT, WORKERS at a time
+#
+#   cmd/mqttload/bench-tls.sh     # from the repository root; a few minutes
+#
+# The clients run in the mqttload process, so each broker holds one
+# descriptor per connection. Raw output goes to $OUT/raw.txt.
+set -euo pipefail
+
+IDLE_CONNS=${IDLE_CONNS:-10000}
+CONNECTS=${CONNECTS:-5000}
+WORKERS=${WORKERS:-50}
+ROUNDS=${ROUNDS:-1}
+MOSQ_PORT=${MOSQ_PORT:-28883}
+PRES_MQTT_PORT=${PRES_MQTT_PORT:-21894}
+PRES_MQTTS_PORT=${PRES_MQTTS_PORT:-28884}
+PRES_HTTP_PORT=${PRES_HTTP_PORT:-21890}
+OUT=${OUT:-$(mktemp -d /tmp/mqttbench-tls.XXXXXX)}
+
+cd "$(dirname "$0")/../.."
+ulimit -n 20000
+mkdir -p "$OUT"
+RAW=$OUT/raw.txt
+: >"$RAW"
+
+echo "building into $OUT" >&2
+go build -o "$OUT/presenced" ./cmd/presenced
+go build -o "$OUT/mqttload" ./cmd/mqttload
+LOAD=$OUT/mqttload
+
+# RSA-2048 CA and server certificate for 127.0.0.1.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$OUT/ca.key" -out "$OUT/ca.pem" -days 2 -subj /CN=bench-ca 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout "$OUT/server.key" -out "$OUT/server.csr" -subj /CN=127.0.0.1 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$OUT/san.ext"
+openssl x509 -req -in "$OUT/server.csr" -CA "$OUT/ca.pem" -CAkey "$OUT/ca.key" -CAcreateserial \
+	-out "$OUT/server.pem" -days 2 -extfile "$OUT/san.ext" 2>/dev/null
+chmod 600 "$OUT/server.key"
+# mosquitto started as root drops to the user mosquitto, which could not
+# read the key: keep root for the benchmark.
+MOSQ_USER=
+if [ "$(id -u)" = 0 ]; then MOSQ_USER="user root"; fi
+
+mosq_conf() { # extra-line
+	printf '%s\nper_listener_settings false\nallow_anonymous true\nmax_connections -1\npersistence false\nlog_dest none\n%s\nlistener %s 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\ntls_version tlsv1.3\n' \
+		"$MOSQ_USER" "$1" "$MOSQ_PORT" "$OUT/ca.pem" "$OUT/server.pem" "$OUT/server.key"
+}
+mosq_conf "" >"$OUT/mosquitto.conf"
+mosq_conf "set_tcp_nodelay true" >"$OUT/mosquitto-nodelay.conf"
+
+BROKER_PID=
+wait_port() { # port
+	for _ in $(seq 600); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	echo "bench-tls.sh: nothing listens on $1" >&2
+	exit 1
+}
+start_mosquitto() { # config
+	/usr/sbin/mosquitto -c "$1" >>"$OUT/mosquitto.log" 2>&1 &
+	BROKER_PID=$!
+	wait_port "$MOSQ_PORT"
+}
+start_presenced() {
+	rm -rf "$OUT/data"
+	"$OUT/presenced" serve --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT --http-addr 127.0.0.1:$PRES_HTTP_PORT \
+		--mqtts-addr 127.0.0.1:$PRES_MQTTS_PORT --mqtt-tls-cert "$OUT/server.pem" --mqtt-tls-key "$OUT/server.key" \
+		--data-dir "$OUT/data" --node bench >>"$OUT/presenced.log" 2>&1 &
+	BROKER_PID=$!
+	for _ in $(seq 600); do
+		if curl -fs "http://127.0.0.1:$PRES_HTTP_PORT/readyz" >/dev/null 2>&1; then return; fi
+		sleep 0.1
+	done
+	echo "bench-tls.sh: presenced did not start; see $OUT/presenced.log" >&2
+	exit 1
+}
+stop_broker() {
+	kill "$BROKER_PID" 2>/dev/null || true
+	wait "$BROKER_PID" 2>/dev/null || true
+}
+trap stop_broker EXIT
+
+run_one() { # label start-command port
+	"$2" "${4:-}"
+	"$LOAD" idle-rss -mqtt 127.0.0.1:$3 -tls-ca "$OUT/ca.pem" -pid "$BROKER_PID" -n "$IDLE_CONNS" -workers 16 -label "$1" | tee -a "$RAW"
+	"$LOAD" connect-rate -mqtt 127.0.0.1:$3 -tls-ca "$OUT/ca.pem" -workers "$WORKERS" -max "$CONNECTS" -duration 5m -label "$1" | tee -a "$RAW"
+	stop_broker
+}
+
+for _ in $(seq "$ROUNDS"); do
+	run_one mosquitto start_mosquitto "$MOSQ_PORT" "$OUT/mosquitto.conf"
+	run_one mosquitto-nodelay start_mosquitto "$MOSQ_PORT" "$OUT/mosquitto-nodelay.conf"
+	run_one presenced start_presenced "$PRES_MQTTS_PORT"
+done
+echo "raw results: $RAW" >&2

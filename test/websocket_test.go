@@ -1,0 +1,177 @@
+package test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/presence/pgstore/pgtest"
+)
+
+// openFrom picks the open channel of a client whose address is on ip.
+func openFrom(ip string) func([]presence.Channel) *presence.Channel {
+	return func(chs []presence.Channel) *presence.Channel {
+		for i := range chs {
+			if chs[i].Open && strings.HasPrefix(chs[i].ClientIP, ip+":") {
+				return &chs[i]
+			}
+		}
+		return nil
+	}
+}
+
+// closedWith picks the channel id's channel once it is closed.
+func closedWith(channelID string) func([]presence.Channel) *presence.Channel {
+	return func(chs []presence.Channel) *presence.Channel {
+		for i := range chs {
+			if chs[i].ChannelID == channelID && !chs[i].Open {
+				return &chs[i]
+			}
+		}
+		return nil
+	}
+}
+
+func TestPahoOverWebSocket(t *testing.T) {
+	wsAddr := freeAddr(t)
+	p := startServe(t, pgtest.URL(t), "--mqtt-ws-addr", wsAddr)
+
+	received := make(chan string, 1)
+	opts := mqtt.NewClientOptions().AddBroker("ws://" + wsAddr + "/mqtt").SetClientID("ws-paho").
+		SetKeepAlive(30 * time.Second).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second)
+	client := mqtt.NewClient(opts)
+	if tok := client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("paho connect over ws: %v", tok.Error())
+	}
+	defer client.Disconnect(0)
+	if tok := client.Subscribe("ws/paho", 1, func(_ mqtt.Client, m mqtt.Message) { received <- string(m.Payload()) }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	if tok := client.Publish("ws/paho", 1, false, "over websocket"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	select {
+	case m := <-received:
+		if m != "over websocket" {
+			t.Fatalf("received %q", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("own message never came back")
+	}
+	ch := waitChannel(t, p.HTTPAddr, "ws-paho", "an open channel from 127.0.0.1", openFrom("127.0.0.1"))
+	client.Disconnect(100)
+	closed := waitChannel(t, p.HTTPAddr, "ws-paho", "the channel closed", closedWith(ch.ChannelID))
+	if closed.Reason != presence.ReasonClientDisconnect {
+		t.Fatalf("closed %+v, want reason client_disconnect", closed)
+	}
+
+	// A handshake without the mqtt subprotocol is refused with a clear 400.
+	req, _ := http.NewRequest("GET", "http://"+wsAddr+"/mqtt", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "mqtt") {
+		t.Fatalf("handshake without subprotocol: %d %q", resp.StatusCode, body)
+	}
+	p.waitMetricLabels("presenced_mqtt_ws_handshakes_total", `result="failed"`, 1, 10*time.Second)
+	p.waitMetricLabels("presenced_mqtt_ws_handshakes_total", `result="accepted"`, 1, 10*time.Second)
+}
+
+// mqttjsOnce installs test/mqttjs's pinned MQTT.js (npm ci) once per run.
+var mqttjsOnce struct {
+	sync.Once
+	err error
+}
+
+// mqttjsDir returns test/mqttjs with its node_modules installed.
+func mqttjsDir(t *testing.T) string {
+	t.Helper()
+	requireProgram(t, "node")
+	npm := requireProgram(t, "npm")
+	dir, err := filepath.Abs("mqttjs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mqttjsOnce.Do(func() {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", "mqtt", "package.json")); err == nil {
+			return // installed by an earlier run (npm ci would reinstall it all)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			mqttjsOnce.err = err
+			t.Logf("npm ci in %s: %s", dir, out)
+		}
+	})
+	if mqttjsOnce.err != nil {
+		t.Fatalf("npm ci in %s: %v", dir, mqttjsOnce.err)
+	}
+	return dir
+}
+
+func TestMQTTJSOverWebSocket(t *testing.T) {
+	dir := mqttjsDir(t)
+	wsAddr := freeAddr(t)
+	p := startServe(t, pgtest.URL(t), "--mqtt-ws-addr", wsAddr)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "client.js", "ws://"+wsAddr+"/mqtt", "ws-mqttjs")
+	cmd.Dir = dir
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(stdout)
+	for ready := false; !ready; {
+		if !lines.Scan() {
+			t.Fatalf("mqtt.js ended before ready: %v\n%s", lines.Err(), stderr)
+		}
+		switch line := lines.Text(); {
+		case line == "ready":
+			ready = true
+		case strings.HasPrefix(line, "error"):
+			t.Fatalf("mqtt.js: %s\n%s", line, stderr)
+		}
+	}
+	ch := waitChannel(t, p.HTTPAddr, "ws-mqttjs", "an open channel from 127.0.0.1", openFrom("127.0.0.1"))
+	stdin.Close() // the script ends with DISCONNECT
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("mqtt.js exited: %v\n%s", err, stderr)
+	}
+	closed := waitChannel(t, p.HTTPAddr, "ws-mqttjs", "the channel closed", closedWith(ch.ChannelID))
+	if closed.Reason != presence.ReasonClientDisconnect {
+		t.Fatalf("closed %+v, want reason client_disconnect", closed)
+	}
+}
