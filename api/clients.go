@@ -49,7 +49,9 @@ func (s *Server) handleListClients(w http.ResponseWriter, r *http.Request) {
 			out.NextCursor = encodeIDCursor(items[len(items)-1].ClientID)
 		}
 	} else {
-		items, last, err := s.listStored(r.Context(), lq, state == "offline")
+		ctx, cancel := s.storeContext(r.Context())
+		defer cancel()
+		items, last, err := s.listStored(ctx, lq, state == "offline")
 		if err != nil {
 			s.writeError(w, r, err)
 			return

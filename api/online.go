@@ -20,6 +20,10 @@ func (s *Server) handleOnline(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if r.URL.Query().Has("at") {
+		s.handleOnlineAt(w, r, clientID)
+		return
+	}
 	if !s.deps.Live.View.Current() {
 		s.writeError(w, r, errViewNotCurrent)
 		return
@@ -50,6 +54,8 @@ func (s *Server) lookup(ctx context.Context, clientIDs []string) ([]presence.Sta
 	for i, at := range unheld {
 		ids[i] = clientIDs[at]
 	}
+	ctx, cancel := s.storeContext(ctx)
+	defer cancel()
 	times, err := s.deps.Clients.LastEventTimes(ctx, ids)
 	if err != nil {
 		return nil, err

@@ -38,6 +38,7 @@ func (s *Server) routes() http.Handler {
 				r.Use(s.timeout)
 				r.Get("/clients/{clientId}/channels", s.handleChannels)
 				r.Get("/clients/{clientId}/events", s.handleEvents)
+				r.Get("/clients/{clientId}/presence", s.handlePresence)
 				r.Get("/stats", s.handleStats)
 				r.Get("/nodes", s.handleNodes)
 			})

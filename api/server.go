@@ -73,6 +73,7 @@ type Deps struct {
 	History   HistoryReader
 	Counter   EventCounter
 	Clients   ClientDirectory
+	Spans     SpanReader
 	Ingester  EventIngester
 	Readiness ReadinessChecker
 }

@@ -25,11 +25,18 @@ func (s *Server) deadlines(next http.Handler) http.Handler {
 // timeout bounds the work of a request that queries the store: its context
 // ends after RequestTimeout, so the query gives up and the request gets
 // 503. Routes answered from memory skip it (a timer per lookup would cost
-// more than the lookup).
+// more than the lookup); when one of them does need the store (a client
+// the view does not hold, a listing of offline clients, online?at=), it
+// bounds that query with storeContext.
 func (s *Server) timeout(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		ctx, cancel := s.storeContext(r.Context())
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// storeContext bounds a store query made for a request by RequestTimeout.
+func (s *Server) storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.RequestTimeout)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -58,16 +59,37 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
+// freeAddr returns a loopback address with a port that was free a moment
+// ago, for a child process to listen on. The port comes from below the
+// kernel's ephemeral range (32768–60999 by default): a port from that range
+// (what listening on ":0" gives) can be handed to any outgoing connection
+// on the machine before the child binds it — a CI run failed on "address
+// already in use" that way. Ports go round from a random start, so parallel
+// test binaries rarely meet, and each is checked free before it is given.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+	for range 2000 {
+		portMu.Lock()
+		port := nextPort
+		nextPort++
+		if nextPort >= 32768 {
+			nextPort = 20000
+		}
+		portMu.Unlock()
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port in 20000–32767")
+	return ""
 }
+
+var (
+	portMu   sync.Mutex
+	nextPort = 20000 + rand.IntN(12000)
+)
 
 // startServe starts "presenced serve" on fresh loopback ports against dbURL
 // and waits until it is ready.

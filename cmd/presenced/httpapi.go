@@ -50,7 +50,7 @@ func newHTTPAPI(cfg config, db *database, log *slog.Logger) *httpAPI {
 		MaxStreams:         cfg.API.MaxStreams,
 		Registry:           registry,
 		Logger:             log.With("component", "api"),
-	}, api.Deps{Live: live, Channels: db.store, Nodes: db.store, History: db.store, Counter: db.store, Clients: db.store,
+	}, api.Deps{Live: live, Channels: db.store, Nodes: db.store, History: db.store, Counter: db.store, Clients: db.store, Spans: db.store,
 		Ingester: apiIngester{db.store}, Readiness: db})
 	a.server = &http.Server{
 		Handler: a.api,
