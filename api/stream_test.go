@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -17,7 +19,18 @@ func TestStreamSendsOnlineAndOffline(t *testing.T) {
 	if ready.Event != "ready" || ready.ID == "" {
 		t.Fatalf("first event %+v, want ready with an id", ready)
 	}
-	time.Sleep(100 * time.Millisecond) // longer than the request timeout: streams are exempt
+	// Streams are exempt from the request timeout. The timeout is a real
+	// context deadline (no clock to move), so real time has to pass — but
+	// exactly until a request timeout started after the stream's has
+	// fired, not for a guessed while: storeContext is what s.timeout gives
+	// each request. Had /stream been bounded, its context (started
+	// earlier) would have ended by now and the stream with it.
+	expired, cancel := h.srv.storeContext(context.Background())
+	defer cancel()
+	<-expired.Done()
+	if err := expired.Err(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("request timeout context ended with %v, want the deadline", err)
+	}
 
 	connect := ev("GID_s@@@1", "c1", presence.EventConnect, 1000)
 	h.apply(connect)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/presenced/presenced/presence"
@@ -283,28 +284,46 @@ func TestFullOutboxRefusesConnectButAcceptsDisconnectAndTCPClean(t *testing.T) {
 	}
 }
 
+// The outbox runs in a synctest bubble so that the test knows Read is
+// waiting when Close comes (synctest.Wait returns once every goroutine of
+// the bubble is durably blocked: the reader on the outbox's readable
+// channel, the flusher on its wake channel), instead of sleeping and
+// hoping; and a Read that Close fails to wake makes the bubble's clock
+// run to the 5 s limit at once.
 func TestCloseWakesReaderAndRefusesAppends(t *testing.T) {
-	o := openOutbox(t, t.TempDir(), Options{})
-	got := make(chan error, 1)
-	go func() {
-		_, err := o.Read(context.Background(), 10)
-		got <- err
-	}()
-	time.Sleep(10 * time.Millisecond) // let Read start waiting; the test holds either way
-	if err := o.Close(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-got:
-		if !errors.Is(err, ErrClosed) {
-			t.Fatalf("Read woken by Close: %v", err)
+	synctest.Test(t, func(t *testing.T) {
+		o := openOutbox(t, t.TempDir(), Options{})
+		// Cancelled only when the test ends, so that a Read Close did not
+		// wake still returns and the bubble can end: the test then fails
+		// on its own terms rather than with a deadlock panic.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		got := make(chan error, 1)
+		go func() {
+			_, err := o.Read(ctx, 10)
+			got <- err
+		}()
+		synctest.Wait() // Read is waiting for a record
+		select {
+		case err := <-got:
+			t.Fatalf("Read returned before Close: %v", err)
+		default:
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not wake Read")
-	}
-	if err := o.Append(context.Background(), testEvent(presence.EventTCPClean, 1)); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Append after Close: %v", err)
-	}
+		if err := o.Close(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-got:
+			if !errors.Is(err, ErrClosed) {
+				t.Fatalf("Read woken by Close: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close did not wake Read")
+		}
+		if err := o.Append(context.Background(), testEvent(presence.EventTCPClean, 1)); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Append after Close: %v", err)
+		}
+	})
 }
 
 func TestSecondOpenOfTheSameDirectoryFails(t *testing.T) {

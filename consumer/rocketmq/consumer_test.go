@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -63,14 +64,17 @@ func startConsumer(t *testing.T, e *env, st *store, topics ...string) *rocketmq.
 }
 
 // startConsumerWith starts a consumer of st configured as cfg, with the
-// test's name server, group, store and log filled in.
+// test's name server, group, store and (unless cfg has one) log filled in.
 func startConsumerWith(t *testing.T, e *env, st *store, cfg rocketmq.ConsumerConfig) *rocketmq.Consumer {
 	t.Helper()
 	cfg.NameServers = []string{e.namesrv}
 	if cfg.Group == "" {
 		cfg.Group = e.name("presenced")
 	}
-	cfg.Apply, cfg.Reject, cfg.Log = st.apply, st.reject, testLog()
+	cfg.Apply, cfg.Reject = st.apply, st.reject
+	if cfg.Log == nil {
+		cfg.Log = testLog()
+	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = 32
 	}
@@ -81,6 +85,18 @@ func startConsumerWith(t *testing.T, e *env, st *store, cfg rocketmq.ConsumerCon
 	runInBackground(t, c.Run)
 	return c
 }
+
+// recordHandler is a slog.Handler handing every record to a function, for
+// tests that wait on what a component logs.
+type recordHandler func(slog.Record)
+
+func (h recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h recordHandler) Handle(_ context.Context, r slog.Record) error {
+	h(r)
+	return nil
+}
+func (h recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h recordHandler) WithGroup(string) slog.Handler      { return h }
 
 func mustJSON(t *testing.T, v any) []byte {
 	t.Helper()
@@ -151,7 +167,9 @@ func TestConsumerAcceptsAlibabaFiveKeyEvents(t *testing.T) {
 // A message that is not a valid event goes to Reject, is acknowledged, and
 // does not hold up the valid ones.
 func TestConsumerRejectsPoisonMessagesAndAppliesTheRest(t *testing.T) {
-	e := newEnv(t)
+	// Short long polls: a caught-up queue's pull comes back at once and the
+	// next one commits the consumer's offset (see below).
+	e := newEnvWith(t, rocketmqfake.Options{MaxLongPoll: 100 * time.Millisecond})
 	topic := e.name("presence")
 	p := newRawProducer(t, e)
 	poison := map[string]string{
@@ -168,19 +186,41 @@ func TestConsumerRejectsPoisonMessagesAndAppliesTheRest(t *testing.T) {
 	p.send(topic, "node", []byte(`{"node":"n"}`))
 
 	st := newStore()
-	startConsumer(t, e, st, topic)
+	c := startConsumer(t, e, st, topic)
 	waitFor(t, 30*time.Second, "valid events applied and poison rejected", func() bool {
 		a, r := st.counts()
 		return a == 2 && r >= len(poison)
 	})
-	time.Sleep(300 * time.Millisecond) // anything more would be a bug; give it a moment to show
+	if e.fake != nil {
+		// Anything applied or rejected beyond this would be a bug. Rather
+		// than give it a moment to show, wait until nothing more can come:
+		// the group has committed every offset of the topic (the node
+		// message included, which the tag filter skips) and sent no batch
+		// back for redelivery. An offset moves past a message only once
+		// its batch's callback returned, so everything the consumer will
+		// do with these messages is done. (Each pull carries the offset
+		// to commit; a skipped message at the end of a queue is passed
+		// when a pull finds nothing more, at once with short long polls.)
+		group := e.name("presenced")
+		waitFor(t, 30*time.Second, "the group to commit every offset of the topic", func() bool { return e.fake.Lag(group, topic) == 0 })
+		if n := c.Stats.RetryLater.Load(); n != 0 {
+			t.Fatalf("%d batches were sent back for redelivery", n)
+		}
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	seen := map[string]bool{}
+	isPoison := map[string]bool{}
+	for _, body := range poison {
+		isPoison[body] = true
+	}
 	for _, r := range st.rejected {
 		seen[r.raw] = true
 		if !strings.Contains(r.source, "topic="+topic) || r.reason == "" {
 			t.Errorf("rejection without a source or reason: %+v", r)
+		}
+		if !isPoison[r.raw] { // the node message, had the tag filter let it through
+			t.Errorf("rejected a message that is not one of the poison ones: %+v", r)
 		}
 	}
 	for name, body := range poison {
@@ -337,8 +377,22 @@ func TestConsumerWaitsForItsTopic(t *testing.T) {
 	e := &env{namesrv: fake.NamesrvAddr(), fake: fake, id: "late"}
 	topic := e.name("presence")
 	st := newStore()
-	c := startConsumer(t, e, st, topic)
-	time.Sleep(time.Second) // the consumer fails to start meanwhile
+	// The consumer's log is the observable of a failed start: the test
+	// creates the topic only after one, so the retry is what gets tested
+	// (not a start that happened to come after the topic).
+	startFailed := make(chan struct{})
+	var once sync.Once
+	log := slog.New(recordHandler(func(r slog.Record) {
+		if r.Level == slog.LevelWarn && r.Message == "rocketmq consumer cannot start; retrying" {
+			once.Do(func() { close(startFailed) })
+		}
+	}))
+	c := startConsumerWith(t, e, st, rocketmq.ConsumerConfig{Topics: []string{topic}, Log: log})
+	select {
+	case <-startFailed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the consumer did not fail to start on a topic that does not exist")
+	}
 	if a, _ := st.counts(); a != 0 {
 		t.Fatal("applied events from a topic that does not exist")
 	}

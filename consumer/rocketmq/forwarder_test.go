@@ -3,7 +3,9 @@ package rocketmq_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,7 +90,8 @@ func TestForwarderHoldsEventsWhileRocketMQIsDownAndForwardsThemAfter(t *testing.
 	e.needFake(t)
 	ob := openOutbox(t)
 	topic := e.name("presence")
-	fwd := newForwarder(t, e, outboxSource{ob}, rocketmq.Routing{Topic: topic})
+	src := &countingSource{outboxSource: outboxSource{ob}}
+	fwd := newForwarder(t, e, src, rocketmq.Routing{Topic: topic})
 	runInBackground(t, fwd.Run)
 
 	// One event through, so the route is known before the outage.
@@ -98,16 +101,40 @@ func TestForwarderHoldsEventsWhileRocketMQIsDownAndForwardsThemAfter(t *testing.
 	waitFor(t, 20*time.Second, "the first event to be forwarded", func() bool { return ob.Stats().BacklogRecords == 0 })
 
 	e.fake.Stop()
+	errorsBefore := fwd.Stats.SendErrors.Load()
 	const n = 40
 	for i := 1; i <= n; i++ {
 		if err := ob.Append(context.Background(), event("c@@@1", presence.EventConnect, i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 20*time.Second, "send errors while the broker is down", func() bool { return fwd.Stats.SendErrors.Load() > 0 })
-	time.Sleep(2 * time.Second) // the outage lasts; nothing may be acknowledged
+	// The outage lasts until the forwarder has retried its window several
+	// times, not for a guessed while: every retry is a chance to wrongly
+	// acknowledge, and none may. One retry round fails one send request
+	// per group of the window (one group per message queue the window's
+	// channels map to, see byQueue), so the rounds are counted as failed
+	// sends over the most groups the window can have. With backoff from
+	// 100 ms capped at 500 ms this takes about 1.5 s. An acknowledgement
+	// ends the wait early, to fail below.
+	const rounds = 6
+	queues := uint64(e.fake.QueueCount(topic))
+	if queues == 0 {
+		t.Fatalf("topic %s has no queues after the first send", topic)
+	}
+	waitFor(t, 20*time.Second, fmt.Sprintf("%d retry rounds while the broker is down", rounds), func() bool {
+		if ob.Stats().BacklogRecords != n {
+			return true
+		}
+		window := src.read.Load() - 1 // the first event was read before the outage
+		return window > 0 && fwd.Stats.SendErrors.Load()-errorsBefore >= rounds*min(window, queues)
+	})
+	window, outageErrors := src.read.Load()-1, fwd.Stats.SendErrors.Load()-errorsBefore
 	if got := ob.Stats().BacklogRecords; got != n {
-		t.Fatalf("backlog %d during the outage, want %d: events were acknowledged without being stored", got, n)
+		t.Fatalf("backlog %d after %d failed sends of a window of %d entries, want %d: events were acknowledged without being stored",
+			got, outageErrors, window, n)
+	}
+	if got := fwd.Stats.Forwarded.Load(); got != 1 {
+		t.Fatalf("Forwarded = %d during the outage, want 1 (the event sent before it)", got)
 	}
 	if err := e.fake.Start(); err != nil {
 		t.Fatal(err)
@@ -123,7 +150,20 @@ func TestForwarderHoldsEventsWhileRocketMQIsDownAndForwardsThemAfter(t *testing.
 			t.Errorf("event %d (channel %s) was lost", i, ch)
 		}
 	}
-	t.Logf("send errors during the outage: %d", fwd.Stats.SendErrors.Load())
+	t.Logf("send errors during the outage: %d, for a window of %d entries", outageErrors, window)
+}
+
+// countingSource is outboxSource counting the entries Read returned (Ack
+// and Rewind are still the outbox's own).
+type countingSource struct {
+	outboxSource
+	read atomic.Uint64
+}
+
+func (s *countingSource) Read(ctx context.Context, max int) ([]rocketmq.Entry, error) {
+	entries, err := s.outboxSource.Read(ctx, max)
+	s.read.Add(uint64(len(entries)))
+	return entries, err
 }
 
 // Shutdown forwards what the outbox holds, then Run returns.

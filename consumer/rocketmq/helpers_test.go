@@ -48,6 +48,12 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	return newEnvWith(t, rocketmqfake.Options{})
+}
+
+// newEnvWith is newEnv with the fake (when there is one) configured as opts.
+func newEnvWith(t testing.TB, opts rocketmqfake.Options) *env {
+	t.Helper()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	e := &env{id: hex.EncodeToString(b[:])}
@@ -55,7 +61,8 @@ func newEnv(t testing.TB) *env {
 		e.namesrv = addr
 		return e
 	}
-	e.fake = rocketmqfake.New(rocketmqfake.Options{Logger: testLog()})
+	opts.Logger = testLog()
+	e.fake = rocketmqfake.New(opts)
 	if err := e.fake.Start(); err != nil {
 		t.Fatalf("start rocketmq fake: %v", err)
 	}
