@@ -4,13 +4,16 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
+	"slices"
 	"strings"
 )
 
-// Token scopes: read for every query and the stream, ingest for POST /events.
+// Token scopes: read for every query and the stream, ingest for POST
+// /events, admin for acting on clients (DELETE /clients/{id}/connection).
 const (
 	scopeRead   = "read"
 	scopeIngest = "ingest"
+	scopeAdmin  = "admin"
 )
 
 // authenticator checks bearer tokens. It keeps only SHA-256 digests, and
@@ -18,10 +21,10 @@ const (
 // (digests of equal length, no early exit), so neither timing nor a memory
 // dump reveals a token.
 type authenticator struct {
-	read, ingest [][sha256.Size]byte
+	read, ingest, admin [][sha256.Size]byte
 }
 
-func newAuthenticator(readTokens, ingestTokens []string) authenticator {
+func newAuthenticator(readTokens, ingestTokens, adminTokens []string) authenticator {
 	digests := func(tokens []string) [][sha256.Size]byte {
 		var out [][sha256.Size]byte
 		for _, t := range tokens {
@@ -31,11 +34,24 @@ func newAuthenticator(readTokens, ingestTokens []string) authenticator {
 		}
 		return out
 	}
-	return authenticator{read: digests(readTokens), ingest: digests(ingestTokens)}
+	return authenticator{read: digests(readTokens), ingest: digests(ingestTokens), admin: digests(adminTokens)}
 }
 
 // open reports whether no token is configured: then the API is open.
-func (a authenticator) open() bool { return len(a.read) == 0 && len(a.ingest) == 0 }
+func (a authenticator) open() bool {
+	return len(a.read) == 0 && len(a.ingest) == 0 && len(a.admin) == 0
+}
+
+// scoped returns the digests of scope and those of the other scopes.
+func (a authenticator) scoped(scope string) (want, other [][sha256.Size]byte) {
+	switch scope {
+	case scopeIngest:
+		return a.ingest, append(slices.Clone(a.read), a.admin...)
+	case scopeAdmin:
+		return a.admin, append(slices.Clone(a.read), a.ingest...)
+	}
+	return a.read, append(slices.Clone(a.ingest), a.admin...)
+}
 
 func matches(digests [][sha256.Size]byte, digest [sha256.Size]byte) bool {
 	found := 0
@@ -53,10 +69,7 @@ func (s *Server) authenticate(scope string) func(http.Handler) http.Handler {
 		if s.auth.open() {
 			return next
 		}
-		want, other := s.auth.read, s.auth.ingest
-		if scope == scopeIngest {
-			want, other = s.auth.ingest, s.auth.read
-		}
+		want, other := s.auth.scoped(scope)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			token, ok := bearerToken(r)
 			if !ok {

@@ -48,5 +48,9 @@ func (s *Server) routes() http.Handler {
 		r.Use(s.authenticate(scopeIngest), s.limitInFlight, s.deadlines, s.timeout, s.limitBody)
 		r.Post("/events", s.handleIngest)
 	})
+	r.Group(func(r chi.Router) {
+		r.Use(s.authenticate(scopeAdmin), s.limitInFlight, s.deadlines, s.timeout)
+		r.Delete("/clients/{clientId}/connection", s.handleKick)
+	})
 	return r
 }

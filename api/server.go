@@ -67,13 +67,16 @@ type ReadinessChecker interface {
 // Deps are the parts the API reads from and writes to.
 type Deps struct {
 	// Live is the view and the change stream, fed from the store's feed.
-	Live      *Live
-	Channels  ChannelReader
-	Nodes     NodeLister
-	History   HistoryReader
-	Counter   EventCounter
-	Clients   ClientDirectory
-	Spans     SpanReader
+	Live     *Live
+	Channels ChannelReader
+	Nodes    NodeLister
+	History  HistoryReader
+	Counter  EventCounter
+	Clients  ClientDirectory
+	Spans    SpanReader
+	// Kicker closes a client's connection; nil where this process holds
+	// no broker (DELETE /clients/{id}/connection then answers 501).
+	Kicker    Kicker
 	Ingester  EventIngester
 	Readiness ReadinessChecker
 }
@@ -101,6 +104,8 @@ type Config struct {
 	// ReadTokens and IngestTokens are the accepted bearer tokens. With none
 	// of either, the API is open.
 	ReadTokens, IngestTokens []string
+	// AdminTokens are accepted for DELETE /clients/{id}/connection.
+	AdminTokens []string
 	// Heartbeat is the interval of SSE heartbeat comments.
 	Heartbeat time.Duration // default 15s
 	// StreamWriteTimeout bounds every write of a /stream response (a
@@ -174,7 +179,7 @@ func New(cfg Config, deps Deps) *Server {
 		deps:     deps,
 		cfg:      cfg,
 		log:      cfg.Logger,
-		auth:     newAuthenticator(cfg.ReadTokens, cfg.IngestTokens),
+		auth:     newAuthenticator(cfg.ReadTokens, cfg.IngestTokens, cfg.AdminTokens),
 		inFlight: make(chan struct{}, cfg.MaxInFlight),
 		counts:   newCountCache(cfg.StatsCacheTTL, time.Now),
 	}

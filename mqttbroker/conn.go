@@ -42,8 +42,11 @@ type conn struct {
 	// takeoverBy is the channel id of the connection that took this one's
 	// client id over, when that is why it ends (reason takeover).
 	takeoverBy string
-	finished   bool          // finish is done
-	waiters    chan struct{} // made on demand by waitFinished, closed by finish
+	finished   bool // finish is done
+	// discardWill: an operator's close asked for the will not to be
+	// published (Server.Kick).
+	discardWill bool
+	waiters     chan struct{} // made on demand by waitFinished, closed by finish
 
 	// Set while handling CONNECT by the reading goroutine, read-only after.
 	clientID  string
@@ -378,7 +381,10 @@ func (c *conn) finish() {
 		if reason == presence.ReasonTakeover {
 			c.s.stats.takeovers.Add(1)
 		}
-		if c.will != nil {
+		c.stateMu.Lock()
+		discardWill := c.discardWill
+		c.stateMu.Unlock()
+		if c.will != nil && !discardWill {
 			c.publishWill()
 		}
 		if c.sess != nil { // nil when the server stopped during a takeover

@@ -30,6 +30,7 @@ type Stats struct {
 	KeepaliveExpired     int64 // connections closed for keepalive expiry [MQTT-3.1.2-24]
 	Takeovers            int64 // connections closed because their client id connected again
 	SlowConsumers        int64 // connections closed for letting outbound bytes pile up (reason slow_consumer)
+	Kicked               int64 // connections closed by an operator (Kick, reason api_disconnect)
 	SinkErrors           int64 // events the sink failed to accept
 	EventsDropped        int64 // tcpclean events dropped by the DropTCPClean test hook
 
@@ -56,6 +57,7 @@ type stats struct {
 	refusedByCode                                                [6]atomic.Int64 // by CONNACK return code
 	sessionsRefused, protocolErrors, keepaliveExpired, takeovers atomic.Int64
 	slowConsumers, sinkErrors, eventsDropped                     atomic.Int64
+	kicked                                                       atomic.Int64
 	messagesIn, messagesOut, bytesIn, bytesOut, dropped          atomic.Int64
 	queueDropped, queueEvicted, retainedRefused                  atomic.Int64
 	deniedPublishes, deniedSubscribes, limitRejects              atomic.Int64
@@ -80,8 +82,8 @@ func (s *Server) Stats() Stats {
 		SessionsRefused:      c.sessionsRefused.Load(),
 		ConnectTimeouts:      c.connectTimeouts.Load(), ProtocolErrors: c.protocolErrors.Load(),
 		KeepaliveExpired: c.keepaliveExpired.Load(), Takeovers: c.takeovers.Load(),
-		SlowConsumers: c.slowConsumers.Load(),
-		SinkErrors:    c.sinkErrors.Load(), EventsDropped: c.eventsDropped.Load(),
+		SlowConsumers: c.slowConsumers.Load(), Kicked: c.kicked.Load(),
+		SinkErrors: c.sinkErrors.Load(), EventsDropped: c.eventsDropped.Load(),
 		MessagesIn: c.messagesIn.Load(), MessagesOut: c.messagesOut.Load(),
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Dropped: c.dropped.Load(),
 		QueueDropped: c.queueDropped.Load(), QueueEvicted: c.queueEvicted.Load(),

@@ -122,7 +122,7 @@ func (c *conn) handshakeTLS() bool {
 // code is connAccepted or the refusing CONNACK code.
 func (c *conn) tlsAdmission(clientID string) (certUser string, code byte, err error) {
 	cfg := &c.s.cfg
-	tc, ok := c.nc.(*tls.Conn)
+	tc, ok := tlsOf(c.nc)
 	if !ok || (cfg.TLSIdentity == TLSIdentityNone && !cfg.TLSRequireClientIDMatch) {
 		return "", connAccepted, nil
 	}
@@ -147,7 +147,7 @@ func (c *conn) tlsAdmission(clientID string) (certUser string, code byte, err er
 // tlsDetails puts the TLS version and, with a verified client
 // certificate, its subject on a connect event.
 func (c *conn) tlsDetails(e *presence.Event) {
-	tc, ok := c.nc.(*tls.Conn)
+	tc, ok := tlsOf(c.nc)
 	if !ok {
 		return
 	}
@@ -171,16 +171,17 @@ var longAgo = time.Unix(1, 0)
 // the caller goes on reading instead of parking. A record only partly
 // received stays in the tls.Conn; the rest is still to come on the
 // socket, which wakes the poller. Plain connections have nothing hidden.
+// Under WebSocket framing (wss) the read goes through the framing, which
+// decodes what TLS gives (and answers a ping in it) as on any read.
 func (c *conn) tlsBuffered() bool {
-	tc, ok := c.nc.(*tls.Conn)
-	if !ok || c.parkToken == 0 {
+	if _, ok := tlsOf(c.nc); !ok || c.parkToken == 0 {
 		return false
 	}
-	tc.SetReadDeadline(longAgo)
-	err := c.reader.fill(tc)
+	c.nc.SetReadDeadline(longAgo)
+	err := c.reader.fill(c.nc)
 	// Reading goes on under the keepalive deadline (set by readPackets
 	// before each read) or none.
-	tc.SetReadDeadline(time.Time{})
+	c.nc.SetReadDeadline(time.Time{})
 	// Anything but "nothing without waiting" — bytes, or an error, which
 	// tls.Conn keeps and returns again — is for the reading goroutine.
 	return !errors.Is(err, os.ErrDeadlineExceeded)

@@ -52,7 +52,12 @@ const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 // only while it lasts) and yields each upgraded connection as a net.Conn
 // for Server.Serve. The inner listener may be a plain TCP one, one that
 // reads the PROXY protocol (the client's address then comes from the
-// header), or — for wss — a TLS one.
+// header), or — for wss — a TLS one (tls.NewListener, over either): the
+// TLS handshake is then the first part of the opening handshake, within
+// HandshakeTimeout, and one that fails counts as Failed. The broker
+// applies its TLS options (Config.TLSIdentity, TLSRequireClientIDMatch)
+// to the TLS beneath the framing as to ServeTLS connections, and parks
+// idle ones likewise.
 type WebSocketListener struct {
 	inner net.Listener
 	cfg   WebSocketConfig

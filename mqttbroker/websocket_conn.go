@@ -1,6 +1,7 @@
 package mqttbroker
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"io"
 	"net"
@@ -407,9 +408,9 @@ func (ws *wsConn) SetWriteDeadline(t time.Time) error {
 }
 
 // SetKeepAliveConfig passes TCP keepalive on to the socket (see
-// conn.tcpKeepalive).
+// conn.tcpKeepalive), beneath TLS too (wss).
 func (ws *wsConn) SetKeepAliveConfig(cfg net.KeepAliveConfig) error {
-	if tc, ok := ws.nc.(interface {
+	if tc, ok := socketOf(ws.nc).(interface {
 		SetKeepAliveConfig(net.KeepAliveConfig) error
 	}); ok {
 		return tc.SetKeepAliveConfig(cfg)
@@ -418,11 +419,11 @@ func (ws *wsConn) SetKeepAliveConfig(cfg net.KeepAliveConfig) error {
 }
 
 // useWebSocket makes c read through the framing (the reader's io.Reader
-// path) and park, when idle, on the socket under it — when that is a bare
-// socket: a layer that buffers (TLS) has none, and the connection keeps
-// its reading goroutine.
+// path) and park, when idle, on the socket under it — beneath TLS too
+// (wss): like a TLS connection, it is then checked for decrypted bytes
+// before parking (tlsBuffered), since the socket would not signal them.
 func (c *conn) useWebSocket(ws *wsConn) {
-	sc, ok := ws.nc.(syscall.Conn)
+	sc, ok := socketOf(ws.nc).(syscall.Conn)
 	if !ok {
 		return
 	}
@@ -434,6 +435,18 @@ func (c *conn) useWebSocket(ws *wsConn) {
 	if c.s.idle != nil {
 		c.parkToken = c.s.idle.token()
 	}
+}
+
+// tlsOf returns the TLS connection of nc: nc itself (MQTT over TLS) or
+// the one beneath its WebSocket framing (wss). The TLS options
+// (Config.TLSIdentity, TLSRequireClientIDMatch) and the connect event's
+// TLS details apply to both alike.
+func tlsOf(nc net.Conn) (*tls.Conn, bool) {
+	if ws, ok := nc.(*wsConn); ok {
+		nc = ws.nc
+	}
+	tc, ok := nc.(*tls.Conn)
+	return tc, ok
 }
 
 // framingBuffered returns the bytes a framing layer of nc has read from

@@ -64,6 +64,12 @@ func wsHandshake(t *testing.T, addr, path string, protocols ...string) (*http.Re
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
+	return wsUpgrade(t, nc, addr, path, protocols...)
+}
+
+// wsUpgrade does the opening handshake on nc (plain or TLS).
+func wsUpgrade(t *testing.T, nc net.Conn, addr, path string, protocols ...string) (*http.Response, *wsClient) {
+	t.Helper()
 	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
 	if len(protocols) > 0 {

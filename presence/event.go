@@ -51,6 +51,7 @@ const (
 	ReasonReconciled       Reason = "reconciled"        // synthesized: the broker no longer held the channel
 	ReasonNetworkError     Reason = "network_error"     // a read or write error on the socket
 	ReasonSlowConsumer     Reason = "slow_consumer"     // the broker closed a client that let outbound bytes pile up
+	ReasonAPIDisconnect    Reason = "api_disconnect"    // an operator closed it through the API (DELETE /clients/{id}/connection)
 )
 
 // Event is one lifecycle event of one channel (TCP connection), in the wire

@@ -3,7 +3,10 @@ package test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/presence/pgstore/pgtest"
+	"github.com/presenced/presenced/test/rocketmqfake"
 )
 
 // openFrom picks the open channel of a client whose address is on ip.
@@ -173,5 +177,107 @@ func TestMQTTJSOverWebSocket(t *testing.T) {
 	closed := waitChannel(t, p.HTTPAddr, "ws-mqttjs", "the channel closed", closedWith(ch.ChannelID))
 	if closed.Reason != presence.ReasonClientDisconnect {
 		t.Fatalf("closed %+v, want reason client_disconnect", closed)
+	}
+}
+
+// pahoWSS connects paho.mqtt.golang over wss://.
+func pahoWSS(t *testing.T, addr, clientID string, conf *tls.Config) (mqtt.Client, error) {
+	t.Helper()
+	opts := mqtt.NewClientOptions().AddBroker("wss://" + addr + "/mqtt").SetClientID(clientID).
+		SetTLSConfig(conf).SetKeepAlive(30 * time.Second).SetAutoReconnect(false).
+		SetConnectRetry(false).SetConnectTimeout(5 * time.Second)
+	client := mqtt.NewClient(opts)
+	tok := client.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		return nil, context.DeadlineExceeded
+	}
+	if err := tok.Error(); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { client.Disconnect(100) })
+	return client, nil
+}
+
+// clientCert loads a client certificate of ca for cn.
+func clientCert(t *testing.T, ca *pki, cn string) tls.Certificate {
+	t.Helper()
+	certFile, keyFile := ca.issue(cn, false)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// paho.mqtt.golang over wss:// with mutual TLS: a round trip, the
+// channel's clientIp is the client's, the connect event is in the API; a
+// client certificate of another CA fails the handshake.
+func TestPahoOverSecureWebSocket(t *testing.T) {
+	serverCA, clientCA, otherCA := newPKI(t, "server"), newPKI(t, "client"), newPKI(t, "other")
+	certFile, keyFile := serverCA.issue("broker", true)
+	wssAddr := freeAddr(t)
+	p := startServe(t, pgtest.URL(t), "--mqtt-wss-addr", wssAddr, "--mqtt-tls-cert", certFile, "--mqtt-tls-key", keyFile,
+		"--mqtt-tls-client-ca", clientCA.CAFile, "--mqtt-tls-identity", "cn")
+	client, err := pahoWSS(t, wssAddr, "GID_wss@@@dev-3", &tls.Config{RootCAs: serverCA.pool,
+		Certificates: []tls.Certificate{clientCert(t, clientCA, "dev-3")}})
+	if err != nil {
+		t.Fatalf("paho over wss://: %v\n%s", err, p.logs)
+	}
+	roundTrip(t, client, "wss/dev-3")
+	waitChannel(t, p.HTTPAddr, "GID_wss@@@dev-3", "an open channel from 127.0.0.1", openFrom("127.0.0.1"))
+	var events struct {
+		Items []presence.StoredEvent `json:"items"`
+	}
+	p.getJSON("/clients/GID_wss@@@dev-3/events", &events)
+	if len(events.Items) == 0 || events.Items[0].Type != presence.EventConnect || events.Items[0].Username != "dev-3" ||
+		!strings.HasPrefix(events.Items[0].ClientIP, "127.0.0.1:") {
+		t.Fatalf("events %+v, want a connect from 127.0.0.1 with the CN dev-3 as user name", events.Items)
+	}
+
+	if _, err := pahoWSS(t, wssAddr, "GID_wss@@@intruder", &tls.Config{RootCAs: serverCA.pool,
+		Certificates: []tls.Certificate{clientCert(t, otherCA, "dev-3")}}); err == nil {
+		t.Fatal("paho with a client certificate of another CA connected over wss://")
+	}
+	p.waitMetricLabels("presenced_mqtt_wss_handshakes_total", `result="failed"`, 1, 10*time.Second)
+	p.waitMetricLabels("presenced_mqtt_wss_handshakes_total", `result="accepted"`, 1, 10*time.Second)
+}
+
+// The connect event of a wss connection carries tlsVersion and the client
+// subject, as one of MQTT over TLS does: seen in the events "presenced
+// broker" sends to RocketMQ (the store does not keep these fields).
+func TestSecureWebSocketConnectEventRecordsTLS(t *testing.T) {
+	serverCA, clientCA := newPKI(t, "server"), newPKI(t, "client")
+	fake := rocketmqfake.New(rocketmqfake.Options{NamesrvAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err := fake.Start(); err != nil {
+		t.Fatalf("start rocketmq fake: %v", err)
+	}
+	t.Cleanup(fake.Stop)
+	topic := "presenced_wss_events"
+	certFile, keyFile := serverCA.issue("broker", true)
+	wssAddr := freeAddr(t)
+	b := &proc{t: t, Command: "broker", MQTTAddr: freeAddr(t), HTTPAddr: freeAddr(t), Node: "broker-wss", DataDir: t.TempDir(),
+		Args: []string{"--rocketmq-namesrv", fake.NamesrvAddr(), "--rocketmq-topic", topic,
+			"--mqtt-wss-addr", wssAddr, "--mqtt-tls-cert", certFile, "--mqtt-tls-key", keyFile, "--mqtt-tls-client-ca", clientCA.CAFile}}
+	b.start()
+	if _, err := pahoWSS(t, wssAddr, "GID_wss@@@dev-4", &tls.Config{RootCAs: serverCA.pool,
+		Certificates: []tls.Certificate{clientCert(t, clientCA, "dev-4")}, MaxVersion: tls.VersionTLS12}); err != nil {
+		t.Fatalf("paho over wss:// with TLS 1.2: %v\n%s", err, b.logs)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for _, m := range fake.Messages(topic) {
+			var e presence.Event
+			if json.Unmarshal(m.Body, &e) != nil || e.ClientID != "GID_wss@@@dev-4" || e.Type != presence.EventConnect {
+				continue
+			}
+			if e.TLSVersion != "TLS 1.2" || e.TLSClientSubject != "CN=dev-4" || !strings.HasPrefix(e.ClientIP, "127.0.0.1:") {
+				t.Fatalf("connect event %s: want tlsVersion TLS 1.2, tlsClientSubject CN=dev-4, clientIp 127.0.0.1:…", m.Body)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connect event of GID_wss@@@dev-4 in RocketMQ after 20s\n%s", b.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

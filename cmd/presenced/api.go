@@ -40,7 +40,7 @@ func runAPI(ctx context.Context, args []string, getenv func(string) string, stde
 	if listener, err = certs.wrapHTTP(listener); err != nil {
 		return life.abort(err)
 	}
-	web := newHTTPAPI(cfg, db, log)
+	web := newHTTPAPI(cfg, db, nil, log)
 	db.registerMetrics(web.registry)
 	web.registry.MustRegister(certs)
 	life.add(certs.component())

@@ -14,6 +14,7 @@ type apiConfig struct {
 	ReadTokensFile   secretFile // one token per line or comma-separated
 	IngestTokens     string     // comma-separated; never logged
 	IngestTokensFile secretFile
+	AdminTokensFile  secretFile // from a file only: these tokens close clients' connections
 	// Open allows the API without tokens on a listener that is not
 	// loopback (see checkAccess).
 	Open               bool
@@ -34,6 +35,7 @@ func registerAPIFlags(f *envFlags, c *apiConfig) {
 	f.File(&c.ReadTokensFile, "api-read-tokens-file", "file of bearer tokens for the read routes and /stream, one per line or comma-separated (added to --api-read-tokens)")
 	f.String(&c.IngestTokens, "api-ingest-tokens", "", "comma-separated bearer tokens for POST /events")
 	f.File(&c.IngestTokensFile, "api-ingest-tokens-file", "file of bearer tokens for POST /events, one per line or comma-separated (added to --api-ingest-tokens)")
+	f.File(&c.AdminTokensFile, "api-admin-tokens-file", "file of bearer tokens for DELETE /clients/{id}/connection (closing a client's connection), one per line or comma-separated")
 	f.Bool(&c.Open, "api-open", false, "serve the HTTP API without tokens even when --http-addr is not loopback (anyone who reaches it can read and forge presence)")
 	f.Duration(&c.RequestTimeout, "api-request-timeout", 10*time.Second, "most time one API request may take (/stream excepted)")
 	f.Int(&c.MaxBodyBytes, "api-max-body-bytes", 4<<20, "largest request body; larger ones get 413")
@@ -66,7 +68,8 @@ func (c apiConfig) validate() []error {
 			errs = append(errs, fmt.Errorf("--%s must be positive, not %v", name, d))
 		}
 	}
-	for name, file := range map[string]secretFile{"api-read-tokens-file": c.ReadTokensFile, "api-ingest-tokens-file": c.IngestTokensFile} {
+	for name, file := range map[string]secretFile{"api-read-tokens-file": c.ReadTokensFile, "api-ingest-tokens-file": c.IngestTokensFile,
+		"api-admin-tokens-file": c.AdminTokensFile} {
 		if file.Path != "" && len(tokens(file.content)) == 0 {
 			errs = append(errs, fmt.Errorf("--%s %s holds no token", name, file.Path))
 		}
@@ -86,7 +89,12 @@ func (c apiConfig) ingestTokens() []string {
 
 // open reports whether the API has no token of either kind: then it
 // answers everyone.
-func (c apiConfig) open() bool { return len(c.readTokens()) == 0 && len(c.ingestTokens()) == 0 }
+func (c apiConfig) open() bool {
+	return len(c.readTokens()) == 0 && len(c.ingestTokens()) == 0 && len(c.adminTokens()) == 0
+}
+
+// adminTokens returns the tokens of --api-admin-tokens-file.
+func (c apiConfig) adminTokens() []string { return tokens(c.AdminTokensFile.content) }
 
 // checkAccess is "secure by default off loopback" for the HTTP API
 // (DESIGN.md, invariant 4): an API without tokens answers anyone who

@@ -5,12 +5,14 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/presenced/presenced/api"
+	"github.com/presenced/presenced/mqttbroker"
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/presence/pgstore"
 )
@@ -29,8 +31,10 @@ type httpAPI struct {
 // newHTTPAPI assembles the API on db. Its registry already holds the Go
 // runtime and process collectors and presenced_build_info; callers add
 // the broker's and the consumer's. The caller has checked the API's
-// access (apiConfig.checkAccess) before listening.
-func newHTTPAPI(cfg config, db *database, log *slog.Logger) *httpAPI {
+// access (apiConfig.checkAccess) before listening. kicker closes clients'
+// connections for DELETE /clients/{id}/connection; nil where the process
+// holds no broker.
+func newHTTPAPI(cfg config, db *database, kicker api.Kicker, log *slog.Logger) *httpAPI {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newBuildInfo(version))
 	live := api.NewLive(cfg.API.OfflineCache, cfg.API.StreamRing)
@@ -45,13 +49,14 @@ func newHTTPAPI(cfg config, db *database, log *slog.Logger) *httpAPI {
 		MaxInFlight:        cfg.API.MaxInFlight,
 		ReadTokens:         cfg.API.readTokens(),
 		IngestTokens:       cfg.API.ingestTokens(),
+		AdminTokens:        cfg.API.adminTokens(),
 		Heartbeat:          cfg.API.Heartbeat,
 		StreamWriteTimeout: cfg.API.StreamWriteTimeout,
 		MaxStreams:         cfg.API.MaxStreams,
 		Registry:           registry,
 		Logger:             log.With("component", "api"),
 	}, api.Deps{Live: live, Channels: db.store, Nodes: db.store, History: db.store, Counter: db.store, Clients: db.store, Spans: db.store,
-		Ingester: apiIngester{db.store}, Readiness: db})
+		Ingester: apiIngester{db.store}, Readiness: db, Kicker: kicker})
 	a.server = &http.Server{
 		Handler: a.api,
 		// No ReadTimeout or WriteTimeout: they would end /stream. The API
@@ -93,3 +98,17 @@ func newBuildInfo(version string) prometheus.Collector {
 
 // runFollower runs the follower until ctx ends.
 func (a *httpAPI) runFollower(ctx context.Context) error { return a.follower.Run(ctx) }
+
+// lateKicker is the serve mode's Kicker: the API is built before the
+// broker, which is set once it exists.
+type lateKicker struct {
+	broker atomic.Pointer[mqttbroker.Server]
+}
+
+func (k *lateKicker) Kick(ctx context.Context, clientID string, discardWill bool) (string, bool, error) {
+	b := k.broker.Load()
+	if b == nil {
+		return "", false, nil // not started yet: it holds no client
+	}
+	return b.Kick(ctx, clientID, discardWill)
+}

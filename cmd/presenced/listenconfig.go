@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,14 +18,17 @@ import (
 )
 
 // listenConfig is MQTT over WebSocket and the PROXY protocol on the MQTT
-// listeners (serve and broker modes).
+// listeners (serve and broker modes). The address of MQTT over secure
+// WebSocket, --mqtt-wss-addr, is a TLS setting (tlsConfig.MQTTWSSAddr),
+// checked with the certificate files it needs; its path is WSPath.
 type listenConfig struct {
 	WSAddr string
 	WSPath string
-	// ProxyProtocol and WSProxyProtocol: off, v1, v2 or any, for
-	// --mqtt-addr and --mqtt-ws-addr.
-	ProxyProtocol   string
-	WSProxyProtocol string
+	// ProxyProtocol, WSProxyProtocol and WSSProxyProtocol: off, v1, v2 or
+	// any, for --mqtt-addr, --mqtt-ws-addr and --mqtt-wss-addr.
+	ProxyProtocol    string
+	WSProxyProtocol  string
+	WSSProxyProtocol string
 	// ProxyTrusted is --mqtt-proxy-trusted as given, comma-separated.
 	ProxyTrusted string
 }
@@ -35,10 +39,11 @@ const proxyHeaderTimeout = 5 * time.Second
 
 func registerListenFlags(f *envFlags, c *listenConfig) {
 	f.String(&c.WSAddr, "mqtt-ws-addr", "", "MQTT over WebSocket listen address (subprotocol mqtt, binary frames); empty: off")
-	f.String(&c.WSPath, "mqtt-ws-path", "/mqtt", "HTTP path of the MQTT over WebSocket endpoint")
+	f.String(&c.WSPath, "mqtt-ws-path", "/mqtt", "HTTP path of the MQTT over WebSocket endpoint (ws and wss)")
 	f.String(&c.ProxyProtocol, "mqtt-proxy-protocol", "off", "PROXY protocol on --mqtt-addr: off, v1, v2 or any; peers in --mqtt-proxy-trusted must send the header, others must not")
 	f.String(&c.WSProxyProtocol, "mqtt-ws-proxy-protocol", "off", "PROXY protocol on --mqtt-ws-addr: off, v1, v2 or any (as --mqtt-proxy-protocol)")
-	f.String(&c.ProxyTrusted, "mqtt-proxy-trusted", "", "comma-separated addresses or CIDRs of the proxies that send the PROXY protocol header (required with --mqtt-proxy-protocol or --mqtt-ws-proxy-protocol)")
+	f.String(&c.WSSProxyProtocol, "mqtt-wss-proxy-protocol", "off", "PROXY protocol on --mqtt-wss-addr (before the TLS handshake): off, v1, v2 or any (as --mqtt-proxy-protocol)")
+	f.String(&c.ProxyTrusted, "mqtt-proxy-trusted", "", "comma-separated addresses or CIDRs of the proxies that send the PROXY protocol header (required with any --mqtt-*proxy-protocol)")
 }
 
 // proxyVersions maps a --mqtt-*proxy-protocol value to the versions it
@@ -75,15 +80,29 @@ func (c listenConfig) trusted() ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// proxyOn reports whether a listener takes the PROXY protocol. The wss
+// one counts whenever its setting is on: without --mqtt-wss-addr that is
+// an error (wssProxyWithoutListener).
 func (c listenConfig) proxyOn() bool {
 	plain, _ := proxyVersions(c.ProxyProtocol)
 	ws, _ := proxyVersions(c.WSProxyProtocol)
-	return plain != 0 || ws != 0 && c.WSAddr != ""
+	wss, _ := proxyVersions(c.WSSProxyProtocol)
+	return plain != 0 || ws != 0 && c.WSAddr != "" || wss != 0
+}
+
+// wssProxyWithoutListener is the check of --mqtt-wss-proxy-protocol
+// against --mqtt-wss-addr, which is in the TLS settings.
+func (c listenConfig) wssProxyWithoutListener(wssAddr string) error {
+	if wss, _ := proxyVersions(c.WSSProxyProtocol); wss != 0 && wssAddr == "" {
+		return usageError{errors.New("--mqtt-wss-proxy-protocol needs --mqtt-wss-addr")}
+	}
+	return nil
 }
 
 func (c listenConfig) validate() []error {
 	var errs []error
-	for flag, v := range map[string]string{"--mqtt-proxy-protocol": c.ProxyProtocol, "--mqtt-ws-proxy-protocol": c.WSProxyProtocol} {
+	for flag, v := range map[string]string{"--mqtt-proxy-protocol": c.ProxyProtocol, "--mqtt-ws-proxy-protocol": c.WSProxyProtocol,
+		"--mqtt-wss-proxy-protocol": c.WSSProxyProtocol} {
 		if _, ok := proxyVersions(v); !ok {
 			errs = append(errs, fmt.Errorf("%s must be off, v1, v2 or any, not %q", flag, v))
 		}
@@ -98,18 +117,19 @@ func (c listenConfig) validate() []error {
 	case c.proxyOn() && len(trusted) == 0:
 		errs = append(errs, errors.New("the PROXY protocol needs --mqtt-proxy-trusted: the addresses of the proxies that send the header (anyone else could forge a client address)"))
 	case !c.proxyOn() && len(trusted) > 0:
-		errs = append(errs, errors.New("--mqtt-proxy-trusted has no effect without --mqtt-proxy-protocol or --mqtt-ws-proxy-protocol"))
+		errs = append(errs, errors.New("--mqtt-proxy-trusted has no effect without --mqtt-proxy-protocol, --mqtt-ws-proxy-protocol or --mqtt-wss-proxy-protocol"))
 	}
-	if c.WSAddr != "" && !strings.HasPrefix(c.WSPath, "/") {
+	// The path serves ws and wss; a command without these flags has none.
+	if (c.WSAddr != "" || c.WSPath != "") && !strings.HasPrefix(c.WSPath, "/") {
 		errs = append(errs, fmt.Errorf("--mqtt-ws-path must start with /, not %q", c.WSPath))
 	}
 	return errs
 }
 
 // mqttFront is what stands between the MQTT listeners and the broker:
-// the PROXY protocol on each, and the WebSocket listener. Each layer takes
-// a net.Listener and gives one, so TLS (wss) can go under the WebSocket
-// one.
+// the PROXY protocol on each, and the WebSocket listeners. Each layer
+// takes a net.Listener and gives one: wss is TCP, then the PROXY protocol
+// (optional), then TLS, then WebSocket.
 type mqttFront struct {
 	cfg       listenConfig
 	maxPacket int
@@ -118,6 +138,8 @@ type mqttFront struct {
 	plainProxy *proxyproto.Listener
 	wsProxy    *proxyproto.Listener
 	ws         *mqttbroker.WebSocketListener
+	wssProxy   *proxyproto.Listener
+	wss        *mqttbroker.WebSocketListener
 }
 
 func newMQTTFront(cfg listenConfig, maxPacket int, log *slog.Logger) *mqttFront {
@@ -153,9 +175,33 @@ func (f *mqttFront) listenWS(ctx context.Context, life *lifecycle) error {
 	}
 	life.addListener("mqtt websocket listener", ln)
 	ln, f.wsProxy = f.proxy(ln, f.cfg.WSProxyProtocol, "ws")
-	f.ws = mqttbroker.NewWebSocketListener(ln, mqttbroker.WebSocketConfig{
-		Path: f.cfg.WSPath, MaxMessageSize: f.maxPacket, Log: f.log,
-	})
+	f.ws = mqttbroker.NewWebSocketListener(ln, f.wsConfig())
+	return nil
+}
+
+func (f *mqttFront) wsConfig() mqttbroker.WebSocketConfig {
+	return mqttbroker.WebSocketConfig{Path: f.cfg.WSPath, MaxMessageSize: f.maxPacket, Log: f.log}
+}
+
+// listenWSS opens MQTT over secure WebSocket on addr (--mqtt-wss-addr),
+// if set, with the certificate of --mqtts-addr: TLS beneath the
+// WebSocket listener, and the PROXY protocol beneath TLS (a TCP balancer
+// does not terminate TLS).
+func (f *mqttFront) listenWSS(ctx context.Context, life *lifecycle, addr string, certs *processTLS) error {
+	if addr == "" {
+		return nil
+	}
+	conf, err := certs.mqttServerConfig()
+	if err != nil {
+		return err
+	}
+	ln, err := mqttbroker.Listen(ctx, addr)
+	if err != nil {
+		return fmt.Errorf("listen for MQTT over secure WebSocket on %s: %w", addr, err)
+	}
+	life.addListener("mqtt secure websocket listener", ln)
+	ln, f.wssProxy = f.proxy(ln, f.cfg.WSSProxyProtocol, "wss")
+	f.wss = mqttbroker.NewWebSocketListener(tls.NewListener(ln, conf), f.wsConfig())
 	return nil
 }
 
@@ -163,8 +209,10 @@ func (f *mqttFront) listenWS(ctx context.Context, life *lifecycle) error {
 // and the PROXY protocol: behind a proxy, a loopback listener's clients
 // are anywhere, so auto then allows no client without credentials.
 func (f *mqttFront) configureBroker(bc *mqttbroker.Config, allowAnonymousSetting string) {
-	if f.ws != nil {
-		bc.AllowAnonymous = bc.AllowAnonymous && allowAnonymous(allowAnonymousSetting, f.ws.Addr())
+	for _, wl := range []*mqttbroker.WebSocketListener{f.ws, f.wss} {
+		if wl != nil {
+			bc.AllowAnonymous = bc.AllowAnonymous && allowAnonymous(allowAnonymousSetting, wl.Addr())
+		}
 	}
 	if f.cfg.proxyOn() && allowAnonymousSetting == "auto" && bc.AllowAnonymous {
 		bc.AllowAnonymous = false
@@ -172,18 +220,24 @@ func (f *mqttFront) configureBroker(bc *mqttbroker.Config, allowAnonymousSetting
 	}
 }
 
-// addWS adds the component serving MQTT over WebSocket, after the plain
-// listener's (so it stops first; Shutdown ends both).
+// addWS adds the components serving MQTT over WebSocket and secure
+// WebSocket, after the plain listener's (so they stop first; Shutdown ends
+// all).
 func (f *mqttFront) addWS(life *lifecycle, broker *mqttbroker.Server) {
-	if f.ws == nil {
-		return
+	for _, l := range []struct {
+		name string
+		wl   *mqttbroker.WebSocketListener
+	}{{"mqtt websocket server", f.ws}, {"mqtt secure websocket server", f.wss}} {
+		if l.wl == nil {
+			continue
+		}
+		wl := l.wl
+		life.add(component{
+			name: l.name,
+			run:  func(context.Context) error { return broker.Serve(wl) },
+			stop: broker.Shutdown,
+		})
 	}
-	ws := f.ws
-	life.add(component{
-		name: "mqtt websocket server",
-		run:  func(context.Context) error { return broker.Serve(ws) },
-		stop: broker.Shutdown,
-	})
 }
 
 // listening describes the listeners for the start-up log line.
@@ -198,6 +252,12 @@ func (f *mqttFront) listening() []any {
 	if f.wsProxy != nil {
 		attrs = append(attrs, "mqtt_ws_proxy_protocol", f.cfg.WSProxyProtocol)
 	}
+	if f.wss != nil {
+		attrs = append(attrs, "mqtt_wss", f.wss.Addr().String()+f.cfg.WSPath)
+	}
+	if f.wssProxy != nil {
+		attrs = append(attrs, "mqtt_wss_proxy_protocol", f.cfg.WSSProxyProtocol)
+	}
 	return attrs
 }
 
@@ -205,24 +265,31 @@ var (
 	wsHandshakesDesc = prometheus.NewDesc("presenced_mqtt_ws_handshakes_total",
 		"MQTT over WebSocket opening handshakes, by result: accepted, failed (bad request, wrong path or subprotocol, timeout), over_limit.",
 		[]string{"result"}, nil)
+	wssHandshakesDesc = prometheus.NewDesc("presenced_mqtt_wss_handshakes_total",
+		"MQTT over secure WebSocket opening handshakes (TLS, then WebSocket), by result: accepted, failed (a failed TLS handshake, or as for ws), over_limit.",
+		[]string{"result"}, nil)
 	proxyConnsDesc = prometheus.NewDesc("presenced_mqtt_proxy_connections_total",
-		"Connections on an MQTT listener with the PROXY protocol, by listener (mqtt, ws) and result: proxied, local, direct, untrusted (refused), invalid (refused), timeout (refused), over_limit.",
+		"Connections on an MQTT listener with the PROXY protocol, by listener (mqtt, ws, wss) and result: proxied, local, direct, untrusted (refused), invalid (refused), timeout (refused), over_limit.",
 		[]string{"listener", "result"}, nil)
 )
 
 func (f *mqttFront) Describe(ch chan<- *prometheus.Desc) {
 	ch <- wsHandshakesDesc
+	ch <- wssHandshakesDesc
 	ch <- proxyConnsDesc
 }
 
 func (f *mqttFront) Collect(ch chan<- prometheus.Metric) {
-	if f.ws != nil {
-		s := f.ws.Stats()
+	for desc, wl := range map[*prometheus.Desc]*mqttbroker.WebSocketListener{wsHandshakesDesc: f.ws, wssHandshakesDesc: f.wss} {
+		if wl == nil {
+			continue
+		}
+		s := wl.Stats()
 		for result, n := range map[string]int64{"accepted": s.Accepted, "failed": s.Failed, "over_limit": s.OverLimit} {
-			ch <- prometheus.MustNewConstMetric(wsHandshakesDesc, prometheus.CounterValue, float64(n), result)
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(n), result)
 		}
 	}
-	for name, pl := range map[string]*proxyproto.Listener{"mqtt": f.plainProxy, "ws": f.wsProxy} {
+	for name, pl := range map[string]*proxyproto.Listener{"mqtt": f.plainProxy, "ws": f.wsProxy, "wss": f.wssProxy} {
 		if pl == nil {
 			continue
 		}
@@ -237,11 +304,14 @@ func (f *mqttFront) Collect(ch chan<- prometheus.Metric) {
 // openBrokerListeners opens what a process with the broker (serve, broker)
 // listens on, each added to life: the plain MQTT listener (behind the
 // PROXY protocol when configured), the HTTP listener (HTTPS when
-// configured), and the MQTT over TLS and WebSocket listeners when
-// configured. The TLS certificates and the front are returned for the
+// configured), and the MQTT over TLS, WebSocket and secure WebSocket
+// listeners when configured. The TLS certificates and the front are returned for the
 // broker's configuration and metrics.
 func openBrokerListeners(ctx context.Context, cfg config, life *lifecycle, log *slog.Logger) (
 	mqttListener, httpListener net.Listener, certs *processTLS, front *mqttFront, err error) {
+	if err := cfg.Listen.wssProxyWithoutListener(cfg.TLS.MQTTWSSAddr); err != nil {
+		return nil, nil, nil, nil, err
+	}
 	if mqttListener, err = mqttbroker.Listen(ctx, cfg.MQTTAddr); err != nil {
 		return nil, nil, nil, nil, fmt.Errorf("listen for MQTT on %s: %w", cfg.MQTTAddr, err)
 	}
@@ -260,6 +330,9 @@ func openBrokerListeners(ctx context.Context, cfg config, life *lifecycle, log *
 	front = newMQTTFront(cfg.Listen, cfg.MQTT.MaxPacketKiB<<10, log)
 	mqttListener = front.wrapPlain(mqttListener)
 	if err := front.listenWS(ctx, life); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if err := front.listenWSS(ctx, life, cfg.TLS.MQTTWSSAddr, certs); err != nil {
 		return nil, nil, nil, nil, err
 	}
 	return mqttListener, httpListener, certs, front, nil

@@ -48,6 +48,7 @@ var brokerMetrics = []struct {
 	{"presenced_mqtt_connections_over_limit_total", "Connections closed at once: over --mqtt-max-connections or out of file descriptors.", false, func(s mqttbroker.Stats) int64 { return s.ConnectionsOverLimit }},
 	{"presenced_mqtt_sessions_refused_total", "CONNECTs refused (0x03) for --mqtt-max-persistent-sessions.", false, func(s mqttbroker.Stats) int64 { return s.SessionsRefused }},
 	{"presenced_mqtt_slow_consumers_total", "Clients disconnected for letting outbound bytes pile up.", false, func(s mqttbroker.Stats) int64 { return s.SlowConsumers }},
+	{"presenced_mqtt_kicked_total", "Connections closed by an operator (DELETE /clients/{id}/connection, reason api_disconnect).", false, func(s mqttbroker.Stats) int64 { return s.Kicked }},
 	{"presenced_mqtt_queue_dropped_total", "QoS 1/2 messages dropped because one session queue was full.", false, func(s mqttbroker.Stats) int64 { return s.QueueDropped }},
 	{"presenced_mqtt_queue_evicted_total", "QoS 1/2 messages dropped for --mqtt-max-session-mib, oldest first.", false, func(s mqttbroker.Stats) int64 { return s.QueueEvicted }},
 	{"presenced_mqtt_retained_refused_total", "Retained messages not stored for the retained budget (still delivered).", false, func(s mqttbroker.Stats) int64 { return s.RetainedRefused }},

@@ -58,7 +58,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return life.abort(err)
 	}
 
-	web := newHTTPAPI(cfg, db, log)
+	kicker := &lateKicker{}
+	web := newHTTPAPI(cfg, db, kicker, log)
 	pipeline := newConsumerMetrics(web.registry)
 	applier := consumer.NewApplier(pipeline.observeBatches(db.apply), nil, log.With("component", "consumer"), time.Now)
 	pipeline.register(applier)
@@ -89,6 +90,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	certs.configureBroker(&brokerConfig, cfg.AllowAnonymous)
 	front.configureBroker(&brokerConfig, cfg.AllowAnonymous)
 	broker := mqttbroker.New(brokerConfig, reporter.Stamp(pipeline.countEmitted(writer.event)))
+	kicker.broker.Store(broker)
 	reporter.OpenChannels = broker.OpenChannels
 	web.registry.MustRegister(brokerCollector{stats: broker.Stats}, certs, front)
 

@@ -25,7 +25,10 @@ import (
 // CA are read from PEM files and reloaded when the files change or on
 // SIGHUP, without a restart.
 type tlsConfig struct {
-	MQTTSAddr                string
+	MQTTSAddr string
+	// MQTTWSSAddr is MQTT over secure WebSocket: the same certificate
+	// and options, the WebSocket settings of --mqtt-ws-* (listenconfig.go).
+	MQTTWSSAddr              string
 	MQTTCert, MQTTKey        string
 	MQTTClientCA             string
 	MQTTIdentity             string // "none" or "cn"
@@ -39,6 +42,7 @@ type tlsConfig struct {
 func registerTLSFlags(f *envFlags, c *tlsConfig, command string) {
 	if command == "serve" || command == "broker" {
 		f.String(&c.MQTTSAddr, "mqtts-addr", "", "MQTT over TLS listen address (conventionally :8883); empty: none. Needs --mqtt-tls-cert and --mqtt-tls-key")
+		f.String(&c.MQTTWSSAddr, "mqtt-wss-addr", "", "MQTT over secure WebSocket (wss) listen address, e.g. :8084; empty: off. Same certificate and options as --mqtts-addr, same path as --mqtt-ws-path")
 		f.String(&c.MQTTCert, "mqtt-tls-cert", "", "PEM file of the MQTT TLS server certificate (chain); reloaded when it changes or on SIGHUP")
 		f.String(&c.MQTTKey, "mqtt-tls-key", "", "PEM file of the private key of --mqtt-tls-cert (should not be readable by other users)")
 		f.String(&c.MQTTClientCA, "mqtt-tls-client-ca", "", "PEM file of the CAs of client certificates: set, every MQTT TLS client must present a certificate they signed (mutual TLS)")
@@ -56,8 +60,10 @@ func (c tlsConfig) validate() []error {
 	switch {
 	case c.MQTTSAddr != "" && (c.MQTTCert == "" || c.MQTTKey == ""):
 		errs = append(errs, errors.New("--mqtts-addr needs --mqtt-tls-cert and --mqtt-tls-key"))
-	case c.MQTTSAddr == "" && mqttFiles:
-		errs = append(errs, errors.New("--mqtt-tls-cert, --mqtt-tls-key and --mqtt-tls-client-ca need --mqtts-addr"))
+	case c.MQTTWSSAddr != "" && (c.MQTTCert == "" || c.MQTTKey == ""):
+		errs = append(errs, errors.New("--mqtt-wss-addr needs --mqtt-tls-cert and --mqtt-tls-key"))
+	case !c.mqttTLSOn() && mqttFiles:
+		errs = append(errs, errors.New("--mqtt-tls-cert, --mqtt-tls-key and --mqtt-tls-client-ca need --mqtts-addr or --mqtt-wss-addr"))
 	}
 	if _, err := mqttbroker.ParseTLSIdentity(c.MQTTIdentity); err != nil {
 		errs = append(errs, fmt.Errorf("--mqtt-tls-identity must be none or cn, not %q", c.MQTTIdentity))
@@ -74,6 +80,9 @@ func (c tlsConfig) validate() []error {
 	return errs
 }
 
+// mqttTLSOn reports whether an MQTT listener serves TLS (mqtts or wss).
+func (c tlsConfig) mqttTLSOn() bool { return c.MQTTSAddr != "" || c.MQTTWSSAddr != "" }
+
 // processTLS is the TLS of one process: the certificates of its
 // listeners, their reloading, and the metrics of both.
 type processTLS struct {
@@ -83,6 +92,7 @@ type processTLS struct {
 	broker    *mqttbroker.Server // set by addMQTTS
 	mqtts     net.Listener       // nil without --mqtts-addr
 	mqttsConf *tls.Config
+	mqttConf  *tls.Config // of mqtts and wss, one reloader for both; nil before mqttServerConfig
 }
 
 func newProcessTLS(cfg tlsConfig, log *slog.Logger) *processTLS {
@@ -108,7 +118,7 @@ func (p *processTLS) listenMQTTS(ctx context.Context, life *lifecycle) error {
 	if p.cfg.MQTTSAddr == "" {
 		return nil
 	}
-	r, err := newCertReloader("mqtt", p.cfg.MQTTCert, p.cfg.MQTTKey, p.cfg.MQTTClientCA, nil, p.log)
+	conf, err := p.mqttServerConfig()
 	if err != nil {
 		return err
 	}
@@ -117,22 +127,40 @@ func (p *processTLS) listenMQTTS(ctx context.Context, life *lifecycle) error {
 		return fmt.Errorf("listen for MQTT over TLS on %s: %w", p.cfg.MQTTSAddr, err)
 	}
 	life.addListener("mqtts listener", ln)
-	p.reloaders = append(p.reloaders, r)
-	p.mqtts, p.mqttsConf = ln, r.serverConfig()
+	p.mqtts, p.mqttsConf = ln, conf
 	return nil
 }
 
+// mqttServerConfig returns the tls.Config of the MQTT TLS listeners
+// (mqtts, wss), loading the certificate on the first call: both serve
+// the same files, reloaded once.
+func (p *processTLS) mqttServerConfig() (*tls.Config, error) {
+	if p.mqttConf != nil {
+		return p.mqttConf, nil
+	}
+	r, err := newCertReloader("mqtt", p.cfg.MQTTCert, p.cfg.MQTTKey, p.cfg.MQTTClientCA, nil, p.log)
+	if err != nil {
+		return nil, err
+	}
+	p.reloaders = append(p.reloaders, r)
+	p.mqttConf = r.serverConfig()
+	return p.mqttConf, nil
+}
+
 // configureBroker applies the identity options to the broker's
-// configuration, and --allow-anonymous=auto to the TLS listener too:
-// clients without credentials are allowed only if every MQTT listener is
-// on loopback.
+// configuration (for mqtts and wss connections alike), and
+// --allow-anonymous=auto to the TLS listener too: clients without
+// credentials are allowed only if every MQTT listener is on loopback (the
+// wss listener's is checked by mqttFront).
 func (p *processTLS) configureBroker(bc *mqttbroker.Config, allowAnonymousSetting string) {
-	if p.mqtts == nil {
+	if p.mqttConf == nil {
 		return
 	}
 	bc.TLSIdentity, _ = mqttbroker.ParseTLSIdentity(p.cfg.MQTTIdentity) // validated
 	bc.TLSRequireClientIDMatch = p.cfg.MQTTRequireClientIDMatch
-	bc.AllowAnonymous = bc.AllowAnonymous && allowAnonymous(allowAnonymousSetting, p.mqtts.Addr())
+	if p.mqtts != nil {
+		bc.AllowAnonymous = bc.AllowAnonymous && allowAnonymous(allowAnonymousSetting, p.mqtts.Addr())
+	}
 }
 
 // addMQTTS adds the component serving MQTT over TLS, after the plain
