@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -97,28 +98,72 @@ func (e *envFlags) Duration(p *time.Duration, name string, def time.Duration, us
 	e.fs.DurationVar(p, name, def, usage+" ("+envName(name)+")")
 }
 
+// flagUsers names the commands that use each common flag; one not listed
+// is offered by every command.
+var flagUsers = map[string][]string{
+	"mqtt-addr":         {"serve", "broker"},
+	"connect-timeout":   {"serve", "broker"},
+	"allow-anonymous":   {"serve", "broker"},
+	"node":              {"serve", "broker"},
+	"node-lease":        {"serve", "broker"},
+	"heartbeat-every":   {"serve", "broker"},
+	"reconcile-every":   {"serve", "broker"},
+	"batch-size":        {"serve"},
+	"node-grace":        {"serve", "api", "consumer"},
+	"lease-check-every": {"serve", "api", "consumer"},
+	"database-url":      {"serve", "api", "consumer", "migrate"},
+}
+
+// refuseUnused turns a common flag the command does not use, given on its
+// command line, into a usage error that says which commands take it.
+func refuseUnused(command string, unused *flag.FlagSet, args []string) error {
+	for _, a := range args {
+		if a == "--" {
+			return nil
+		}
+		flagName, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || unused.Lookup(flagName) == nil {
+			continue
+		}
+		return usageError{fmt.Errorf("presenced %s does not use --%s: it is a flag of %s", command, flagName,
+			strings.Join(flagUsers[flagName], " and "))}
+	}
+	return nil
+}
+
 // parseServeConfig reads the flags of "presenced serve" and their
 // environment variables.
 func parseServeConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("presenced "+name, flag.ContinueOnError)
 	f := &envFlags{fs: fs, getenv: getenv}
-	f.String(&c.MQTTAddr, "mqtt-addr", ":1883", "MQTT listen address")
+	// A flag this command has no use for is not offered (its -h does not
+	// list it, the command line refuses it); it still takes its default
+	// or environment value, so that shared checks see sane values and a
+	// deployment's shared environment does not trip a command.
+	unused := &envFlags{fs: flag.NewFlagSet("unused", flag.ContinueOnError), getenv: getenv}
+	offer := func(flagName string) *envFlags {
+		if uses := flagUsers[flagName]; uses != nil && !slices.Contains(uses, name) {
+			return unused
+		}
+		return f
+	}
+	offer("mqtt-addr").String(&c.MQTTAddr, "mqtt-addr", ":1883", "MQTT listen address")
 	f.String(&c.HTTPAddr, "http-addr", ":8080", "HTTP API listen address")
-	f.String(&c.DatabaseURL, "database-url", "", "PostgreSQL URL; empty starts a private PostgreSQL cluster under --data-dir")
+	offer("database-url").String(&c.DatabaseURL, "database-url", "", "PostgreSQL URL; empty starts a private PostgreSQL cluster under --data-dir")
 	f.String(&c.DataDir, "data-dir", defaultDataDir(getenv), "directory for the private PostgreSQL cluster and local state")
-	f.String(&c.Node, "node", defaultNode(), "broker node id, stable across restarts")
+	offer("node").String(&c.Node, "node", defaultNode(), "broker node id, stable across restarts")
 	f.String(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.String(&c.LogFormat, "log-format", "text", "log format: text or json")
-	f.Int(&c.BatchSize, "batch-size", 1000, "most events applied to the store in one transaction")
+	offer("batch-size").Int(&c.BatchSize, "batch-size", 1000, "most events applied to the store in one transaction")
 	f.Duration(&c.ShutdownWait, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
-	f.Duration(&c.ConnectTimeout, "connect-timeout", 10*time.Second, "how long a new MQTT connection may take to send CONNECT")
-	f.String(&c.AllowAnonymous, "allow-anonymous", "auto", "accept MQTT clients without credentials: true, false, or auto (only while the MQTT listener is on loopback)")
-	f.Duration(&c.NodeLease, "node-lease", 30*time.Second, "a broker node silent for this long has its clients answered as unknown")
-	f.Duration(&c.NodeGrace, "node-grace", 30*time.Second, "a node silent past its lease for this long more has its channels closed as node_lost")
-	f.Duration(&c.HeartbeatEvery, "heartbeat-every", 5*time.Second, "how often a broker node reports that it is alive")
-	f.Duration(&c.ReconcileEvery, "reconcile-every", 30*time.Second, "how often a broker node reports the channels it holds, repairing lost tcpclean events (0: never)")
-	f.Duration(&c.LeaseCheckEvery, "lease-check-every", time.Second, "how often node leases are checked")
+	offer("connect-timeout").Duration(&c.ConnectTimeout, "connect-timeout", 10*time.Second, "how long a new MQTT connection may take to send CONNECT")
+	offer("allow-anonymous").String(&c.AllowAnonymous, "allow-anonymous", "auto", "accept MQTT clients without credentials: true, false, or auto (only while the MQTT listener is on loopback)")
+	offer("node-lease").Duration(&c.NodeLease, "node-lease", 30*time.Second, "a broker node silent for this long has its clients answered as unknown")
+	offer("node-grace").Duration(&c.NodeGrace, "node-grace", 30*time.Second, "a node silent past its lease for this long more has its channels closed as node_lost")
+	offer("heartbeat-every").Duration(&c.HeartbeatEvery, "heartbeat-every", 5*time.Second, "how often a broker node reports that it is alive")
+	offer("reconcile-every").Duration(&c.ReconcileEvery, "reconcile-every", 30*time.Second, "how often a broker node reports the channels it holds, repairing lost tcpclean events (0: never)")
+	offer("lease-check-every").Duration(&c.LeaseCheckEvery, "lease-check-every", time.Second, "how often node leases are checked")
 	registerAPIFlags(f, &c.API)
 	registerDurabilityFlags(f, &c.Durability, name)
 	if name == "serve" || name == "consumer" || name == "api" {
@@ -133,6 +178,9 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	}
 	if name != "migrate" {
 		registerTLSFlags(f, &c.TLS, name)
+	}
+	if err := refuseUnused(name, unused.fs, args); err != nil {
+		return c, err
 	}
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return c, err

@@ -18,7 +18,11 @@ func TestCommandLineConventions(t *testing.T) {
 		{"serve -h", 0, "-retention-every duration"},
 		{"version", 0, "presenced dev (revision "},
 		{"serve --retentio 1h", 2, "unknown flag --retentio; did you mean --retention?"},
-		{"api --node-leas 3s", 2, "did you mean --node-lease?"},
+		{"broker --node-leas 3s", 2, "did you mean --node-lease?"},
+		// A command offers only the flags it uses.
+		{"api --mqtt-addr :1883", 2, "presenced api does not use --mqtt-addr: it is a flag of serve and broker"},
+		{"consumer --batch-size=5", 2, "presenced consumer does not use --batch-size: it is a flag of serve"},
+		{"broker --database-url postgres://x", 2, "presenced broker does not use --database-url"},
 		{"serve --zzzzzzzz 1", 2, "unknown flag --zzzzzzzz (presenced serve -h lists the flags)"},
 		{"serve --retention 5", 2, "--retention needs a unit like 30s"},
 		{"serve --batch-size many", 2, `invalid value "many" for flag -batch-size`},
@@ -51,6 +55,31 @@ func TestEditDistance(t *testing.T) {
 	for _, c := range cases {
 		if got := editDistance(c.a, c.b); got != c.want {
 			t.Errorf("editDistance(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+}
+
+// TestHelpListsOnlyTheFlagsACommandUses: -h of api and consumer leaves out
+// the broker's flags, broker's leaves out the database's.
+func TestHelpListsOnlyTheFlagsACommandUses(t *testing.T) {
+	for command, absent := range map[string][]string{
+		"api":      {"-mqtt-addr", "-node ", "-batch-size", "-heartbeat-every", "-allow-anonymous"},
+		"consumer": {"-mqtt-addr", "-batch-size", "-connect-timeout"},
+		"broker":   {"-database-url", "-node-grace", "-lease-check-every"},
+		"serve":    {},
+	} {
+		var stdout, stderr bytes.Buffer
+		if err := run(context.Background(), []string{command, "-h"}, env(nil), &stdout, &stderr); exitCode(err) != 0 {
+			t.Fatalf("%s -h: %v", command, err)
+		}
+		help := stdout.String() + stderr.String()
+		for _, flag := range absent {
+			if strings.Contains(help, flag) {
+				t.Errorf("%s -h offers %s, which it does not use", command, flag)
+			}
+		}
+		if !strings.Contains(help, "-http-addr") {
+			t.Errorf("%s -h lacks -http-addr:\n%s", command, help)
 		}
 	}
 }
