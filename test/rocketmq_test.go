@@ -39,8 +39,10 @@ type rmqPath struct {
 var nonTopicChars = regexp.MustCompile(`[^A-Za-z0-9_]`)
 
 // startRMQPath starts the fake (unless a real RocketMQ is configured) and
-// the three presenced processes, each with the extra flags.
-func startRMQPath(t *testing.T, dbURL string, extraArgs ...string) *rmqPath {
+// the three presenced processes, all in the environment env (KEY=value):
+// each takes the variables of the flags it uses and ignores the others, as
+// in a deployment that shares one environment.
+func startRMQPath(t *testing.T, dbURL string, env ...string) *rmqPath {
 	t.Helper()
 	name := nonTopicChars.ReplaceAllString(t.Name(), "_")
 	r := &rmqPath{t: t, dbURL: dbURL, topic: "presenced_" + name, group: "GID_" + name}
@@ -57,12 +59,12 @@ func startRMQPath(t *testing.T, dbURL string, extraArgs ...string) *rmqPath {
 		t.Cleanup(r.fake.Stop)
 		r.namesrv = r.fake.NamesrvAddr()
 	}
-	rmqArgs := append([]string{"--rocketmq-namesrv", r.namesrv, "--rocketmq-topic", r.topic, "--rocketmq-consumer-group", r.group}, extraArgs...)
-	r.broker = &proc{t: t, Command: "broker", MQTTAddr: freeAddr(t), HTTPAddr: freeAddr(t), Node: "broker-" + name, DataDir: t.TempDir(), Args: rmqArgs}
+	rmqArgs := []string{"--rocketmq-namesrv", r.namesrv, "--rocketmq-topic", r.topic, "--rocketmq-consumer-group", r.group}
+	r.broker = &proc{t: t, Command: "broker", MQTTAddr: freeAddr(t), HTTPAddr: freeAddr(t), Node: "broker-" + name, DataDir: t.TempDir(), Args: rmqArgs, Env: env}
 	r.broker.start()
-	r.consumer = &proc{t: t, Command: "consumer", HTTPAddr: freeAddr(t), DBURL: dbURL, DataDir: t.TempDir(), Args: rmqArgs}
+	r.consumer = &proc{t: t, Command: "consumer", HTTPAddr: freeAddr(t), DBURL: dbURL, DataDir: t.TempDir(), Args: rmqArgs, Env: env}
 	r.consumer.start()
-	r.api = &proc{t: t, Command: "api", HTTPAddr: freeAddr(t), DBURL: dbURL, DataDir: t.TempDir(), Args: extraArgs}
+	r.api = &proc{t: t, Command: "api", HTTPAddr: freeAddr(t), DBURL: dbURL, DataDir: t.TempDir(), Env: env}
 	r.api.start()
 	return r
 }
@@ -315,7 +317,7 @@ func (p *proc) waitMetric(name string, want float64, timeout time.Duration) {
 
 func TestRocketMQKilledBrokerIsFencedOrExpires(t *testing.T) {
 	const clients = 1000
-	r := startRMQPath(t, pgtest.URL(t), "--node-lease", "2s", "--heartbeat-every", "500ms", "--node-grace", "3s")
+	r := startRMQPath(t, pgtest.URL(t), "PRESENCE_NODE_LEASE=2s", "PRESENCE_HEARTBEAT_EVERY=500ms", "PRESENCE_NODE_GRACE=3s")
 	connectMany(t, r.broker.MQTTAddr, "rfleet-", clients)
 	waitOpenChannels(t, r.dbURL, "rfleet-", clients, 60*time.Second)
 
