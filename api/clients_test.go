@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"testing"
 
 	"github.com/presenced/presenced/presence"
@@ -128,4 +129,20 @@ func TestStats(t *testing.T) {
 	if all.OpenChannels != 4 || all.EventsStored != 6 {
 		t.Fatalf("stats after one more event %+v", all)
 	}
+
+	// Grouped by GroupId, largest first: "" (other, 2 channels) and GID_s
+	// (one online client of two) have one online client each, so by name.
+	h.apply(ev("GID_t@@@1", "t1", presence.EventConnect, 100), ev("GID_t@@@2", "t2", presence.EventConnect, 100))
+	var byGroup groupStatsResponse
+	h.getJSON("/stats?groupBy=group", http.StatusOK, &byGroup)
+	want := []presence.GroupStats{{Group: "GID_t", OnlineClients: 2, OpenChannels: 2},
+		{Group: "", OnlineClients: 1, OpenChannels: 2}, {Group: "GID_s", OnlineClients: 1, OpenChannels: 2}}
+	if !slices.Equal(byGroup.Groups, want) || byGroup.TotalGroups != 3 || byGroup.Seq == 0 {
+		t.Fatalf("by group %+v, want %+v", byGroup, want)
+	}
+	h.getJSON("/stats?groupBy=group&limit=1", http.StatusOK, &byGroup)
+	if len(byGroup.Groups) != 1 || byGroup.Groups[0].Group != "GID_t" || byGroup.TotalGroups != 3 {
+		t.Fatalf("by group, limit 1: %+v", byGroup)
+	}
+	h.expectProblem(http.MethodGet, "/stats?groupBy=node", "", http.StatusBadRequest, "groupBy")
 }

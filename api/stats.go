@@ -28,6 +28,15 @@ type statsResponse struct {
 // handleStats answers GET /stats?prefix=: online clients and open
 // channels from the view, known clients and events stored from the store.
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
+	switch by := r.URL.Query().Get("groupBy"); by {
+	case "":
+	case "group":
+		s.handleStatsByGroup(w, r)
+		return
+	default:
+		s.writeError(w, r, presence.FieldErrorf("groupBy", "must be group (the GroupId, before @@@) or absent"))
+		return
+	}
 	prefix := r.URL.Query().Get("prefix")
 	if len(prefix) > presence.MaxClientIDBytes {
 		s.writeError(w, r, presence.FieldErrorf("prefix", "is longer than %d bytes", presence.MaxClientIDBytes))
@@ -98,4 +107,30 @@ func (c *countCache) get(ctx context.Context, prefix string, count func(context.
 	c.entries[prefix] = e
 	c.mu.Unlock()
 	return e, nil
+}
+
+// groupStatsResponse is the body of GET /stats?groupBy=group.
+type groupStatsResponse struct {
+	Groups []presence.GroupStats `json:"groups"`
+	// TotalGroups counts the groups with online clients; Groups holds the
+	// largest limit of them.
+	TotalGroups int   `json:"totalGroups"`
+	Seq         int64 `json:"seq"`
+}
+
+// handleStatsByGroup answers GET /stats?groupBy=group&limit=: online
+// clients and open channels per Alibaba group (the client id's part before
+// @@@), largest first, from the view.
+func (s *Server) handleStatsByGroup(w http.ResponseWriter, r *http.Request) {
+	limit, err := queryLimit(r.URL.Query())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !s.deps.Live.View.Current() {
+		s.writeError(w, r, errViewNotCurrent)
+		return
+	}
+	groups, total := s.deps.Live.View.OnlineByGroup(limit)
+	writeJSON(w, http.StatusOK, groupStatsResponse{Groups: groups, TotalGroups: total, Seq: s.deps.Live.View.Stats().Seq})
 }

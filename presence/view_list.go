@@ -88,3 +88,44 @@ func (h *maxHeap) Pop() any {
 	*h = old[:len(old)-1]
 	return x
 }
+
+// GroupStats are the online totals of one Alibaba group (GroupID).
+type GroupStats struct {
+	Group         string `json:"group"` // "" for client ids without a group
+	OnlineClients int    `json:"onlineClients"`
+	OpenChannels  int    `json:"openChannels"`
+}
+
+// OnlineByGroup returns the online totals per group, largest first (then
+// by name), at most limit of them, and how many groups have online
+// clients in all. It scans the view once; offline clients, which the view
+// holds only some of, are not counted.
+func (v *View) OnlineByGroup(limit int) (groups []GroupStats, total int) {
+	v.mu.RLock()
+	byGroup := make(map[string]*GroupStats)
+	for id, c := range v.clients {
+		if len(c.open) == 0 {
+			continue
+		}
+		g := GroupID(id)
+		st := byGroup[g]
+		if st == nil {
+			st = &GroupStats{Group: g}
+			byGroup[g] = st
+		}
+		st.OnlineClients++
+		st.OpenChannels += len(c.open)
+	}
+	v.mu.RUnlock()
+	groups = make([]GroupStats, 0, len(byGroup))
+	for _, st := range byGroup {
+		groups = append(groups, *st)
+	}
+	slices.SortFunc(groups, func(a, b GroupStats) int {
+		if a.OnlineClients != b.OnlineClients {
+			return b.OnlineClients - a.OnlineClients
+		}
+		return strings.Compare(a.Group, b.Group)
+	})
+	return groups[:min(len(groups), max(limit, 0))], len(groups)
+}
