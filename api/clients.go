@@ -33,6 +33,22 @@ func (s *Server) handleListClients(w http.ResponseWriter, r *http.Request) {
 		lq.After, err = decodeIDCursor(c)
 		add(err)
 	}
+	// Filters on the open channels: online listings only.
+	lq.Node = q.Get("node")
+	from, err := queryTime(q, "connectedFrom")
+	add(err)
+	to, err := queryTime(q, "connectedTo")
+	add(err)
+	if !from.IsZero() {
+		lq.ConnectedFrom = presence.Millis(from)
+	}
+	if !to.IsZero() {
+		lq.ConnectedTo = presence.Millis(to)
+	}
+	filtered := lq.Node != "" || lq.ConnectedFrom != 0 || lq.ConnectedTo != 0
+	if filtered && state != "" && state != "online" {
+		add(presence.FieldErrorf("state", "node, connectedFrom and connectedTo filter online clients (by their open channels): use them with state=online"))
+	}
 	if err := problems.Err(); err != nil {
 		s.writeError(w, r, err)
 		return

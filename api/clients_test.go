@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/presenced/presenced/presence"
@@ -145,4 +146,40 @@ func TestStats(t *testing.T) {
 		t.Fatalf("by group, limit 1: %+v", byGroup)
 	}
 	h.expectProblem(http.MethodGet, "/stats?groupBy=node", "", http.StatusBadRequest, "groupBy")
+}
+
+// TestListClientsFilters: online clients filtered by the node and the
+// connect time of their open channels.
+func TestListClientsFilters(t *testing.T) {
+	h := newHarness(t)
+	on := func(client, channel, node string, at int64) presence.Event {
+		e := ev(client, channel, presence.EventConnect, at)
+		e.Node = node
+		return e
+	}
+	h.apply(on("f1", "c1", "n1", 1000), on("f2", "c2", "n2", 2000), on("f3", "c3", "n1", 3000),
+		on("f4", "c4", "n2", 500), on("f4", "c5", "n1", 4000), ev("f5", "c6", presence.EventConnect, 2500), ev("f5", "c6", presence.EventTCPClean, 2600))
+	ids := func(target string) string {
+		var p page[presence.Status]
+		h.getJSON(target, http.StatusOK, &p)
+		var out []string
+		for _, s := range p.Items {
+			out = append(out, s.ClientID)
+		}
+		return strings.Join(out, ",")
+	}
+	for target, want := range map[string]string{
+		"/clients?node=n1":                                               "f1,f3,f4",
+		"/clients?node=n2":                                               "f2,f4",
+		"/clients?connectedFrom=2000":                                    "f2,f3,f4",
+		"/clients?connectedFrom=1000&connectedTo=3000":                   "f1,f2",
+		"/clients?node=n2&connectedFrom=1000":                            "f2", // f4's n2 channel connected at 500
+		"/clients?state=online&node=n1&connectedTo=1970-01-01T00:00:02Z": "f1",
+	} {
+		if got := ids(target); got != want {
+			t.Errorf("%s: %q, want %q", target, got, want)
+		}
+	}
+	h.expectProblem(http.MethodGet, "/clients?state=offline&node=n1", "", http.StatusBadRequest, "state")
+	h.expectProblem(http.MethodGet, "/clients?connectedFrom=yesterday", "", http.StatusBadRequest, "connectedFrom")
 }

@@ -16,6 +16,25 @@ type ListQuery struct {
 	After string
 	// Limit is the page size; it must be positive.
 	Limit int
+	// Node keeps clients with an open channel on that broker node.
+	Node string
+	// ConnectedFrom and ConnectedTo (ms, broker clock; 0: unbounded) keep
+	// clients with an open channel connected in [ConnectedFrom,
+	// ConnectedTo). With Node, the same channel must match both.
+	ConnectedFrom, ConnectedTo int64
+}
+
+// matches reports whether one of c's open channels passes q's filters.
+func (q ListQuery) matches(c *clientEntry) bool {
+	if q.Node == "" && q.ConnectedFrom == 0 && q.ConnectedTo == 0 {
+		return true
+	}
+	for _, ch := range c.open {
+		if (q.Node == "" || ch.node == q.Node) && ch.connectAt >= q.ConnectedFrom && (q.ConnectedTo == 0 || ch.connectAt < q.ConnectedTo) {
+			return true
+		}
+	}
+	return false
 }
 
 // List returns one page of the clients with an open channel (online, or
@@ -30,7 +49,7 @@ func (v *View) List(q ListQuery) (page []Status, more bool) {
 	// Keep limit+1 smallest ids: the extra one tells whether more follow.
 	h := &maxHeap{}
 	for id, c := range v.clients {
-		if len(c.open) == 0 || id <= q.After || !strings.HasPrefix(id, q.Prefix) {
+		if len(c.open) == 0 || id <= q.After || !strings.HasPrefix(id, q.Prefix) || !q.matches(c) {
 			continue
 		}
 		if h.Len() <= limit {
