@@ -97,3 +97,78 @@ func TestRetentionPrunesOnlyOldClosedChannels(t *testing.T) {
 		t.Fatal("the open client is not online after retention ran")
 	}
 }
+
+// ageIntoPartition moves every stored event of clientID into a day
+// partition `days` days back (made for it), in one transaction, so that
+// retention may drop that day as soon as it next runs.
+func ageIntoPartition(t *testing.T, dbURL, clientID string, days int) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer db.Close(ctx)
+	day := time.Now().UTC().AddDate(0, 0, -days).Truncate(24 * time.Hour)
+	name := "events_d" + day.Format("20060102")
+	if _, err := db.Exec(ctx, fmt.Sprintf(`CREATE TABLE %s PARTITION OF events FOR VALUES FROM ('%s') TO ('%s');
+		UPDATE events SET applied_at = applied_at - interval '%d days', part_day = '%[2]s' WHERE client_id = '%s'`,
+		name, day.Format(time.DateOnly), day.AddDate(0, 0, 1).Format(time.DateOnly), days, clientID)); err != nil {
+		t.Fatalf("age %s into %s: %v", clientID, name, err)
+	}
+	return name
+}
+
+// TestRetentionUnderChurnAndDatabaseRestartLosesNothing runs retention
+// every 100 ms while clients churn and the external database restarts.
+// Twice, an open channel's events are aged into an old day partition,
+// which retention then drops while Apply writes. Every acknowledged
+// connect of the churn is stored with its tcpclean (verifyChurn), and the
+// open channel keeps its connect through both drops.
+func TestRetentionUnderChurnAndDatabaseRestartLosesNothing(t *testing.T) {
+	skipLong(t)
+	db := startExternalDB(t)
+	p := startServe(t, db.url, "--retention", "1h", "--retention-every", "100ms")
+	stopAtCleanup(p, "")
+	keep, _ := rawConnect(t, p.MQTTAddr, "keep-open", 300)
+	defer keep.Close()
+	waitStoredEvents(t, db.url, "keep-open", 1)
+
+	prefix := churnPrefix(t, "r")
+	ch := startChurn(t, churnConfig{Addr: p.MQTTAddr, Prefix: prefix})
+	ch.watch = p
+	ch.waitMoreAcked(300, 30*time.Second)
+	first := ageIntoPartition(t, db.url, "keep-open", 2)
+	p.waitMetric(`presenced_retention_deleted_total{what="partitions"}`, 1, 30*time.Second)
+	ch.waitMoreAcked(300, 30*time.Second)
+
+	second := ageIntoPartition(t, db.url, "keep-open", 3)
+	stoppedAt := time.Now()
+	db.stop(t)
+	ch.waitMoreAcked(200, 30*time.Second) // acknowledged from the outbox alone
+	db.start(t)
+	waitRecovered(t, p, stoppedAt, 60*time.Second, nil)
+	p.waitMetric(`presenced_retention_deleted_total{what="partitions"}`, 2, 30*time.Second)
+	ch.waitMoreAcked(300, 30*time.Second)
+	res := ch.Stop()
+	verifyChurn(t, p, db.dbURL, prefix, res, 60*time.Second)
+
+	if got := storedEvents(t, db.url, "keep-open"); len(got) != 1 || got[0].EventType != "connect" {
+		t.Fatalf("the open channel after two partition drops: %+v, want its connect", got)
+	}
+	if got := openChannelCount(t, db.url, "keep-open"); got != 1 {
+		t.Fatalf("the open channel: %d open, want 1", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, db.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var left int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname IN ($1, $2)`, first, second).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("%d of the aged partitions %s, %s remain (%v)", left, first, second, err)
+	}
+}
