@@ -97,6 +97,13 @@ type Config struct {
 	// anything else disconnects it as a slow consumer. Default 64 MiB.
 	MaxOutboundBytesTotal int64
 
+	// PresenceTopics publishes each client's connect and close on
+	// $SYS/presence/{clientId}/connected and .../disconnected, as JSON at
+	// QoS 0, not retained (see presence_topics.go). Off by default: without
+	// an Authorizer every client could read every other client's address
+	// and user name there. Clients can never publish below $SYS/presence.
+	PresenceTopics bool
+
 	// Logger receives diagnostics; default slog.Default(). Credentials are
 	// never logged.
 	Logger *slog.Logger

@@ -53,8 +53,10 @@ type conn struct {
 	username  string
 	keepalive uint16
 	clean     bool
-	sess      *session // set once the session is claimed
-	connected atomic.Bool
+	// disconnectSent: a DISCONNECT arrived (reading goroutine only).
+	disconnectSent bool
+	sess           *session // set once the session is claimed
+	connected      atomic.Bool
 	// held: counted by OpenChannels; set just before the connect event is
 	// emitted (connected is set just after).
 	held atomic.Bool
@@ -393,6 +395,7 @@ func (c *conn) finish() {
 		e := c.s.event(c, presence.EventTCPClean)
 		e.Reason, e.TakeoverBy = reason, successor
 		c.s.emit(e)
+		c.s.publishDisconnected(e, c.disconnectSent)
 		c.connected.Store(false)
 		c.s.stats.channels.Add(-1)
 	} else if c.sess != nil {

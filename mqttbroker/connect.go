@@ -42,6 +42,10 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 		if err := s.checkTopicLimits(p.Will.Topic); err != nil {
 			return c.refuse(connRefusedNotAuth, p, err)
 		}
+		if isPresenceTopic(p.Will.Topic) {
+			s.stats.presenceForged.Add(1)
+			return c.refuse(connRefusedNotAuth, p, errors.New("will topic is the broker's presence topic"))
+		}
 		if s.cfg.Authorizer != nil && !s.cfg.Authorizer.CanPublish(clientID, p.Username, p.Will.Topic) {
 			s.stats.deniedPublishes.Add(1)
 			return c.refuse(connRefusedNotAuth, p, errors.New("will topic not authorized"))
@@ -105,6 +109,7 @@ func (c *conn) emitConnect(p *connectPacket) error {
 	c.connected.Store(true)
 	s.stats.channels.Add(1)
 	s.stats.connects.Add(1)
+	s.publishConnected(e, p.ProtocolLevel)
 	return nil
 }
 

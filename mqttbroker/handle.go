@@ -39,6 +39,7 @@ func (c *conn) handle(p packet) error {
 		case typeDisconnect:
 			// [MQTT-3.14.4-3] discard the will without publishing it.
 			c.will = nil
+			c.disconnectSent = true
 			s.emit(s.event(c, presence.EventDisconnect))
 			return errDisconnected // the server closes the connection if the client has not [MQTT-3.14.4]
 		}
@@ -83,12 +84,17 @@ func (c *conn) handlePublish(p *publishPacket) error {
 	return nil
 }
 
-// mayPublish applies the topic limits and the Authorizer to a PUBLISH.
-// There is no negative acknowledgement in MQTT 3.1.1, so a refused message
-// is acknowledged as usual and dropped; the drop is counted.
+// mayPublish applies the topic limits, the broker's own topics and the
+// Authorizer to a PUBLISH. There is no negative acknowledgement in MQTT
+// 3.1.1, so a refused message is acknowledged as usual and dropped; the
+// drop is counted.
 func (s *Server) mayPublish(clientID, username, topic string) bool {
 	if err := s.checkTopicLimits(topic); err != nil {
 		s.stats.limitRejects.Add(1)
+		return false
+	}
+	if isPresenceTopic(topic) {
+		s.stats.presenceForged.Add(1)
 		return false
 	}
 	if s.cfg.Authorizer != nil && !s.cfg.Authorizer.CanPublish(clientID, username, topic) {

@@ -46,6 +46,8 @@ type Stats struct {
 	DeniedSubscribes int64 // subscriptions refused by the Authorizer
 	LimitRejections  int64 // topics or subscriptions refused by a size limit
 	WillsPublished   int64 // will messages published
+	PresenceMessages int64 // presence messages published on $SYS/presence to at least one subscription (PresenceTopics)
+	PresenceForged   int64 // client PUBLISHes to $SYS/presence dropped, and CONNECTs with a will there refused (0x05): the topics are the broker's
 	SessionsExpired  int64 // persistent sessions discarded after SessionExpiry
 }
 
@@ -62,6 +64,7 @@ type stats struct {
 	queueDropped, queueEvicted, retainedRefused                  atomic.Int64
 	deniedPublishes, deniedSubscribes, limitRejects              atomic.Int64
 	willsPublished, sessionsExpired                              atomic.Int64
+	presenceForged, presenceMessages                             atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -90,6 +93,7 @@ func (s *Server) Stats() Stats {
 		RetainedRefused: c.retainedRefused.Load(), DeniedPublishes: c.deniedPublishes.Load(),
 		DeniedSubscribes: c.deniedSubscribes.Load(), LimitRejections: c.limitRejects.Load(),
 		WillsPublished: c.willsPublished.Load(), SessionsExpired: c.sessionsExpired.Load(),
+		PresenceForged: c.presenceForged.Load(), PresenceMessages: c.presenceMessages.Load(),
 	}
 	st.Refused = st.RefusedProtocol + st.RefusedIdentifier + st.RefusedUnavailable + st.RefusedBadAuth + st.RefusedNotAuthorized
 	return st

@@ -52,6 +52,8 @@ var brokerMetrics = []struct {
 	{"presenced_mqtt_queue_dropped_total", "QoS 1/2 messages dropped because one session queue was full.", false, func(s mqttbroker.Stats) int64 { return s.QueueDropped }},
 	{"presenced_mqtt_queue_evicted_total", "QoS 1/2 messages dropped for --mqtt-max-session-mib, oldest first.", false, func(s mqttbroker.Stats) int64 { return s.QueueEvicted }},
 	{"presenced_mqtt_retained_refused_total", "Retained messages not stored for the retained budget (still delivered).", false, func(s mqttbroker.Stats) int64 { return s.RetainedRefused }},
+	{"presenced_mqtt_presence_messages_total", "Presence messages published on $SYS/presence to at least one subscription (--mqtt-presence-topics).", false, func(s mqttbroker.Stats) int64 { return s.PresenceMessages }},
+	{"presenced_mqtt_presence_forged_total", "PUBLISHes and wills to $SYS/presence from clients dropped (or CONNECTs refused for such a will).", false, func(s mqttbroker.Stats) int64 { return s.PresenceForged }},
 }
 
 // refusedDesc counts refusing CONNACKs by reason: a bounded label, one

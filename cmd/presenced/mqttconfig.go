@@ -38,6 +38,9 @@ type mqttConfig struct {
 	MaxSessionMiB         int
 	MaxOutboundKiB        int
 	MaxOutboundTotalMiB   int
+
+	// PresenceTopics is --mqtt-presence-topics (mqttbroker.Config).
+	PresenceTopics bool
 }
 
 func registerMQTTFlags(f *envFlags, c *mqttConfig) {
@@ -59,6 +62,7 @@ func registerMQTTFlags(f *envFlags, c *mqttConfig) {
 	f.Int(&c.MaxSessionMiB, "mqtt-max-session-mib", 128, "most memory of QoS 1/2 messages queued or in flight for all sessions, in MiB; beyond, the oldest queued message of any session is dropped")
 	f.Int(&c.MaxOutboundKiB, "mqtt-max-outbound-kib", 1024, "most bytes waiting to be written to one client, in KiB; a client that lets more pile up is disconnected (reason slow_consumer); QoS 1/2 are bounded by --mqtt-inflight instead")
 	f.Int(&c.MaxOutboundTotalMiB, "mqtt-max-outbound-total-mib", 64, "most bytes waiting to be written to all clients, in MiB; beyond, clients that are behind lose QoS 0 messages or are disconnected")
+	f.Bool(&c.PresenceTopics, "mqtt-presence-topics", false, "publish each client's connect and close as JSON on $SYS/presence/{clientId}/connected and .../disconnected (QoS 0, not retained); readable by clients the --mqtt-acl-file grants, by every client without one")
 }
 
 func (c mqttConfig) validate() error {
@@ -149,6 +153,7 @@ func newBrokerConfig(cfg config, epoch string, listener net.Addr, hooks testHook
 		MaxSessionBytes:           int64(m.MaxSessionMiB) << 20,
 		MaxOutboundBytes:          m.MaxOutboundKiB << 10,
 		MaxOutboundBytesTotal:     int64(m.MaxOutboundTotalMiB) << 20,
+		PresenceTopics:            m.PresenceTopics,
 		Logger:                    log.With("component", "mqtt"),
 		Now:                       hooks.now,
 		DropTCPClean:              hooks.dropTCPClean,
