@@ -41,6 +41,13 @@ type Channel struct {
 	ClosedBy string `json:"closedBy,omitempty"`
 	// DurationMillis is tcpclean − connect on the broker's clock, when both are known.
 	DurationMillis *int64 `json:"durationMs,omitempty"`
+	// How the connection was made, from its connect event (absent when the
+	// store has not seen it, or kept it before version 9).
+	Username     string `json:"username,omitempty"`
+	Keepalive    *int   `json:"keepalive,omitempty"`
+	CleanSession *bool  `json:"cleanSession,omitempty"`
+	TLSVersion   string `json:"tlsVersion,omitempty"`
+	TLSSubject   string `json:"tlsClientSubject,omitempty"`
 }
 
 // StoredEvent is an event as kept in the store, with the store's own

@@ -43,7 +43,7 @@ const applyLockKey int64 = 0x70726573_6170706c // "presappl"
 // the result does not depend on delivery order.
 //
 // A takeover's tcpclean whose successor channel is neither stored nor in
-// the batch is held in takeovers_pending instead ($15 turns holding off);
+// the batch is held in takeovers_pending instead ($17 turns holding off);
 // the batch that brings the successor's first event releases it (migration
 // 0007). Events are inserted in (channel_id, event_type) order, takeover
 // tcpcleans last, so a successor's connect always has a lower seq than
@@ -65,13 +65,15 @@ const applyBatchCTE = `
 WITH batch AS (
     SELECT t.*, $13::text AS source
     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-                $7::text[], $8::text[], $9::text[], $10::integer[], $11::boolean[], $12::bigint[], $14::text[])
-        AS t(channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, takeover_by)
+                $7::text[], $8::text[], $9::text[], $10::integer[], $11::boolean[], $12::bigint[], $14::text[],
+                $15::text[], $16::text[])
+        AS t(channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, takeover_by,
+             tls_version, tls_client_subject)
 )`
 
 const applyHoldCTEs = `, waiting AS (
     SELECT b.* FROM batch b
-    WHERE $15::boolean AND b.takeover_by <> ''
+    WHERE $17::boolean AND b.takeover_by <> ''
       AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = b.takeover_by)
       AND NOT EXISTS (SELECT 1 FROM batch s WHERE s.channel_id = b.takeover_by)
 ), held AS (
@@ -101,7 +103,8 @@ const (
 // applyInsertCTEs ends released and inserts direct and released into
 // events: takeover tcpcleans last.
 const applyInsertCTEs = `    RETURNING p.channel_id, 'tcpclean'::text AS event_type, p.client_id, p.time, p.client_ip, p.node, p.epoch, p.reason,
-              ''::text AS username, 0 AS keepalive, NULL::boolean AS clean_session, p.node_seq, p.takeover_by, p.source
+              ''::text AS username, 0 AS keepalive, NULL::boolean AS clean_session, p.node_seq, p.takeover_by,
+              ''::text AS tls_version, ''::text AS tls_client_subject, p.source
 ), input AS (
     SELECT DISTINCT ON (channel_id, event_type) * FROM (
         SELECT *, 0 AS pref FROM direct
@@ -110,15 +113,18 @@ const applyInsertCTEs = `    RETURNING p.channel_id, 'tcpclean'::text AS event_t
     ) u
     ORDER BY channel_id, event_type, pref
 ), inserted AS (
-    INSERT INTO events (channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, takeover_by, source)
-    SELECT channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, takeover_by, source
+    INSERT INTO events (channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, takeover_by,
+                        tls_version, tls_client_subject, source)
+    SELECT channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, takeover_by,
+           tls_version, tls_client_subject, source
     FROM input i
     WHERE NOT EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = i.channel_id
                       AND CASE i.event_type WHEN 'connect' THEN c.has_connect
                                             WHEN 'disconnect' THEN c.has_disconnect
                                             ELSE c.has_tcpclean END)
     ORDER BY takeover_by <> '', channel_id, event_type
-    RETURNING seq, channel_id, event_type, client_id, time, client_ip, node, epoch, reason, applied_at, node_seq, takeover_by
+    RETURNING seq, channel_id, event_type, client_id, time, client_ip, node, epoch, reason, applied_at, node_seq, takeover_by,
+              username, keepalive, clean_session, tls_version, tls_client_subject
 )`
 
 const applyFoldCTEs = `, per_channel AS (
@@ -139,14 +145,22 @@ const applyFoldCTEs = `, per_channel AS (
            min(seq)                                                        AS first_seq,
            max(seq)                                                        AS last_seq,
            min(applied_at) FILTER (WHERE event_type = 'tcpclean')          AS closed_at,
-           min(node_seq) FILTER (WHERE event_type = 'connect' AND node_seq > 0) AS connect_node_seq
+           min(node_seq) FILTER (WHERE event_type = 'connect' AND node_seq > 0) AS connect_node_seq,
+           -- how the connection was made: from its connect event
+           min(username) FILTER (WHERE event_type = 'connect')             AS username,
+           min(keepalive) FILTER (WHERE event_type = 'connect')            AS keepalive,
+           bool_or(clean_session) FILTER (WHERE event_type = 'connect')    AS clean_session,
+           min(tls_version) FILTER (WHERE event_type = 'connect' AND tls_version <> '') AS tls_version,
+           min(tls_client_subject) FILTER (WHERE event_type = 'connect' AND tls_client_subject <> '') AS tls_client_subject
     FROM inserted
     GROUP BY channel_id
 ), upserted AS (
     INSERT INTO channels AS c (channel_id, client_id, client_ip, node, epoch, connect_at, disconnect_at, tcpclean_at,
-                               has_connect, has_disconnect, has_tcpclean, reason, first_seq, last_seq, closed_at, connect_node_seq)
+                               has_connect, has_disconnect, has_tcpclean, reason, first_seq, last_seq, closed_at, connect_node_seq,
+                               username, keepalive, clean_session, tls_version, tls_client_subject)
     SELECT channel_id, client_id, client_ip, node, epoch, connect_at, disconnect_at, tcpclean_at,
-           has_connect, has_disconnect, has_tcpclean, reason, first_seq, last_seq, closed_at, connect_node_seq
+           has_connect, has_disconnect, has_tcpclean, reason, first_seq, last_seq, closed_at, connect_node_seq,
+           username, keepalive, clean_session, tls_version, tls_client_subject
     FROM per_channel ORDER BY channel_id
     ON CONFLICT (channel_id) DO UPDATE SET
         client_ip      = COALESCE(c.client_ip, EXCLUDED.client_ip),
@@ -162,7 +176,12 @@ const applyFoldCTEs = `, per_channel AS (
         first_seq      = LEAST(c.first_seq, EXCLUDED.first_seq),
         last_seq       = GREATEST(c.last_seq, EXCLUDED.last_seq),
         closed_at      = COALESCE(c.closed_at, EXCLUDED.closed_at),
-        connect_node_seq = COALESCE(c.connect_node_seq, EXCLUDED.connect_node_seq)
+        connect_node_seq = COALESCE(c.connect_node_seq, EXCLUDED.connect_node_seq),
+        username       = COALESCE(c.username, EXCLUDED.username),
+        keepalive      = COALESCE(c.keepalive, EXCLUDED.keepalive),
+        clean_session  = COALESCE(c.clean_session, EXCLUDED.clean_session),
+        tls_version    = COALESCE(c.tls_version, EXCLUDED.tls_version),
+        tls_client_subject = COALESCE(c.tls_client_subject, EXCLUDED.tls_client_subject)
 )`
 
 // applyResult returns the inserted events, the whole event of a takeover
@@ -323,6 +342,7 @@ type columns struct {
 	cleanSessions                []*bool
 	nodeSeqs                     []int64
 	takeoverBys                  []string
+	tlsVersions, tlsSubjects     []string
 }
 
 func newColumns(batch []presence.Event) columns {
@@ -331,7 +351,7 @@ func newColumns(batch []presence.Event) columns {
 		channelIDs: make([]string, n), types: make([]string, n), clientIDs: make([]string, n),
 		times: make([]int64, n), clientIPs: make([]string, n), nodes: make([]string, n), epochs: make([]string, n),
 		reasons: make([]string, n), usernames: make([]string, n), keepalives: make([]int32, n), cleanSessions: make([]*bool, n),
-		nodeSeqs: make([]int64, n), takeoverBys: make([]string, n),
+		nodeSeqs: make([]int64, n), takeoverBys: make([]string, n), tlsVersions: make([]string, n), tlsSubjects: make([]string, n),
 	}
 	for i, e := range batch {
 		c.channelIDs[i], c.types[i], c.clientIDs[i] = e.ChannelID, string(e.Type), e.ClientID
@@ -339,6 +359,7 @@ func newColumns(batch []presence.Event) columns {
 		c.reasons[i], c.usernames[i] = string(e.Reason), e.Username
 		c.keepalives[i], c.cleanSessions[i] = int32(e.Keepalive), e.CleanSession
 		c.nodeSeqs[i], c.takeoverBys[i] = int64(e.NodeSeq), e.TakeoverBy
+		c.tlsVersions[i], c.tlsSubjects[i] = e.TLSVersion, e.TLSClientSubject
 	}
 	return c
 }
@@ -349,7 +370,8 @@ func newColumns(batch []presence.Event) columns {
 func applyStatement(batch []presence.Event, source string, hold bool) (string, []any) {
 	c := newColumns(batch)
 	args := []any{c.channelIDs, c.types, c.clientIDs, c.times, c.clientIPs, c.nodes, c.epochs,
-		c.reasons, c.usernames, c.keepalives, c.cleanSessions, c.nodeSeqs, source, c.takeoverBys}
+		c.reasons, c.usernames, c.keepalives, c.cleanSessions, c.nodeSeqs, source, c.takeoverBys,
+		c.tlsVersions, c.tlsSubjects}
 	if hold && slices.ContainsFunc(batch, func(e presence.Event) bool { return e.TakeoverBy != "" }) {
 		return applySQL, append(args, true)
 	}

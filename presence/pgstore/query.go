@@ -99,7 +99,7 @@ func status(clientID string, open int, since, last *int64) presence.Status {
 
 // channelColumns are the columns scanChannel reads.
 const channelColumns = `channel_id, client_id, client_ip, node, epoch, connect_at, disconnect_at, tcpclean_at,
-    has_connect, has_tcpclean, reason, last_seq`
+    has_connect, has_tcpclean, reason, last_seq, username, keepalive, clean_session, tls_version, tls_client_subject`
 
 // channelsSQL lists open channels first (from the partial index), then the
 // newest closed ones by last_seq (from channels_client_last_seq); neither
@@ -191,9 +191,13 @@ func collectChannels(rows pgx.Rows) ([]presence.Channel, error) {
 		connectAt, disconnectAt, tcp *int64
 		hasConnect, hasTCPClean      bool
 		lastSeq                      int64
+		username, tlsVersion, tlsSub *string
+		keepalive                    *int32
+		cleanSession                 *bool
 	)
 	_, err := pgx.ForEachRow(rows, []any{&c.ChannelID, &c.ClientID, &clientIP, &node, &epoch,
-		&connectAt, &disconnectAt, &tcp, &hasConnect, &hasTCPClean, &reason, &lastSeq}, func() error {
+		&connectAt, &disconnectAt, &tcp, &hasConnect, &hasTCPClean, &reason, &lastSeq,
+		&username, &keepalive, &cleanSession, &tlsVersion, &tlsSub}, func() error {
 		ch := presence.Channel{
 			ChannelID:    c.ChannelID,
 			ClientID:     c.ClientID,
@@ -204,6 +208,17 @@ func collectChannels(rows pgx.Rows) ([]presence.Channel, error) {
 			ConnectAt:    timePtr(connectAt),
 			DisconnectAt: timePtr(disconnectAt),
 			TCPCleanAt:   timePtr(tcp),
+			Username:     deref(username),
+			TLSVersion:   deref(tlsVersion),
+			TLSSubject:   deref(tlsSub),
+		}
+		if keepalive != nil {
+			k := int(*keepalive)
+			ch.Keepalive = &k
+		}
+		if cleanSession != nil {
+			v := *cleanSession
+			ch.CleanSession = &v
 		}
 		if hasTCPClean {
 			ch.Reason = presence.Reason(deref(reason))
@@ -249,14 +264,15 @@ func (s *Store) History(ctx context.Context, q presence.HistoryQuery) ([]presenc
 		where = append(where, "time < "+arg(presence.Millis(q.To)))
 	}
 	sql := `SELECT seq, channel_id, event_type, client_id, time, client_ip, node, epoch, reason,
-	        username, keepalive, clean_session, applied_at, source, takeover_by
+	        username, keepalive, clean_session, applied_at, source, takeover_by, tls_version, tls_client_subject
 	    FROM events WHERE ` + strings.Join(where, " AND ") + `
 	    ORDER BY seq ` + order + ` LIMIT ` + arg(clampLimit(q.Limit))
 	rows, _ := s.pool.Query(ctx, sql, args...)
 	events := []presence.StoredEvent{}
 	var e presence.StoredEvent
 	_, err := pgx.ForEachRow(rows, []any{&e.Seq, &e.ChannelID, &e.Type, &e.ClientID, &e.Time, &e.ClientIP,
-		&e.Node, &e.Epoch, &e.Reason, &e.Username, &e.Keepalive, &e.CleanSession, &e.AppliedAt, &e.Source, &e.TakeoverBy}, func() error {
+		&e.Node, &e.Epoch, &e.Reason, &e.Username, &e.Keepalive, &e.CleanSession, &e.AppliedAt, &e.Source, &e.TakeoverBy,
+		&e.TLSVersion, &e.TLSClientSubject}, func() error {
 		stored := e
 		if e.CleanSession != nil {
 			v := *e.CleanSession

@@ -382,3 +382,37 @@ func TestRejectedEvents(t *testing.T) {
 		t.Fatalf("PruneRejected = %d, %v", n, err)
 	}
 }
+
+// TestChannelsShowHowTheConnectionWasMade: the connect event's user name,
+// keepalive, clean-session flag and TLS details are kept on the channel
+// (migration 0009), and the TLS details in the history; a channel whose
+// connect the store has not seen shows none.
+func TestChannelsShowHowTheConnectionWasMade(t *testing.T) {
+	s := pgtest.NewStore(t)
+	clean := false
+	connect := ev("cl", "tls", presence.EventConnect, 100)
+	connect.Username, connect.Keepalive, connect.CleanSession = "dev-user", 60, &clean
+	connect.TLSVersion, connect.TLSClientSubject = "TLS 1.3", "CN=dev-1"
+	mustApply(t, s, ev("cl", "tls", presence.EventDisconnect, 150), connect, ev("cl", "bare", presence.EventTCPClean, 90))
+	chans, err := s.Channels(ctx, "cl", 0)
+	if err != nil || len(chans) != 2 {
+		t.Fatalf("Channels = %+v, %v", chans, err)
+	}
+	c := chans[0]
+	if c.ChannelID != "tls" || c.Username != "dev-user" || c.Keepalive == nil || *c.Keepalive != 60 || c.CleanSession == nil || *c.CleanSession ||
+		c.TLSVersion != "TLS 1.3" || c.TLSSubject != "CN=dev-1" {
+		t.Fatalf("the TLS channel: %+v", c)
+	}
+	if b := chans[1]; b.Username != "" || b.Keepalive != nil || b.CleanSession != nil || b.TLSVersion != "" {
+		t.Fatalf("a channel without its connect: %+v", b)
+	}
+	history, err := s.History(ctx, presence.HistoryQuery{ClientID: "cl", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range history {
+		if e.Type == presence.EventConnect && (e.TLSVersion != "TLS 1.3" || e.TLSClientSubject != "CN=dev-1") {
+			t.Fatalf("history connect %+v", e)
+		}
+	}
+}
