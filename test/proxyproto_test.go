@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -226,25 +224,5 @@ func TestProxyProtocolBehindHAProxy(t *testing.T) {
 // labels reaches at least want.
 func (p *proc) waitMetricLabels(name, labels string, want float64, timeout time.Duration) {
 	p.t.Helper()
-	deadline := time.Now().Add(timeout)
-	prefix := name + "{" + labels + "} "
-	for {
-		resp, err := http.Get("http://" + p.HTTPAddr + "/metrics")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			for _, line := range strings.Split(string(body), "\n") {
-				var v float64
-				if rest, ok := strings.CutPrefix(line, prefix); ok {
-					if _, err := fmt.Sscan(rest, &v); err == nil && v >= want {
-						return
-					}
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("metric %s{%s} never reached %v", name, labels, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	p.waitSeries(name+"{"+labels+"}", func(v float64) bool { return v >= want }, fmt.Sprintf("at least %v", want), timeout)
 }

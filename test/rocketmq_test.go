@@ -293,23 +293,29 @@ func sendRaw(t *testing.T, namesrv, topic, tag string, bodies ...string) {
 	}
 }
 
-// waitMetric polls the process's /metrics until the unlabelled metric has
-// the value.
-func (p *proc) waitMetric(name string, want float64, timeout time.Duration) {
+// waitMetric polls the process's /metrics until the series (a metric
+// name, with its labels in braces if it has any) has exactly the value.
+func (p *proc) waitMetric(series string, want float64, timeout time.Duration) {
+	p.t.Helper()
+	p.waitSeries(series, func(v float64) bool { return v == want }, fmt.Sprint(want), timeout)
+}
+
+// waitSeries polls /metrics until the series' value satisfies ok.
+func (p *proc) waitSeries(series string, ok func(float64) bool, want string, timeout time.Duration) {
 	p.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		_, body := p.send("GET", "/metrics", "")
 		for _, line := range strings.Split(string(body), "\n") {
 			var v float64
-			if rest, ok := strings.CutPrefix(line, name+" "); ok {
-				if _, err := fmt.Sscan(rest, &v); err == nil && v == want {
+			if rest, found := strings.CutPrefix(line, series+" "); found {
+				if _, err := fmt.Sscan(rest, &v); err == nil && ok(v) {
 					return
 				}
 			}
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("metric %s never became %v", name, want)
+			p.t.Fatalf("metric %s never became %s", series, want)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
