@@ -321,22 +321,10 @@ func TestMQTTSCertificateReload(t *testing.T) {
 
 // The connect event of a TLS connection carries the TLS version and, with
 // mutual TLS, the client certificate's subject: seen in the events
-// "presenced broker" sends to RocketMQ (the store does not keep these
-// fields).
+// "presenced broker" sends to RocketMQ.
 func TestMQTTSConnectEventRecordsTLS(t *testing.T) {
 	serverCA, clientCA := newPKI(t, "server"), newPKI(t, "client")
-	fake := rocketmqfake.New(rocketmqfake.Options{NamesrvAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
-	if err := fake.Start(); err != nil {
-		t.Fatalf("start rocketmq fake: %v", err)
-	}
-	t.Cleanup(fake.Stop)
-	topic := "presenced_tls_events"
-	certFile, keyFile := serverCA.issue("broker", true)
-	mqttsAddr := freeAddr(t)
-	b := &proc{t: t, Command: "broker", MQTTAddr: freeAddr(t), HTTPAddr: freeAddr(t), Node: "broker-tls", DataDir: t.TempDir(),
-		Args: []string{"--rocketmq-namesrv", fake.NamesrvAddr(), "--rocketmq-topic", topic,
-			"--mqtts-addr", mqttsAddr, "--mqtt-tls-cert", certFile, "--mqtt-tls-key", keyFile, "--mqtt-tls-client-ca", clientCA.CAFile}}
-	b.start()
+	mqttsAddr, b, fake := startTLSBroker(t, "--mqtts-addr", "presenced_tls_events", serverCA, clientCA)
 	clientCert, clientKey := clientCA.issue("dev-9", false)
 	cert, err := tls.LoadX509KeyPair(clientCert, clientKey)
 	if err != nil {
@@ -345,23 +333,49 @@ func TestMQTTSConnectEventRecordsTLS(t *testing.T) {
 	if _, err := pahoTLS(t, mqttsAddr, "GID_tls@@@dev-9", &tls.Config{RootCAs: serverCA.pool, Certificates: []tls.Certificate{cert}, MaxVersion: tls.VersionTLS12}); err != nil {
 		t.Fatalf("paho over TLS 1.2: %v\n%s", err, b.logs)
 	}
+	body, e := waitConnectEvent(t, fake, "presenced_tls_events", "GID_tls@@@dev-9", b)
+	if e.TLSVersion != "TLS 1.2" || e.TLSClientSubject != "CN=dev-9" {
+		t.Fatalf("connect event %s: tlsVersion %q tlsClientSubject %q, want TLS 1.2 and CN=dev-9", body, e.TLSVersion, e.TLSClientSubject)
+	}
+	if !bytes.Contains(body, []byte(`"tlsVersion":"TLS 1.2"`)) {
+		t.Fatalf("connect event JSON %s lacks tlsVersion", body)
+	}
+}
+
+// startTLSBroker starts a RocketMQ double and "presenced broker" whose
+// events go to topic on it, serving MQTT over TLS on a fresh address
+// through listenFlag (--mqtts-addr or --mqtt-wss-addr) with a certificate
+// of serverCA and requiring client certificates of clientCA.
+func startTLSBroker(t *testing.T, listenFlag, topic string, serverCA, clientCA *pki) (addr string, b *proc, fake *rocketmqfake.Fake) {
+	t.Helper()
+	fake = rocketmqfake.New(rocketmqfake.Options{NamesrvAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err := fake.Start(); err != nil {
+		t.Fatalf("start rocketmq fake: %v", err)
+	}
+	t.Cleanup(fake.Stop)
+	certFile, keyFile := serverCA.issue("broker", true)
+	addr = freeAddr(t)
+	b = &proc{t: t, Command: "broker", MQTTAddr: freeAddr(t), HTTPAddr: freeAddr(t), Node: "broker-" + strings.TrimPrefix(listenFlag, "--"), DataDir: t.TempDir(),
+		Args: []string{"--rocketmq-namesrv", fake.NamesrvAddr(), "--rocketmq-topic", topic,
+			listenFlag, addr, "--mqtt-tls-cert", certFile, "--mqtt-tls-key", keyFile, "--mqtt-tls-client-ca", clientCA.CAFile}}
+	b.start()
+	return addr, b, fake
+}
+
+// waitConnectEvent waits up to 20 s for the connect event of clientID
+// among the messages on topic, and returns its body and the event.
+func waitConnectEvent(t *testing.T, fake *rocketmqfake.Fake, topic, clientID string, b *proc) ([]byte, presence.Event) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		for _, m := range fake.Messages(topic) {
 			var e presence.Event
-			if json.Unmarshal(m.Body, &e) != nil || e.ClientID != "GID_tls@@@dev-9" || e.Type != presence.EventConnect {
-				continue
+			if json.Unmarshal(m.Body, &e) == nil && e.ClientID == clientID && e.Type == presence.EventConnect {
+				return m.Body, e
 			}
-			if e.TLSVersion != "TLS 1.2" || e.TLSClientSubject != "CN=dev-9" {
-				t.Fatalf("connect event %s: tlsVersion %q tlsClientSubject %q, want TLS 1.2 and CN=dev-9", m.Body, e.TLSVersion, e.TLSClientSubject)
-			}
-			if !bytes.Contains(m.Body, []byte(`"tlsVersion":"TLS 1.2"`)) {
-				t.Fatalf("connect event JSON %s lacks tlsVersion", m.Body)
-			}
-			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no connect event of GID_tls@@@dev-9 in RocketMQ after 20s\n%s", b.logs)
+			t.Fatalf("no connect event of %s in RocketMQ after 20s\n%s", clientID, b.logs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

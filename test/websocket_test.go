@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,7 +18,6 @@ import (
 
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/presence/pgstore/pgtest"
-	"github.com/presenced/presenced/test/rocketmqfake"
 )
 
 // openFrom picks the open channel of a client whose address is on ip.
@@ -244,40 +241,16 @@ func TestPahoOverSecureWebSocket(t *testing.T) {
 
 // The connect event of a wss connection carries tlsVersion and the client
 // subject, as one of MQTT over TLS does: seen in the events "presenced
-// broker" sends to RocketMQ (the store does not keep these fields).
+// broker" sends to RocketMQ.
 func TestSecureWebSocketConnectEventRecordsTLS(t *testing.T) {
 	serverCA, clientCA := newPKI(t, "server"), newPKI(t, "client")
-	fake := rocketmqfake.New(rocketmqfake.Options{NamesrvAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
-	if err := fake.Start(); err != nil {
-		t.Fatalf("start rocketmq fake: %v", err)
-	}
-	t.Cleanup(fake.Stop)
-	topic := "presenced_wss_events"
-	certFile, keyFile := serverCA.issue("broker", true)
-	wssAddr := freeAddr(t)
-	b := &proc{t: t, Command: "broker", MQTTAddr: freeAddr(t), HTTPAddr: freeAddr(t), Node: "broker-wss", DataDir: t.TempDir(),
-		Args: []string{"--rocketmq-namesrv", fake.NamesrvAddr(), "--rocketmq-topic", topic,
-			"--mqtt-wss-addr", wssAddr, "--mqtt-tls-cert", certFile, "--mqtt-tls-key", keyFile, "--mqtt-tls-client-ca", clientCA.CAFile}}
-	b.start()
+	wssAddr, b, fake := startTLSBroker(t, "--mqtt-wss-addr", "presenced_wss_events", serverCA, clientCA)
 	if _, err := pahoWSS(t, wssAddr, "GID_wss@@@dev-4", &tls.Config{RootCAs: serverCA.pool,
 		Certificates: []tls.Certificate{clientCert(t, clientCA, "dev-4")}, MaxVersion: tls.VersionTLS12}); err != nil {
 		t.Fatalf("paho over wss:// with TLS 1.2: %v\n%s", err, b.logs)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		for _, m := range fake.Messages(topic) {
-			var e presence.Event
-			if json.Unmarshal(m.Body, &e) != nil || e.ClientID != "GID_wss@@@dev-4" || e.Type != presence.EventConnect {
-				continue
-			}
-			if e.TLSVersion != "TLS 1.2" || e.TLSClientSubject != "CN=dev-4" || !strings.HasPrefix(e.ClientIP, "127.0.0.1:") {
-				t.Fatalf("connect event %s: want tlsVersion TLS 1.2, tlsClientSubject CN=dev-4, clientIp 127.0.0.1:…", m.Body)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no connect event of GID_wss@@@dev-4 in RocketMQ after 20s\n%s", b.logs)
-		}
-		time.Sleep(20 * time.Millisecond)
+	body, e := waitConnectEvent(t, fake, "presenced_wss_events", "GID_wss@@@dev-4", b)
+	if e.TLSVersion != "TLS 1.2" || e.TLSClientSubject != "CN=dev-4" || !strings.HasPrefix(e.ClientIP, "127.0.0.1:") {
+		t.Fatalf("connect event %s: want tlsVersion TLS 1.2, tlsClientSubject CN=dev-4, clientIp 127.0.0.1:…", body)
 	}
 }
