@@ -218,6 +218,9 @@ func (c config) validate() error {
 	errs = append(errs, c.API.validate()...)
 	errs = append(errs, c.Durability.validate()...)
 	errs = append(errs, c.TLS.validate()...)
+	if err := c.Listen.wssProxyWithoutListener(c.TLS.MQTTWSSAddr); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, c.Listen.validate()...)
 	if err := validateNodeTimes(c); err != nil {
 		errs = append(errs, err)

@@ -91,10 +91,11 @@ func (c listenConfig) proxyOn() bool {
 }
 
 // wssProxyWithoutListener is the check of --mqtt-wss-proxy-protocol
-// against --mqtt-wss-addr, which is in the TLS settings.
+// against --mqtt-wss-addr, which is in the TLS settings (config.validate
+// runs it, with the other flag checks).
 func (c listenConfig) wssProxyWithoutListener(wssAddr string) error {
 	if wss, _ := proxyVersions(c.WSSProxyProtocol); wss != 0 && wssAddr == "" {
-		return usageError{errors.New("--mqtt-wss-proxy-protocol needs --mqtt-wss-addr")}
+		return errors.New("--mqtt-wss-proxy-protocol needs --mqtt-wss-addr")
 	}
 	return nil
 }
@@ -309,9 +310,6 @@ func (f *mqttFront) Collect(ch chan<- prometheus.Metric) {
 // broker's configuration and metrics.
 func openBrokerListeners(ctx context.Context, cfg config, life *lifecycle, log *slog.Logger) (
 	mqttListener, httpListener net.Listener, certs *processTLS, front *mqttFront, err error) {
-	if err := cfg.Listen.wssProxyWithoutListener(cfg.TLS.MQTTWSSAddr); err != nil {
-		return nil, nil, nil, nil, err
-	}
 	if mqttListener, err = mqttbroker.Listen(ctx, cfg.MQTTAddr); err != nil {
 		return nil, nil, nil, nil, fmt.Errorf("listen for MQTT on %s: %w", cfg.MQTTAddr, err)
 	}

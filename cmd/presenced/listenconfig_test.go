@@ -24,6 +24,7 @@ func TestListenFlags(t *testing.T) {
 		{[]string{"--mqtt-proxy-protocol", "v1", "--mqtt-proxy-trusted", "10.0.0.300"}, "neither an address nor a CIDR"},
 		{[]string{"--mqtt-proxy-trusted", "10.0.0.1"}, "has no effect"},
 		{[]string{"--mqtt-ws-proxy-protocol", "v1", "--mqtt-proxy-trusted", "10.0.0.1"}, "needs --mqtt-ws-addr"},
+		{[]string{"--mqtt-wss-proxy-protocol", "v2", "--mqtt-proxy-trusted", "10.0.0.1"}, "--mqtt-wss-proxy-protocol needs --mqtt-wss-addr"},
 		{[]string{"--mqtt-ws-addr", ":9001", "--mqtt-ws-path", "mqtt"}, "must start with /"},
 	} {
 		_, err := parseServeConfig("serve", tc.args, func(string) string { return "" }, io.Discard)
