@@ -17,14 +17,22 @@
 // connections have queued packets for it); connect.go CONNECT, authentication and takeover; handle.go the
 // packets after it; session.go and deliver.go sessions and the QoS 1/2
 // flows; trie.go and retained.go topic trees; auth/ password, ACL and
-// signature files.
+// signature files; kick.go an operator's close (Kick, reason
+// api_disconnect); presence_topics.go the $SYS/presence messages.
 //
 // Listen makes the listener Serve expects: TCP keepalive off, switched on
-// per connection only for clients that declare MQTT keepalive 0.
+// per connection only for clients that declare MQTT keepalive 0. Serve
+// takes any net.Listener; the other transports are layers over it, each a
+// listener in, a listener out: proxyproto/ reads a PROXY protocol header
+// (the connection stays a *net.TCPConn with the device's address); tls.go
+// serves TLS (ServeTLS); websocket.go and websocket_conn.go frame MQTT in
+// WebSocket messages (RFC 6455) inside the pooled read buffer. TLS and
+// WebSocket connections park like plain ones, on the socket beneath.
 //
 // Memory: on Linux an idle connection holds no goroutine — it is parked
 // in an epoll instance of the server (idle_linux.go) until its socket is
-// readable, kicked, or its keepalive runs out — and no read buffer (reads
+// readable, kicked, or its keepalive runs out; the goroutine woken then
+// reads the packet itself and hands the waiting on — and no read buffer (reads
 // go through syscall.RawConn and borrow pooled buffers): only its state,
 // about 1.7 KiB of RSS measured by BenchmarkIdleConnectionMemory. Elsewhere
 // it keeps a 2 KiB goroutine stack, about 4 KiB in all.
