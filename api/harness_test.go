@@ -69,7 +69,7 @@ func startHarness(t *testing.T, offlineCap int, configure ...func(*Config)) *har
 	for _, c := range configure {
 		c(&cfg)
 	}
-	h.srv = New(cfg, Deps{Live: h.live, Channels: h.store, Nodes: h.store, History: h.store, Counter: h.store, Clients: h.store, Spans: h.store,
+	h.srv = New(cfg, Deps{Live: h.live, Channels: h.store, Nodes: h.store, History: h.store, Counter: h.store, Clients: h.store, Spans: h.store, Refused: h.store,
 		Ingester: storeIngester{h.store}, Readiness: h.store})
 	h.http = httptest.NewServer(h.srv)
 	t.Cleanup(func() { h.srv.CloseStreams(); h.http.Close() })

@@ -39,6 +39,7 @@ func (s *Server) routes() http.Handler {
 				r.Get("/clients/{clientId}/channels", s.handleChannels)
 				r.Get("/clients/{clientId}/events", s.handleEvents)
 				r.Get("/clients/{clientId}/presence", s.handlePresence)
+				r.Get("/clients/{clientId}/refused", s.handleRefused)
 				r.Get("/stats", s.handleStats)
 				r.Get("/nodes", s.handleNodes)
 			})

@@ -74,6 +74,7 @@ type Deps struct {
 	Counter  EventCounter
 	Clients  ClientDirectory
 	Spans    SpanReader
+	Refused  RefusedReader
 	// Kicker closes a client's connection; nil where this process holds
 	// no broker (DELETE /clients/{id}/connection then answers 501).
 	Kicker    Kicker

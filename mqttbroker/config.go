@@ -33,6 +33,11 @@ type Config struct {
 	Authenticator Authenticator
 	// Authorizer decides publish and subscribe rights; nil allows all.
 	Authorizer Authorizer
+	// OnRefused, when set, is told of every CONNECT refused with a client
+	// id (never its password), for the record of why a client could not
+	// get in. It is called on the connection's goroutine: it must not
+	// block (presenced queues, rate-limits and drops).
+	OnRefused func(presence.RefusedConnect)
 	// TLSIdentity and TLSRequireClientIDMatch apply to connections served
 	// by ServeTLS with verified client certificates (see tls.go).
 	TLSIdentity             TLSIdentity

@@ -271,7 +271,11 @@ func (c *conn) accept() (connected bool) {
 	if err != nil {
 		var refused *refusedError
 		if errors.As(err, &refused) {
-			return c.refuse(refused.Code, nil, refused)
+			var known *connectPacket // for the log and the record, when the client id could be read
+			if refused.ClientID != "" {
+				known = &connectPacket{ClientID: refused.ClientID}
+			}
+			return c.refuse(refused.Code, known, refused)
 		}
 		c.fail(err)
 		return false

@@ -143,6 +143,14 @@ func (c *conn) refuse(code byte, p *connectPacket, cause error) bool {
 	}
 	s.log.Log(context.Background(), level, msg, "client", clientID, "username", username,
 		"remote", c.remoteAddr(), "code", code, "err", cause)
+	if s.cfg.OnRefused != nil && p != nil && p.ClientID != "" {
+		reason := msg
+		if cause != nil {
+			reason = msg + ": " + cause.Error()
+		}
+		s.cfg.OnRefused(presence.RefusedConnect{ClientID: p.ClientID, Time: s.cfg.Now().UnixMilli(), ReturnCode: int(code),
+			Reason: truncateForLog(reason), ClientIP: c.remoteAddr(), Username: truncateForLog(p.Username), Node: s.cfg.Node})
+	}
 	// [MQTT-3.2.2-4] session present is 0 with a non-zero return code.
 	c.send(&connackPacket{ReturnCode: code})
 	return false

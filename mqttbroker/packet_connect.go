@@ -59,6 +59,9 @@ type refusedError struct {
 	Code   byte
 	Clause string
 	Reason string
+	// ClientID is the client id of a CONNECT refused before it was
+	// decoded, when it could be read anyway (see unsupportedClientID).
+	ClientID string
 }
 
 func (e *refusedError) Error() string {
@@ -85,7 +88,8 @@ func decodeConnect(body []byte) (packet, error) {
 		// [MQTT-3.1.2-1] a wrong name must not be processed as 3.1.1; the
 		// rest may follow another specification, so it is not parsed.
 		return nil, &refusedError{Code: connRefusedProtocol, Clause: "MQTT-3.1.2-2",
-			Reason: fmt.Sprintf("protocol %q level %d", p.ProtocolName, p.ProtocolLevel)}
+			Reason:   fmt.Sprintf("protocol %q level %d", p.ProtocolName, p.ProtocolLevel),
+			ClientID: unsupportedClientID(p.ProtocolName, p.ProtocolLevel, r)}
 	}
 	flags, err := r.byte()
 	if err != nil {
@@ -187,4 +191,33 @@ func (p *connectPacket) appendTo(dst []byte) []byte {
 		dst = appendBinary(dst, p.Password)
 	}
 	return dst
+}
+
+// unsupportedClientID reads, for the record of refused connects only, the
+// client id of a CONNECT of a protocol this broker does not speak: MQTT 5
+// (level 5: flags, keepalive, properties, client id) and other levels of
+// the 3.1.1 layout (flags, keepalive, client id). Anything that does not
+// parse gives "" — it is never processed further [MQTT-3.1.2-1].
+func unsupportedClientID(name string, level byte, r fieldReader) string {
+	if name != "MQTT" {
+		return ""
+	}
+	if _, err := r.byte(); err != nil { // flags
+		return ""
+	}
+	if _, err := r.uint16(); err != nil { // keepalive
+		return ""
+	}
+	if level == 5 {
+		n, used, err := decodeRemainingLength(r.rest()) // properties length, a variable byte integer
+		if err != nil || used == 0 || used+n > len(r.rest()) {
+			return ""
+		}
+		r = fieldReader{b: r.rest()[used+n:]}
+	}
+	id, err := r.string("client identifier")
+	if err != nil {
+		return ""
+	}
+	return id
 }

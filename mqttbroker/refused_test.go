@@ -8,6 +8,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/presenced/presenced/presence"
 )
 
 // fakeAuth admits alice with the password "right"; banned is not
@@ -96,6 +99,36 @@ func TestRefusedConnectsLoggedAndCounted(t *testing.T) {
 	for _, secret := range []string{"guess-123", "secret-456", "right"} {
 		if strings.Contains(logs.String(), secret) {
 			t.Fatalf("a password is in the log:\n%s", logs.String())
+		}
+	}
+}
+
+// TestOnRefusedReportsRefusals: OnRefused hears every refused CONNECT that
+// names a client id, with its code and never its password — an MQTT 5
+// client too, whose CONNECT is not otherwise parsed [MQTT-3.1.2-1].
+func TestOnRefusedReportsRefusals(t *testing.T) {
+	refused := make(chan presence.RefusedConnect, 4)
+	srv := startServer(t, Config{AllowAnonymous: false, OnRefused: func(r presence.RefusedConnect) { refused <- r }})
+	c := dial(t, srv.addr)
+	c.connect(&connectPacket{ClientID: "anon", CleanSession: true})
+	v5 := []byte{0x10, 0, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 3, 0x21, 0, 10, 0, 2, 'v', '5'}
+	v5[1] = byte(len(v5) - 2)
+	c5 := dial(t, srv.addr)
+	c5.write(v5)
+	if ack := c5.expect(typeConnack).(*connackPacket); ack.ReturnCode != connRefusedProtocol {
+		t.Fatalf("CONNACK %d for MQTT 5, want 1", ack.ReturnCode)
+	}
+	for _, want := range []struct {
+		client string
+		code   int
+	}{{"anon", int(connRefusedNotAuth)}, {"v5", int(connRefusedProtocol)}} {
+		select {
+		case r := <-refused:
+			if r.ClientID != want.client || r.ReturnCode != want.code || r.ClientIP == "" || r.Reason == "" || r.Node != "test-node" {
+				t.Fatalf("refusal %+v, want %s with code %d", r, want.client, want.code)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no refusal reported for %s", want.client)
 		}
 	}
 }

@@ -55,7 +55,7 @@ func newHTTPAPI(cfg config, db *database, kicker api.Kicker, log *slog.Logger) *
 		MaxStreams:         cfg.API.MaxStreams,
 		Registry:           registry,
 		Logger:             log.With("component", "api"),
-	}, api.Deps{Live: live, Channels: db.store, Nodes: db.store, History: db.store, Counter: db.store, Clients: db.store, Spans: db.store,
+	}, api.Deps{Live: live, Channels: db.store, Nodes: db.store, History: db.store, Counter: db.store, Clients: db.store, Spans: db.store, Refused: db.store,
 		Ingester: apiIngester{db.store}, Readiness: db, Kicker: kicker})
 	a.server = &http.Server{
 		Handler: a.api,

@@ -61,7 +61,7 @@ func retention(store *pgstore.Store, c retentionConfig, now func() time.Time, re
 	log = log.With("component", "retention")
 	deleted := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "presenced_retention_deleted_total",
-		Help: "What retention removed: what=channels (closed channels), partitions (day partitions of events dropped), rejected (parked messages).",
+		Help: "What retention removed: what=channels (closed channels), partitions (day partitions of events dropped), rejected (parked messages), refused (refused connects, under --retention).",
 	}, []string{"what"})
 	kept := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "presenced_retention_kept_events_total",
@@ -72,7 +72,7 @@ func retention(store *pgstore.Store, c retentionConfig, now func() time.Time, re
 		Help: "Retention runs that failed (retried at the next run), by what they were doing: channels, partitions (making them), rejected.",
 	}, []string{"what"})
 	reg.MustRegister(deleted, kept, failed)
-	for _, what := range []string{"channels", "partitions", "rejected"} {
+	for _, what := range []string{"channels", "partitions", "rejected", "refused"} {
 		deleted.WithLabelValues(what) // exported at 0 before the first deletion
 		failed.WithLabelValues(what)
 	}
@@ -97,6 +97,8 @@ func retention(store *pgstore.Store, c retentionConfig, now func() time.Time, re
 			kept.Add(float64(p.Kept))
 			report(ctx, "channels", cutoff, p.Channels, err)
 			report(ctx, "partitions", cutoff, p.Partitions, nil)
+			n, err := store.PruneRefused(ctx, cutoff)
+			report(ctx, "refused", cutoff, n, err)
 		}
 		if c.Rejected > 0 {
 			cutoff := now().Add(-c.Rejected)

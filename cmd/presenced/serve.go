@@ -89,6 +89,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	certs.configureBroker(&brokerConfig, cfg.AllowAnonymous)
 	front.configureBroker(&brokerConfig, cfg.AllowAnonymous)
+	refused := newRefusedRecorder(db.store, web.registry, log)
+	brokerConfig.OnRefused = refused.offer
 	broker := mqttbroker.New(brokerConfig, reporter.Stamp(pipeline.countEmitted(writer.event)))
 	kicker.broker.Store(broker)
 	reporter.OpenChannels = broker.OpenChannels
@@ -96,6 +98,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	// The view follows the store's change feed until HTTP has stopped.
 	life.add(component{name: "change feed", run: web.runFollower})
+	life.add(refused.component())
 	life.add(httpComponent(web.server, httpListener))
 	life.add(pumpComponent(pump, box, log))
 	life.add(component{name: "lease monitor", run: leaseMonitor(db.store, cfg, cfg.Node, log).Run})
