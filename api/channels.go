@@ -1,15 +1,15 @@
 package api
 
 import (
+	"context"
 	"net/http"
-
-	"github.com/presenced/presenced/presence"
 )
 
-// channelsResponse is the body of GET /clients/{clientId}/channels.
-type channelsResponse struct {
-	ClientID string             `json:"clientId"`
-	Items    []presence.Channel `json:"items"`
+// clientItems is the body of the routes that list one client's records
+// from the store (channels, refused connects).
+type clientItems[T any] struct {
+	ClientID string `json:"clientId"`
+	Items    []T    `json:"items"`
 }
 
 // handleChannels answers GET /clients/{clientId}/channels?limit=: every
@@ -17,6 +17,13 @@ type channelsResponse struct {
 // most recently active; at most limit (default 100, up to 1000). A client
 // the store never heard of has no channels (200, empty).
 func (s *Server) handleChannels(w http.ResponseWriter, r *http.Request) {
+	writeClientItems(s, w, r, s.deps.Channels.Channels)
+}
+
+// writeClientItems answers a GET of one client's records: the validated
+// {clientId}, ?limit=, and read's page of them.
+func writeClientItems[T any](s *Server, w http.ResponseWriter, r *http.Request,
+	read func(ctx context.Context, clientID string, limit int) ([]T, error)) {
 	clientID, err := s.clientIDParam(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -27,10 +34,10 @@ func (s *Server) handleChannels(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	channels, err := s.deps.Channels.Channels(r.Context(), clientID, limit)
+	items, err := read(r.Context(), clientID, limit)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, channelsResponse{ClientID: clientID, Items: channels})
+	writeJSON(w, http.StatusOK, clientItems[T]{ClientID: clientID, Items: items})
 }

@@ -11,7 +11,7 @@ func TestChannels(t *testing.T) {
 	h := newHarness(t)
 	h.apply(ev("h1", "old", presence.EventConnect, 1000), ev("h1", "old", presence.EventDisconnect, 1500), ev("h1", "old", presence.EventTCPClean, 1600))
 	h.apply(ev("h1", "new", presence.EventConnect, 2000))
-	var out channelsResponse
+	var out clientItems[presence.Channel]
 	h.getJSON("/clients/h1/channels", http.StatusOK, &out)
 	if out.ClientID != "h1" || len(out.Items) != 2 {
 		t.Fatalf("channels %+v", out)
@@ -24,12 +24,12 @@ func TestChannels(t *testing.T) {
 		closed.DurationMillis == nil || *closed.DurationMillis != 600 || closed.DisconnectAt == nil {
 		t.Fatalf("closed channel: %+v", closed)
 	}
-	out = channelsResponse{}
+	out = clientItems[presence.Channel]{}
 	h.getJSON("/clients/h1/channels?limit=1", http.StatusOK, &out)
 	if len(out.Items) != 1 || out.Items[0].ChannelID != "new" {
 		t.Fatalf("limit 1: %+v", out)
 	}
-	out = channelsResponse{}
+	out = clientItems[presence.Channel]{}
 	h.getJSON("/clients/nobody/channels", http.StatusOK, &out)
 	if out.Items == nil || len(out.Items) != 0 {
 		t.Fatalf("unknown client: %+v", out)

@@ -203,7 +203,14 @@ func TestMQTTSMutualTLSWithMosquittoClients(t *testing.T) {
 // pahoTLS connects paho.mqtt.golang over ssl://.
 func pahoTLS(t *testing.T, addr, clientID string, conf *tls.Config) (mqtt.Client, error) {
 	t.Helper()
-	opts := mqtt.NewClientOptions().AddBroker("ssl://" + addr).SetClientID(clientID).
+	return pahoSecure(t, "ssl://"+addr, clientID, conf)
+}
+
+// pahoSecure connects paho.mqtt.golang to broker (an ssl:// or wss:// URL)
+// with conf, without reconnecting.
+func pahoSecure(t *testing.T, broker, clientID string, conf *tls.Config) (mqtt.Client, error) {
+	t.Helper()
+	opts := mqtt.NewClientOptions().AddBroker(broker).SetClientID(clientID).
 		SetTLSConfig(conf).SetKeepAlive(30 * time.Second).SetAutoReconnect(false).
 		SetConnectRetry(false).SetConnectTimeout(5 * time.Second)
 	client := mqtt.NewClient(opts)

@@ -180,19 +180,7 @@ func TestMQTTJSOverWebSocket(t *testing.T) {
 // pahoWSS connects paho.mqtt.golang over wss://.
 func pahoWSS(t *testing.T, addr, clientID string, conf *tls.Config) (mqtt.Client, error) {
 	t.Helper()
-	opts := mqtt.NewClientOptions().AddBroker("wss://" + addr + "/mqtt").SetClientID(clientID).
-		SetTLSConfig(conf).SetKeepAlive(30 * time.Second).SetAutoReconnect(false).
-		SetConnectRetry(false).SetConnectTimeout(5 * time.Second)
-	client := mqtt.NewClient(opts)
-	tok := client.Connect()
-	if !tok.WaitTimeout(10 * time.Second) {
-		return nil, context.DeadlineExceeded
-	}
-	if err := tok.Error(); err != nil {
-		return nil, err
-	}
-	t.Cleanup(func() { client.Disconnect(100) })
-	return client, nil
+	return pahoSecure(t, "wss://"+addr+"/mqtt", clientID, conf)
 }
 
 // clientCert loads a client certificate of ca for cn.
