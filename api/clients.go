@@ -3,11 +3,15 @@ package api
 import (
 	"context"
 	"net/http"
+	"net/netip"
+	"strings"
 
 	"github.com/presenced/presenced/presence"
 )
 
-// handleListClients answers GET /clients?state=&prefix=&limit=&cursor=:
+// handleListClients answers GET /clients?state=&prefix=&limit=&cursor=
+// (and the online filters node=, username=, address=, connectedFrom=,
+// connectedTo=):
 // clients in client id order, keyset-paginated. state is online (the
 // default; from the view, which holds every online client), offline
 // (clients the store has channels of and none open) or all (from the
@@ -45,9 +49,16 @@ func (s *Server) handleListClients(w http.ResponseWriter, r *http.Request) {
 	if !to.IsZero() {
 		lq.ConnectedTo = presence.Millis(to)
 	}
-	filtered := lq.Node != "" || lq.ConnectedFrom != 0 || lq.ConnectedTo != 0
-	if filtered && state != "" && state != "online" {
-		add(presence.FieldErrorf("state", "node, connectedFrom and connectedTo filter online clients (by their open channels): use them with state=online"))
+	lq.Username = q.Get("username")
+	if len(lq.Username) > presence.MaxClientIDBytes {
+		add(presence.FieldErrorf("username", "is longer than %d bytes", presence.MaxClientIDBytes))
+	}
+	if a := q.Get("address"); a != "" {
+		lq.Network, err = parseNetwork(a)
+		add(err)
+	}
+	if lq.Filtered() && state != "" && state != "online" {
+		add(presence.FieldErrorf("state", "node, username, address, connectedFrom and connectedTo filter online clients (by their open channels): use them with state=online"))
 	}
 	if err := problems.Err(); err != nil {
 		s.writeError(w, r, err)
@@ -119,4 +130,22 @@ func (s *Server) listStored(ctx context.Context, lq presence.ListQuery, offlineO
 		}
 	}
 	return items, after, nil
+}
+
+// parseNetwork reads the address filter: a CIDR prefix (10.1.0.0/16,
+// 2001:db8::/32) or a single address.
+func parseNetwork(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, presence.FieldErrorf("address", "must be an IP address or a CIDR prefix like 10.1.0.0/16: %v", err)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, presence.FieldErrorf("address", "must be an IP address or a CIDR prefix like 10.1.0.0/16: %v", err)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }

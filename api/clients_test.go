@@ -148,8 +148,8 @@ func TestStats(t *testing.T) {
 	h.expectProblem(http.MethodGet, "/stats?groupBy=node", "", http.StatusBadRequest, "groupBy")
 }
 
-// TestListClientsFilters: online clients filtered by the node and the
-// connect time of their open channels.
+// TestListClientsFilters: online clients filtered by the node, user name,
+// address and connect time of their open channels.
 func TestListClientsFilters(t *testing.T) {
 	h := newHarness(t)
 	on := func(client, channel, node string, at int64) presence.Event {
@@ -157,8 +157,14 @@ func TestListClientsFilters(t *testing.T) {
 		e.Node = node
 		return e
 	}
-	h.apply(on("f1", "c1", "n1", 1000), on("f2", "c2", "n2", 2000), on("f3", "c3", "n1", 3000),
-		on("f4", "c4", "n2", 500), on("f4", "c5", "n1", 4000), ev("f5", "c6", presence.EventConnect, 2500), ev("f5", "c6", presence.EventTCPClean, 2600))
+	from := func(e presence.Event, ip, user string) presence.Event {
+		e.ClientIP, e.Username = ip, user
+		return e
+	}
+	h.apply(from(on("f1", "c1", "n1", 1000), "10.1.2.3", "alice"), from(on("f2", "c2", "n2", 2000), "10.2.0.1", "bob"),
+		from(on("f3", "c3", "n1", 3000), "2001:db8::7", "alice"),
+		from(on("f4", "c4", "n2", 500), "10.1.9.9", "carol"), from(on("f4", "c5", "n1", 4000), "192.0.2.1", "bob"),
+		from(ev("f5", "c6", presence.EventConnect, 2500), "10.1.0.5", "alice"), ev("f5", "c6", presence.EventTCPClean, 2600))
 	ids := func(target string) string {
 		var p page[presence.Status]
 		h.getJSON(target, http.StatusOK, &p)
@@ -175,6 +181,16 @@ func TestListClientsFilters(t *testing.T) {
 		"/clients?connectedFrom=1000&connectedTo=3000":                   "f1,f2",
 		"/clients?node=n2&connectedFrom=1000":                            "f2", // f4's n2 channel connected at 500
 		"/clients?state=online&node=n1&connectedTo=1970-01-01T00:00:02Z": "f1",
+		"/clients?username=alice":                                        "f1,f3", // f5's channel is closed
+		"/clients?username=bob":                                          "f2,f4",
+		"/clients?username=bob&node=n2":                                  "f2", // f4's bob channel is on n1
+		"/clients?address=10.1.0.0/16":                                   "f1,f4",
+		"/clients?address=10.1.0.0/16&username=carol":                    "f4",
+		"/clients?address=10.1.0.0/16&node=n1":                           "f1", // f4's 10.1 channel is on n2
+		"/clients?address=10.2.0.1":                                      "f2",
+		"/clients?address=2001:db8::/32":                                 "f3",
+		"/clients?address=0.0.0.0/0":                                     "f1,f2,f4",
+		"/clients?username=nobody":                                       "",
 	} {
 		if got := ids(target); got != want {
 			t.Errorf("%s: %q, want %q", target, got, want)
@@ -182,4 +198,7 @@ func TestListClientsFilters(t *testing.T) {
 	}
 	h.expectProblem(http.MethodGet, "/clients?state=offline&node=n1", "", http.StatusBadRequest, "state")
 	h.expectProblem(http.MethodGet, "/clients?connectedFrom=yesterday", "", http.StatusBadRequest, "connectedFrom")
+	h.expectProblem(http.MethodGet, "/clients?address=10.1.0.0/33", "", http.StatusBadRequest, "address")
+	h.expectProblem(http.MethodGet, "/clients?address=10.1", "", http.StatusBadRequest, "address")
+	h.expectProblem(http.MethodGet, "/clients?state=all&username=alice", "", http.StatusBadRequest, "state")
 }

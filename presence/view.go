@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -14,8 +15,10 @@ type ChannelState struct {
 	ChannelID string
 	ClientID  string
 	ClientIP  string
-	Node      string
-	Epoch     string
+	// Username is the user name of the channel's CONNECT ("" when none).
+	Username string
+	Node     string
+	Epoch    string
 	// Open: connect seen and tcpclean not seen.
 	Open bool
 	// ConnectAt is the broker time of the connect (ms), 0 when not seen yet.
@@ -79,7 +82,17 @@ type openChannel struct {
 	id        string
 	node      string
 	epoch     string
+	username  string
+	addr      netip.Addr // the client's address; invalid when not recorded
 	connectAt int64
+}
+
+// newOpenChannel keeps what the list filters of an open channel read. The
+// address is parsed once here, not on every filtered listing.
+func newOpenChannel(s ChannelState) openChannel {
+	addr, _ := netip.ParseAddr(s.ClientIP)
+	return openChannel{id: s.ChannelID, node: s.Node, epoch: s.Epoch, username: s.Username,
+		addr: addr.Unmap(), connectAt: s.ConnectAt}
 }
 
 // NewView returns an empty view that holds at most offlineCap clients
@@ -128,7 +141,7 @@ func (v *View) Apply(states []ChannelState) []Change {
 		i := c.index(s.ChannelID)
 		switch {
 		case s.Open && i < 0:
-			c.open = append(c.open, openChannel{id: s.ChannelID, node: s.Node, epoch: s.Epoch, connectAt: s.ConnectAt})
+			c.open = append(c.open, newOpenChannel(s))
 			v.open++
 		case !s.Open && i >= 0:
 			c.open = append(c.open[:i], c.open[i+1:]...)
@@ -235,7 +248,7 @@ func (v *View) Load(states []ChannelState, asOfSeq int64) []Change {
 		}
 		c.lastEventAt = max(c.lastEventAt, s.LastEventAt)
 		if s.Open && c.index(s.ChannelID) < 0 {
-			c.open = append(c.open, openChannel{id: s.ChannelID, node: s.Node, epoch: s.Epoch, connectAt: s.ConnectAt})
+			c.open = append(c.open, newOpenChannel(s))
 			open++
 			if len(c.open) == 1 {
 				online++

@@ -2,6 +2,7 @@ package presence
 
 import (
 	"container/heap"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -18,23 +19,43 @@ type ListQuery struct {
 	Limit int
 	// Node keeps clients with an open channel on that broker node.
 	Node string
+	// Username keeps clients with an open channel connected with that
+	// user name.
+	Username string
+	// Network (when valid) keeps clients with an open channel from an
+	// address inside it, e.g. 10.1.0.0/16; a single address is a /32 or
+	// /128.
+	Network netip.Prefix
 	// ConnectedFrom and ConnectedTo (ms, broker clock; 0: unbounded) keep
 	// clients with an open channel connected in [ConnectedFrom,
-	// ConnectedTo). With Node, the same channel must match both.
+	// ConnectedTo). All filters must match the same channel.
 	ConnectedFrom, ConnectedTo int64
+}
+
+// Filtered reports whether q filters on the open channels, beyond the
+// client id prefix.
+func (q ListQuery) Filtered() bool {
+	return q.Node != "" || q.Username != "" || q.Network.IsValid() || q.ConnectedFrom != 0 || q.ConnectedTo != 0
 }
 
 // matches reports whether one of c's open channels passes q's filters.
 func (q ListQuery) matches(c *clientEntry) bool {
-	if q.Node == "" && q.ConnectedFrom == 0 && q.ConnectedTo == 0 {
+	if !q.Filtered() {
 		return true
 	}
 	for _, ch := range c.open {
-		if (q.Node == "" || ch.node == q.Node) && ch.connectAt >= q.ConnectedFrom && (q.ConnectedTo == 0 || ch.connectAt < q.ConnectedTo) {
+		if q.matchesChannel(ch) {
 			return true
 		}
 	}
 	return false
+}
+
+func (q ListQuery) matchesChannel(ch openChannel) bool {
+	return (q.Node == "" || ch.node == q.Node) &&
+		(q.Username == "" || ch.username == q.Username) &&
+		(!q.Network.IsValid() || q.Network.Contains(ch.addr)) &&
+		ch.connectAt >= q.ConnectedFrom && (q.ConnectedTo == 0 || ch.connectAt < q.ConnectedTo)
 }
 
 // List returns one page of the clients with an open channel (online, or

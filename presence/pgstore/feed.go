@@ -18,7 +18,7 @@ type querier interface {
 // presence.ChannelState, in the order scanStates reads them. A channel's
 // newest event time is the greatest of its per-event times (one event of
 // each type per channel).
-const feedColumns = `channel_id, client_id, coalesce(client_ip, ''), coalesce(node, ''), coalesce(epoch, ''),
+const feedColumns = `channel_id, client_id, coalesce(client_ip, ''), coalesce(username, ''), coalesce(node, ''), coalesce(epoch, ''),
     has_connect AND NOT has_tcpclean, coalesce(connect_at, 0), coalesce(tcpclean_at, 0),
     coalesce(greatest(connect_at, disconnect_at, tcpclean_at), 0), coalesce(reason, ''), last_seq`
 
@@ -106,7 +106,7 @@ func scanStates(rows pgx.Rows, states []presence.ChannelState) ([]presence.Chann
 		s      presence.ChannelState
 		reason string
 	)
-	_, err := pgx.ForEachRow(rows, []any{&s.ChannelID, &s.ClientID, &s.ClientIP, &s.Node, &s.Epoch,
+	_, err := pgx.ForEachRow(rows, []any{&s.ChannelID, &s.ClientID, &s.ClientIP, &s.Username, &s.Node, &s.Epoch,
 		&s.Open, &s.ConnectAt, &s.TCPCleanAt, &s.LastEventAt, &reason, &s.Seq}, func() error {
 		s.Reason = presence.Reason(reason)
 		states = append(states, s)
