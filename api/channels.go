@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"net/http"
+
+	"github.com/presenced/presenced/presence"
 )
 
 // clientItems is the body of the routes that list one client's records
@@ -16,8 +18,28 @@ type clientItems[T any] struct {
 // connection of the client with its evidence, open ones first, then the
 // most recently active; at most limit (default 100, up to 1000). A client
 // the store never heard of has no channels (200, empty).
+//
+// Where the process holds the broker (presenced serve), the open channel
+// its broker holds also carries the session's live counts.
 func (s *Server) handleChannels(w http.ResponseWriter, r *http.Request) {
-	writeClientItems(s, w, r, s.deps.Channels.Channels)
+	writeClientItems(s, w, r, s.channelsWithLive)
+}
+
+func (s *Server) channelsWithLive(ctx context.Context, clientID string, limit int) ([]presence.Channel, error) {
+	channels, err := s.deps.Channels.Channels(ctx, clientID, limit)
+	if err != nil || s.deps.Sessions == nil {
+		return channels, err
+	}
+	channelID, counts, ok := s.deps.Sessions.SessionCounts(clientID)
+	if !ok {
+		return channels, nil
+	}
+	for i := range channels {
+		if channels[i].Open && channels[i].ChannelID == channelID {
+			channels[i].Live = &counts
+		}
+	}
+	return channels, nil
 }
 
 // writeClientItems answers a GET of one client's records: the validated

@@ -59,6 +59,12 @@ type EventIngester interface {
 	Ingest(ctx context.Context, events []presence.Event) ([]presence.StoredEvent, error)
 }
 
+// SessionInspector reads what a connected client's session holds on the
+// broker this process runs (see mqttbroker.Server.SessionCounts).
+type SessionInspector interface {
+	SessionCounts(clientID string) (channelID string, counts presence.SessionCounts, ok bool)
+}
+
 // ReadinessChecker reports whether the database is reachable and migrated.
 type ReadinessChecker interface {
 	Ready(ctx context.Context) error
@@ -77,7 +83,10 @@ type Deps struct {
 	Refused  RefusedReader
 	// Kicker closes a client's connection; nil where this process holds
 	// no broker (DELETE /clients/{id}/connection then answers 501).
-	Kicker    Kicker
+	Kicker Kicker
+	// Sessions reads the live counts of a connected client's session; nil
+	// where this process holds no broker.
+	Sessions  SessionInspector
 	Ingester  EventIngester
 	Readiness ReadinessChecker
 }

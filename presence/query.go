@@ -48,6 +48,18 @@ type Channel struct {
 	CleanSession *bool  `json:"cleanSession,omitempty"`
 	TLSVersion   string `json:"tlsVersion,omitempty"`
 	TLSSubject   string `json:"tlsClientSubject,omitempty"`
+	// Live is what the open channel's session holds now, where the API
+	// runs beside the broker that holds it (presenced serve).
+	Live *SessionCounts `json:"live,omitempty"`
+}
+
+// SessionCounts are what a connected client's MQTT session holds at one
+// moment: its subscriptions, QoS 1 and 2 messages sent to it and not yet
+// acknowledged, and messages queued behind those.
+type SessionCounts struct {
+	Subscriptions int `json:"subscriptions"`
+	InFlight      int `json:"inFlight"`
+	Queued        int `json:"queued"`
 }
 
 // StoredEvent is an event as kept in the store, with the store's own

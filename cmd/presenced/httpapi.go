@@ -56,7 +56,7 @@ func newHTTPAPI(cfg config, db *database, kicker api.Kicker, log *slog.Logger) *
 		Registry:           registry,
 		Logger:             log.With("component", "api"),
 	}, api.Deps{Live: live, Channels: db.store, Nodes: db.store, History: db.store, Counter: db.store, Clients: db.store, Spans: db.store, Refused: db.store,
-		Ingester: apiIngester{db.store}, Readiness: db, Kicker: kicker})
+		Ingester: apiIngester{db.store}, Readiness: db, Kicker: kicker, Sessions: sessionInspector(kicker)})
 	a.server = &http.Server{
 		Handler: a.api,
 		// No ReadTimeout or WriteTimeout: they would end /stream. The API
@@ -111,4 +111,23 @@ func (k *lateKicker) Kick(ctx context.Context, clientID string, discardWill bool
 		return "", false, nil // not started yet: it holds no client
 	}
 	return b.Kick(ctx, clientID, discardWill)
+}
+
+// SessionCounts reads a connected client's session on the serve mode's
+// broker.
+func (k *lateKicker) SessionCounts(clientID string) (string, presence.SessionCounts, bool) {
+	b := k.broker.Load()
+	if b == nil {
+		return "", presence.SessionCounts{}, false
+	}
+	return b.SessionCounts(clientID)
+}
+
+// sessionInspector is the live-counts reader of the broker behind kicker,
+// where the process holds one (serve: lateKicker); nil otherwise.
+func sessionInspector(kicker api.Kicker) api.SessionInspector {
+	if in, ok := kicker.(api.SessionInspector); ok {
+		return in
+	}
+	return nil
 }
