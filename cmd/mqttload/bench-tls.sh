@@ -7,6 +7,10 @@
 #
 #   cmd/mqttload/bench-tls.sh     # from the repository root; a few minutes
 #
+# presenced runs twice: `serve` (outbox, consumer and private PostgreSQL:
+# every event stored) and `broker` (outbox only, forwarding to the RocketMQ
+# test double), which separates the cost of TLS from the cost of storing.
+#
 # The clients run in the mqttload process, so each broker holds one
 # descriptor per connection. Raw output goes to $OUT/raw.txt.
 set -euo pipefail
@@ -15,10 +19,13 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 CONNECTS=${CONNECTS:-5000}
 WORKERS=${WORKERS:-50}
 ROUNDS=${ROUNDS:-1}
+KEY=${KEY:-rsa}
 MOSQ_PORT=${MOSQ_PORT:-28883}
 PRES_MQTT_PORT=${PRES_MQTT_PORT:-21894}
 PRES_MQTTS_PORT=${PRES_MQTTS_PORT:-28884}
 PRES_HTTP_PORT=${PRES_HTTP_PORT:-21890}
+FAKE_NAMESRV_PORT=${FAKE_NAMESRV_PORT:-19887}
+FAKE_BROKER_PORT=${FAKE_BROKER_PORT:-10922}
 OUT=${OUT:-$(mktemp -d /tmp/mqttbench-tls.XXXXXX)}
 
 cd "$(dirname "$0")/../.."
@@ -30,11 +37,22 @@ RAW=$OUT/raw.txt
 echo "building into $OUT" >&2
 go build -o "$OUT/presenced" ./cmd/presenced
 go build -o "$OUT/mqttload" ./cmd/mqttload
+go build -o "$OUT/rocketmqfake" ./test/rocketmqfake/cmd/rocketmqfake
 LOAD=$OUT/mqttload
 
-# RSA-2048 CA and server certificate for 127.0.0.1.
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$OUT/ca.key" -out "$OUT/ca.pem" -days 2 -subj /CN=bench-ca 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -keyout "$OUT/server.key" -out "$OUT/server.csr" -subj /CN=127.0.0.1 2>/dev/null
+# CA and server certificate for 127.0.0.1: RSA-2048 (KEY=rsa, the
+# default) or ECDSA P-256 (KEY=ec), whose signature per handshake costs a
+# fraction of RSA's in either broker.
+case "$KEY" in
+rsa) NEWKEY=rsa:2048 ;;
+ec)
+	openssl ecparam -name prime256v1 -out "$OUT/p256.pem"
+	NEWKEY=ec:$OUT/p256.pem
+	;;
+*) echo "bench-tls.sh: KEY must be rsa or ec" >&2; exit 2 ;;
+esac
+openssl req -x509 -newkey "$NEWKEY" -nodes -keyout "$OUT/ca.key" -out "$OUT/ca.pem" -days 2 -subj /CN=bench-ca 2>/dev/null
+openssl req -newkey "$NEWKEY" -nodes -keyout "$OUT/server.key" -out "$OUT/server.csr" -subj /CN=127.0.0.1 2>/dev/null
 printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$OUT/san.ext"
 openssl x509 -req -in "$OUT/server.csr" -CA "$OUT/ca.pem" -CAkey "$OUT/ca.key" -CAcreateserial \
 	-out "$OUT/server.pem" -days 2 -extfile "$OUT/san.ext" 2>/dev/null
@@ -78,9 +96,26 @@ start_presenced() {
 	echo "bench-tls.sh: presenced did not start; see $OUT/presenced.log" >&2
 	exit 1
 }
+FAKE_PID=
+start_presenced_broker() {
+	rm -rf "$OUT/data"
+	"$OUT/rocketmqfake" -namesrv-addr 127.0.0.1:$FAKE_NAMESRV_PORT -broker-addr 127.0.0.1:$FAKE_BROKER_PORT >>"$OUT/fake.log" 2>&1 &
+	FAKE_PID=$!
+	wait_port "$FAKE_NAMESRV_PORT"
+	"$OUT/presenced" broker --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT --http-addr 127.0.0.1:$PRES_HTTP_PORT \
+		--mqtts-addr 127.0.0.1:$PRES_MQTTS_PORT --mqtt-tls-cert "$OUT/server.pem" --mqtt-tls-key "$OUT/server.key" \
+		--rocketmq-namesrv 127.0.0.1:$FAKE_NAMESRV_PORT --data-dir "$OUT/data" --node bench >>"$OUT/presenced-broker.log" 2>&1 &
+	BROKER_PID=$!
+	wait_port "$PRES_MQTTS_PORT"
+}
 stop_broker() {
 	kill "$BROKER_PID" 2>/dev/null || true
 	wait "$BROKER_PID" 2>/dev/null || true
+	if [ -n "$FAKE_PID" ]; then
+		kill "$FAKE_PID" 2>/dev/null || true
+		wait "$FAKE_PID" 2>/dev/null || true
+		FAKE_PID=
+	fi
 }
 trap stop_broker EXIT
 
@@ -95,5 +130,6 @@ for _ in $(seq "$ROUNDS"); do
 	run_one mosquitto start_mosquitto "$MOSQ_PORT" "$OUT/mosquitto.conf"
 	run_one mosquitto-nodelay start_mosquitto "$MOSQ_PORT" "$OUT/mosquitto-nodelay.conf"
 	run_one presenced start_presenced "$PRES_MQTTS_PORT"
+	run_one presenced-broker start_presenced_broker "$PRES_MQTTS_PORT"
 done
 echo "raw results: $RAW" >&2
