@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -10,9 +11,10 @@ import (
 // httpMetrics are the API's own metrics; the broker's, the consumer's and
 // the runtime's are registered on the same registry by cmd/presenced.
 type httpMetrics struct {
-	duration *prometheus.HistogramVec
-	inFlight prometheus.Gauge
-	ingested *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	observers sync.Map // observerKey → prometheus.Observer (see observer)
+	inFlight  prometheus.Gauge
+	ingested  *prometheus.CounterVec
 }
 
 // latencyBuckets reach down to 50µs: lookups answered from the view take

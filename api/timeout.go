@@ -12,14 +12,39 @@ import (
 // ReadTimeout or WriteTimeout, because those would also end /stream.
 func (s *Server) deadlines(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		deadline := time.Now().Add(s.cfg.RequestTimeout + 5*time.Second)
-		if r.Body != nil && r.Body != http.NoBody {
-			_ = rc.SetReadDeadline(deadline)
+		conn := connDeadlines(w)
+		if conn != nil {
+			deadline := time.Now().Add(s.cfg.RequestTimeout + 5*time.Second)
+			if r.Body != nil && r.Body != http.NoBody {
+				_ = conn.SetReadDeadline(deadline)
+			}
+			_ = conn.SetWriteDeadline(deadline)
 		}
-		_ = rc.SetWriteDeadline(deadline)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// deadliner is what net/http's response writer offers to set the
+// connection's deadlines.
+type deadliner interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
+// connDeadlines finds the deadline setter under the middlewares' wrappers,
+// as http.ResponseController does, without allocating one per request; nil
+// when there is none (httptest's recorder).
+func connDeadlines(w http.ResponseWriter) deadliner {
+	for {
+		if d, ok := w.(deadliner); ok {
+			return d
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return nil
+		}
+		w = u.Unwrap()
+	}
 }
 
 // timeout bounds the work of a request that queries the store: its context
