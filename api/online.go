@@ -20,7 +20,8 @@ func (s *Server) handleOnline(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if r.URL.Query().Has("at") {
+	// RawQuery first: parsing an absent query would still allocate its map.
+	if r.URL.RawQuery != "" && r.URL.Query().Has("at") {
 		s.handleOnlineAt(w, r, clientID)
 		return
 	}
