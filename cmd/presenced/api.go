@@ -51,6 +51,10 @@ func runAPI(ctx context.Context, args []string, getenv func(string) string, stde
 	// or consumer of that node runs any more.
 	life.add(component{name: "lease monitor", run: leaseMonitor(db.store, cfg, "", log).Run})
 	life.add(retention(db.store, cfg.Retention, time.Now, web.registry, log))
+	// Webhooks (webhookconfig.go): one process at a time delivers each hook.
+	if webhooks := webhookComponent(cfg.Webhooks, db.store, cfg.Node+"/api/"+newEpoch(), web.registry, log); webhooks != nil {
+		life.add(*webhooks)
+	}
 	life.add(httpComponent(web.server, listener))
 	log.Info("listening", "http", listener.Addr().String())
 	err = life.run(ctx, cfg.ShutdownWait)

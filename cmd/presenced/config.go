@@ -46,6 +46,8 @@ type config struct {
 	// Listen is MQTT over WebSocket and the PROXY protocol (see
 	// listenconfig.go).
 	Listen listenConfig
+	// Webhooks of serve and api (see webhookconfig.go).
+	Webhooks webhookConfig
 
 	// Node liveness (see nodes.go).
 	NodeLease       time.Duration
@@ -179,6 +181,9 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	if name != "migrate" {
 		registerTLSFlags(f, &c.TLS, name)
 	}
+	if name == "serve" || name == "api" {
+		registerWebhookFlags(f, &c.Webhooks)
+	}
 	if err := refuseUnused(name, unused.fs, args); err != nil {
 		return c, err
 	}
@@ -222,6 +227,9 @@ func (c config) validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.Listen.validate()...)
+	if c.Webhooks.offered() {
+		errs = append(errs, c.Webhooks.validate()...)
+	}
 	if err := validateNodeTimes(c); err != nil {
 		errs = append(errs, err)
 	}

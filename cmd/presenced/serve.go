@@ -103,6 +103,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	life.add(pumpComponent(pump, box, log))
 	life.add(component{name: "lease monitor", run: leaseMonitor(db.store, cfg, cfg.Node, log).Run})
 	life.add(retention(db.store, cfg.Retention, time.Now, web.registry, log))
+	// Webhooks (webhookconfig.go): one process at a time delivers each hook.
+	if webhooks := webhookComponent(cfg.Webhooks, db.store, cfg.Node+"/"+epoch, web.registry, log); webhooks != nil {
+		life.add(*webhooks)
+	}
 	// The new epoch is announced before clients are accepted, so the
 	// channels a previous process of this node left open are fenced first.
 	addReporter(life, reporter)
