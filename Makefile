@@ -38,9 +38,9 @@ postgres:
 	fi
 
 # testdeps installs the programs the end-to-end tests drive (mosquitto and
-# its clients, haproxy, openssl) from apt, only those whose binary is
-# missing. Under CI=true a test fails instead of skipping when one is absent.
-TESTDEPS := /usr/sbin/mosquitto:mosquitto mosquitto_pub:mosquitto-clients mosquitto_sub:mosquitto-clients haproxy:haproxy openssl:openssl
+# its clients, haproxy, openssl, chromium for the dashboard) from apt, only
+# those whose binary is missing. Under CI=true a test fails instead of skipping when one is absent.
+TESTDEPS := /usr/sbin/mosquitto:mosquitto mosquitto_pub:mosquitto-clients mosquitto_sub:mosquitto-clients haproxy:haproxy openssl:openssl chromium:chromium
 
 testdeps:
 	@missing=""; for dep in $(TESTDEPS); do \

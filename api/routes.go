@@ -9,8 +9,9 @@ import (
 // routes is the one place that lists every route of the API. openapi.json
 // describes exactly these (TestOpenAPIMatchesRoutes walks the router).
 //
-// /healthz, /readyz, /metrics and /openapi.json are never authenticated:
-// probes and scrapers carry no tokens, and none of them reveals a client.
+// /healthz, /readyz, /metrics, /openapi.json and the /ui/ dashboard files
+// are never authenticated: probes and scrapers carry no tokens, and none
+// of them reveals a client.
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.recoverer, s.instrument)
@@ -21,6 +22,15 @@ func (s *Server) routes() http.Handler {
 	r.Get("/readyz", s.handleReadyz)
 	r.Get("/metrics", s.handleMetrics)
 	r.Get("/openapi.json", s.handleOpenAPI)
+	// The dashboard (api/ui.go) is static and holds no data, so it loads
+	// without a token; the calls it makes carry the token it asks for.
+	r.Group(func(r chi.Router) {
+		r.Use(s.limitInFlight, s.deadlines)
+		r.Get("/ui", s.redirectToUI)
+		r.Get("/ui/", s.handleUIFile("index.html"))
+		r.Get("/ui/app.js", s.handleUIFile("app.js"))
+		r.Get("/ui/app.css", s.handleUIFile("app.css"))
+	})
 
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate(scopeRead))
