@@ -114,7 +114,12 @@ var flagUsers = map[string][]string{
 	"node-grace":        {"serve", "api", "consumer"},
 	"lease-check-every": {"serve", "api", "consumer"},
 	"database-url":      {"serve", "api", "consumer", "migrate"},
+	"http-addr":         {"serve", "broker", "consumer", "api"},
+	"shutdown-timeout":  {"serve", "broker", "consumer", "api"},
 }
+
+// apiCommands serve the HTTP API, and take its flags (registerAPIFlags).
+var apiCommands = []string{"serve", "api"}
 
 // refuseUnused turns a common flag the command does not use, given on its
 // command line, into a usage error that says which commands take it.
@@ -127,10 +132,22 @@ func refuseUnused(command string, unused *flag.FlagSet, args []string) error {
 		if !strings.HasPrefix(a, "-") || unused.Lookup(flagName) == nil {
 			continue
 		}
+		users := flagUsers[flagName]
+		if users == nil { // not a common flag of the table: one of the API's
+			users = apiCommands
+		}
 		return usageError{fmt.Errorf("presenced %s does not use --%s: it is a flag of %s", command, flagName,
-			strings.Join(flagUsers[flagName], " and "))}
+			joinAnd(users))}
 	}
 	return nil
+}
+
+// joinAnd lists words as "a, b and c".
+func joinAnd(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
 }
 
 // parseServeConfig reads the flags of "presenced serve" and their
@@ -151,14 +168,14 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 		return f
 	}
 	offer("mqtt-addr").String(&c.MQTTAddr, "mqtt-addr", ":1883", "MQTT listen address")
-	f.String(&c.HTTPAddr, "http-addr", ":8080", "HTTP API listen address")
+	offer("http-addr").String(&c.HTTPAddr, "http-addr", ":8080", "HTTP API listen address")
 	offer("database-url").String(&c.DatabaseURL, "database-url", "", "PostgreSQL URL; empty starts a private PostgreSQL cluster under --data-dir")
 	f.String(&c.DataDir, "data-dir", defaultDataDir(getenv), "directory for the private PostgreSQL cluster and local state")
 	offer("node").String(&c.Node, "node", defaultNode(), "broker node id, stable across restarts")
 	f.String(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.String(&c.LogFormat, "log-format", "text", "log format: text or json")
 	offer("batch-size").Int(&c.BatchSize, "batch-size", 1000, "most events applied to the store in one transaction")
-	f.Duration(&c.ShutdownWait, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
+	offer("shutdown-timeout").Duration(&c.ShutdownWait, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
 	offer("connect-timeout").Duration(&c.ConnectTimeout, "connect-timeout", 10*time.Second, "how long a new MQTT connection may take to send CONNECT")
 	offer("allow-anonymous").String(&c.AllowAnonymous, "allow-anonymous", "auto", "accept MQTT clients without credentials: true, false, or auto (only while the MQTT listener is on loopback)")
 	offer("node-lease").Duration(&c.NodeLease, "node-lease", 30*time.Second, "a broker node silent for this long has its clients answered as unknown")
@@ -166,7 +183,13 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	offer("heartbeat-every").Duration(&c.HeartbeatEvery, "heartbeat-every", 5*time.Second, "how often a broker node reports that it is alive")
 	offer("reconcile-every").Duration(&c.ReconcileEvery, "reconcile-every", 30*time.Second, "how often a broker node reports the channels it holds, repairing lost tcpclean events (0: never)")
 	offer("lease-check-every").Duration(&c.LeaseCheckEvery, "lease-check-every", time.Second, "how often node leases are checked")
-	registerAPIFlags(f, &c.API)
+	// The API's flags belong to the commands that serve it; the others'
+	// HTTP listener serves only /healthz, /readyz and /metrics.
+	apiFlags := unused
+	if slices.Contains(apiCommands, name) {
+		apiFlags = f
+	}
+	registerAPIFlags(apiFlags, &c.API)
 	registerDurabilityFlags(f, &c.Durability, name)
 	if name == "serve" || name == "consumer" || name == "api" {
 		registerRetentionFlags(f, &c.Retention)
