@@ -8,27 +8,63 @@ import (
 	"github.com/presenced/presenced/presence"
 )
 
-// Kicker closes a client's connection on the broker this process holds
-// (see mqttbroker.Server.Kick).
+// Kicker closes a client's connection on whichever broker node holds it:
+// directly where this process holds the broker (presenced serve, see
+// mqttbroker.Server.Kick), through a command on RocketMQ's control topic
+// where it does not (presenced api). found is false when the client has
+// no connection to close.
 type Kicker interface {
-	Kick(ctx context.Context, clientID string, discardWill bool) (channelID string, ok bool, err error)
+	Kick(ctx context.Context, clientID string, discardWill bool) (result KickResult, found bool, err error)
+}
+
+// KickResult says what became of a kick.
+type KickResult struct {
+	// ChannelID and Node name the connection kicked (with several open
+	// channels, the newest; Channels lists them all).
+	ChannelID string
+	Node      string
+	// Acknowledged says the connection is known to be closed with reason
+	// api_disconnect: in serve, once its tcpclean was emitted; in the
+	// scale-out topology, once the store shows it, within a bounded wait.
+	Acknowledged bool
+	// Detail explains an unacknowledged kick.
+	Detail string
+	// Channels lists every channel a command went to, when more than one.
+	Channels []KickedChannel
+}
+
+// KickedChannel is one channel a kick command went to.
+type KickedChannel struct {
+	ChannelID    string `json:"channelId"`
+	Node         string `json:"node"`
+	Acknowledged bool   `json:"acknowledged"`
 }
 
 // kickResponse is the body of a 202 to DELETE /clients/{clientId}/connection.
 type kickResponse struct {
-	ClientID  string `json:"clientId"`
-	ChannelID string `json:"channelId"`
+	ClientID     string `json:"clientId"`
+	ChannelID    string `json:"channelId"`
+	Node         string `json:"node"`
+	Acknowledged bool   `json:"acknowledged"`
 	// DiscardedWill says the client's will was dropped, not published.
-	DiscardedWill bool `json:"discardedWill"`
+	DiscardedWill bool            `json:"discardedWill"`
+	Detail        string          `json:"detail,omitempty"`
+	Channels      []KickedChannel `json:"channels,omitempty"`
 }
 
 // handleKick answers DELETE /clients/{clientId}/connection?discardWill=:
-// the broker closes the client's connection with reason api_disconnect,
-// and 202 names the channel — its tcpclean has been emitted and reaches
-// the store as every event does. 404 when the client is not connected to
-// this process's broker; 501 where this process holds no broker (presenced
-// api and consumer: the command would have to reach the broker nodes
-// through RocketMQ, which is not built).
+// the broker node holding the connection closes it with reason
+// api_disconnect, and 202 names the channel and node. In presenced serve
+// the broker is in this process and acknowledged is always true (the
+// tcpclean has been emitted). In presenced api the client's open channels
+// come from the store, a kick command goes to every broker through
+// RocketMQ's control topic (only the named node acts, only on that
+// channel), and the answer waits a bounded time (--rocketmq-kick-wait) for
+// the store to show the channel closed: acknowledged is false, with a
+// detail, when the wait ends first — the node may be down, or the command
+// still on its way. 404 when the client has no open connection; 501 where
+// this process can reach no broker (presenced api without
+// --rocketmq-namesrv, presenced consumer).
 func (s *Server) handleKick(w http.ResponseWriter, r *http.Request) {
 	clientID, err := s.clientIDParam(r)
 	if err != nil {
@@ -44,17 +80,18 @@ func (s *Server) handleKick(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.deps.Kicker == nil {
 		s.writeProblem(w, Problem{Status: http.StatusNotImplemented, Instance: r.URL.Path,
-			Detail: "this process holds no MQTT broker: kick through presenced serve, or on the broker node that holds the client (scale-out through RocketMQ is not built yet)"})
+			Detail: "this process holds no MQTT broker and has no RocketMQ control topic to reach one: start presenced api with --rocketmq-namesrv, or kick through presenced serve"})
 		return
 	}
-	channelID, ok, err := s.deps.Kicker.Kick(r.Context(), clientID, discardWill)
+	res, ok, err := s.deps.Kicker.Kick(r.Context(), clientID, discardWill)
 	switch {
 	case err != nil:
-		s.writeError(w, r, presence.Errorf(presence.EUNAVAILABLE, "closing the connection of %s did not finish in time: %v", clientID, err))
+		s.writeError(w, r, presence.Errorf(presence.EUNAVAILABLE, "closing the connection of %s did not finish: %v", clientID, err))
 	case !ok:
 		s.writeProblem(w, Problem{Status: http.StatusNotFound, Instance: r.URL.Path,
-			Detail: "client " + strconv.Quote(clientID) + " is not connected to this broker"})
+			Detail: "client " + strconv.Quote(clientID) + " is not connected (no open connection)"})
 	default:
-		writeJSON(w, http.StatusAccepted, kickResponse{ClientID: clientID, ChannelID: channelID, DiscardedWill: discardWill})
+		writeJSON(w, http.StatusAccepted, kickResponse{ClientID: clientID, ChannelID: res.ChannelID, Node: res.Node,
+			Acknowledged: res.Acknowledged, DiscardedWill: discardWill, Detail: res.Detail, Channels: res.Channels})
 	}
 }

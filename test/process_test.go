@@ -119,7 +119,9 @@ func (p *proc) start(extraArgs ...string) {
 		p.cmd = exec.Command(presencedBin, args...)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	p.cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, p.Env...)
+	// HOME in the data directory: the RocketMQ client keeps a broadcasting
+	// consumer's offsets under $HOME, which must not land in the test tree.
+	p.cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + p.DataDir}, p.Env...)
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatalf("start presenced %s: %v", command, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,10 +60,12 @@ func startRMQPath(t *testing.T, dbURL string, env ...string) *rmqPath {
 		t.Cleanup(r.fake.Stop)
 		r.namesrv = r.fake.NamesrvAddr()
 	}
-	rmqArgs := []string{"--rocketmq-namesrv", r.namesrv, "--rocketmq-topic", r.topic, "--rocketmq-consumer-group", r.group}
+	// Each command takes only the flags it uses (the consumer group is the consumer's).
+	rmqArgs := []string{"--rocketmq-namesrv", r.namesrv, "--rocketmq-topic", r.topic}
 	r.broker = &proc{t: t, Command: "broker", MQTTAddr: freeAddr(t), HTTPAddr: freeAddr(t), Node: "broker-" + name, DataDir: t.TempDir(), Args: rmqArgs, Env: env}
 	r.broker.start()
-	r.consumer = &proc{t: t, Command: "consumer", HTTPAddr: freeAddr(t), DBURL: dbURL, DataDir: t.TempDir(), Args: rmqArgs, Env: env}
+	r.consumer = &proc{t: t, Command: "consumer", HTTPAddr: freeAddr(t), DBURL: dbURL, DataDir: t.TempDir(),
+		Args: append(slices.Clone(rmqArgs), "--rocketmq-consumer-group", r.group), Env: env}
 	r.consumer.start()
 	r.api = &proc{t: t, Command: "api", HTTPAddr: freeAddr(t), DBURL: dbURL, DataDir: t.TempDir(), Env: env}
 	r.api.start()

@@ -11,7 +11,9 @@ import (
 // runAPI runs the HTTP API alone ("presenced api") against a shared
 // database, for scaling reads out: its view follows the store's change
 // feed exactly as in "serve", so every API process gives the same answer
-// within milliseconds of a commit. POST /events works here too.
+// within milliseconds of a commit. POST /events works here too; with
+// --rocketmq-namesrv, DELETE /clients/{id}/connection reaches the broker
+// nodes through RocketMQ's control topic.
 func runAPI(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := parseServeConfig("api", args, getenv, stderr)
 	if err != nil {
@@ -40,7 +42,11 @@ func runAPI(ctx context.Context, args []string, getenv func(string) string, stde
 	if listener, err = certs.wrapHTTP(listener); err != nil {
 		return life.abort(err)
 	}
-	web := newHTTPAPI(cfg, db, nil, log)
+	kicker, err := newAPIKicker(cfg, db, life)
+	if err != nil {
+		return life.abort(err)
+	}
+	web := newHTTPAPI(cfg, db, kicker, log)
 	db.registerMetrics(web.registry)
 	web.registry.MustRegister(certs)
 	life.add(certs.component())

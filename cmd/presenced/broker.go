@@ -11,6 +11,7 @@ import (
 	"github.com/presenced/presenced/consumer/outbox"
 	"github.com/presenced/presenced/consumer/rocketmq"
 	"github.com/presenced/presenced/mqttbroker"
+	"github.com/presenced/presenced/presence"
 )
 
 // runBroker runs the MQTT broker alone ("presenced broker"): every
@@ -18,7 +19,9 @@ import (
 // --data-dir before the broker acts on it (a CONNACK is sent only once the
 // connect event is on disk), and forwarded in order to RocketMQ. When
 // RocketMQ is unreachable the outbox grows, and drains when it returns; a
-// restart resumes from what was not acknowledged.
+// restart resumes from what was not acknowledged. Refused CONNECTs go to
+// RocketMQ best-effort (tag "refused"), and the kick commands of the
+// control topic close the connections they name on this node.
 func runBroker(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := parseServeConfig("broker", args, getenv, stderr)
 	if err != nil {
@@ -56,6 +59,24 @@ func runBroker(ctx context.Context, args []string, getenv func(string) string, s
 		return life.abort(err)
 	}
 
+	reg := prometheus.NewRegistry()
+	// Refused connects go to RocketMQ best-effort, beside the outbox and
+	// not through it: nothing was acknowledged for them (see refused.go).
+	publisher, err := rocketmq.NewPublisher(rocketmq.PublisherConfig{
+		NameServers:   cfg.RocketMQ.nameServers(),
+		ProducerGroup: cfg.RocketMQ.ProducerGroup,
+		AccessKey:     cfg.RocketMQ.AccessKey,
+		SecretKey:     cfg.RocketMQ.SecretKey,
+	})
+	if err != nil {
+		return life.abort(err)
+	}
+	life.add(publisherComponent(publisher))
+	refused := newRefusedForwarder(func(ctx context.Context, batch []presence.RefusedConnect) error {
+		return publisher.SendRefused(ctx, cfg.RocketMQ.Topic, batch)
+	}, reg, log)
+	life.add(refused.component())
+
 	writer := outboxWriter{box}
 	reporter := &consumer.NodeReporter{
 		Node: cfg.Node, Epoch: epoch, Generation: nodeGeneration(cfg.DataDir, log),
@@ -68,11 +89,26 @@ func runBroker(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	certs.configureBroker(&brokerConfig, cfg.AllowAnonymous)
 	front.configureBroker(&brokerConfig, cfg.AllowAnonymous)
+	brokerConfig.OnRefused = refused.offer
 	broker := mqttbroker.New(brokerConfig, reporter.Stamp(writer.event))
 	reporter.OpenChannels = broker.OpenChannels
+	kicks := &nodeKicks{node: cfg.Node, broker: broker, log: log.With("component", "kick")}
+	control, err := rocketmq.NewControlConsumer(rocketmq.ControlConfig{
+		NameServers: cfg.RocketMQ.nameServers(),
+		Group:       cfg.RocketMQ.ControlGroup,
+		Topic:       cfg.RocketMQ.ControlTopic,
+		AccessKey:   cfg.RocketMQ.AccessKey,
+		SecretKey:   cfg.RocketMQ.SecretKey,
+		Kick:        kicks.kick,
+		Now:         hooks.now,
+		Log:         log,
+	})
+	if err != nil {
+		return life.abort(err)
+	}
+	kicks.control = control
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(brokerCollector{stats: broker.Stats}, outboxCollector{box: box}, forwarderCollector{forwarder: forwarder}, certs, front)
+	reg.MustRegister(kicks, brokerCollector{stats: broker.Stats}, outboxCollector{box: box}, forwarderCollector{forwarder: forwarder}, certs, front)
 	ops := opsServer(func(context.Context) error { return nil }, reg, log)
 
 	life.add(httpComponent(ops, httpListener))
@@ -82,6 +118,8 @@ func runBroker(ctx context.Context, args []string, getenv func(string) string, s
 	life.add(brokerComponent(broker, mqttListener))
 	certs.addMQTTS(life, broker)
 	front.addWS(life, broker)
+	// Commands act on the broker: they start after it and stop before it.
+	life.add(component{name: "rocketmq control consumer", run: control.Run})
 	log.Info("listening", append([]any{"mqtt", mqttListener.Addr().String(), "http", httpListener.Addr().String()}, append(certs.listening(), front.listening()...)...)...)
 	err = life.run(ctx, cfg.ShutdownWait)
 	log.Info("stopped")
@@ -102,6 +140,12 @@ func forwarderComponent(forwarder *rocketmq.Forwarder, box *outbox.Outbox, log *
 			return nil
 		},
 	}
+}
+
+// publisherComponent closes the publisher once what sends through it
+// (added after it) has stopped.
+func publisherComponent(p *rocketmq.Publisher) component {
+	return component{name: "rocketmq publisher", stop: func(context.Context) error { return p.Close() }}
 }
 
 // outboxSource adapts the outbox to the forwarder's Source.

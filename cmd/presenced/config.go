@@ -115,7 +115,16 @@ var flagUsers = map[string][]string{
 	"lease-check-every": {"serve", "api", "consumer"},
 	"database-url":      {"serve", "api", "consumer", "migrate"},
 	"http-addr":         {"serve", "broker", "consumer", "api"},
-	"shutdown-timeout":  {"serve", "broker", "consumer", "api"},
+	// RocketMQ's, among broker, consumer and api (see rocketmqconfig.go).
+	"rocketmq-topic":            {"broker", "consumer"},
+	"rocketmq-per-group-topics": {"broker"},
+	"rocketmq-consume-topics":   {"consumer"},
+	"rocketmq-consumer-group":   {"consumer"},
+	"rocketmq-producer-group":   {"broker", "api"},
+	"rocketmq-control-topic":    {"broker", "api"},
+	"rocketmq-control-group":    {"broker"},
+	"rocketmq-kick-wait":        {"api"},
+	"shutdown-timeout":          {"serve", "broker", "consumer", "api"},
 }
 
 // apiCommands serve the HTTP API, and take its flags (registerAPIFlags).
@@ -194,8 +203,9 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	if name == "serve" || name == "consumer" || name == "api" {
 		registerRetentionFlags(f, &c.Retention)
 	}
-	if name == "broker" || name == "consumer" {
-		registerRocketMQFlags(f, &c.RocketMQ)
+	if name == "broker" || name == "consumer" || name == "api" {
+		registerRocketMQFlags(offer, &c.RocketMQ)
+		c.RocketMQ.optional = name == "api" // kick through RocketMQ only when configured
 	}
 	if name == "serve" || name == "broker" {
 		registerMQTTFlags(f, &c.MQTT)

@@ -21,7 +21,8 @@ import (
 // in one transaction through the same idempotent path as in "serve"; a
 // transient store error sends the batch back for redelivery; a message that
 // is not a valid event is parked in rejected_events and acknowledged. It
-// also checks the leases of broker nodes.
+// also stores the brokers' refused connects (tag "refused") and checks the
+// leases of broker nodes.
 func runConsumer(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := parseServeConfig("consumer", args, getenv, stderr)
 	if err != nil {
@@ -69,6 +70,9 @@ func runConsumer(ctx context.Context, args []string, getenv func(string) string,
 			return applier.ApplyOnce(ctx, events)
 		},
 		ApplyNode: nodes.ApplyOnce,
+		// Refused connects of the brokers (tag "refused"), through the
+		// store method serve uses.
+		ApplyRefused: db.store.RecordRefused,
 		Reject: func(ctx context.Context, source string, raw []byte, reason string) error {
 			err := db.store.RejectEvent(ctx, source, raw, reason)
 			if err == nil {
@@ -99,13 +103,21 @@ func runConsumer(ctx context.Context, args []string, getenv func(string) string,
 	return err
 }
 
-// retryLaterCollector exposes how often batches went back to RocketMQ.
+// retryLaterCollector exposes how often batches went back to RocketMQ,
+// and how many refused connects were stored.
 type retryLaterCollector struct{ stats *rocketmq.ConsumerStats }
 
-var rmqRetryLaterDesc = prometheus.NewDesc("presenced_consumer_retry_later_total", "Batches sent back to RocketMQ for redelivery.", nil, nil)
+var (
+	rmqRetryLaterDesc = prometheus.NewDesc("presenced_consumer_retry_later_total", "Batches sent back to RocketMQ for redelivery.", nil, nil)
+	rmqRefusedDesc    = prometheus.NewDesc("presenced_consumer_refused_connects_total", "Refused CONNECTs of the brokers (tag refused) stored for GET /clients/{id}/refused.", nil, nil)
+)
 
-func (c retryLaterCollector) Describe(ch chan<- *prometheus.Desc) { ch <- rmqRetryLaterDesc }
+func (c retryLaterCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- rmqRetryLaterDesc
+	ch <- rmqRefusedDesc
+}
 
 func (c retryLaterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(rmqRetryLaterDesc, prometheus.CounterValue, float64(c.stats.RetryLater.Load()))
+	ch <- prometheus.MustNewConstMetric(rmqRefusedDesc, prometheus.CounterValue, float64(c.stats.Refused.Load()))
 }

@@ -100,17 +100,20 @@ func newBuildInfo(version string) prometheus.Collector {
 func (a *httpAPI) runFollower(ctx context.Context) error { return a.follower.Run(ctx) }
 
 // lateKicker is the serve mode's Kicker: the API is built before the
-// broker, which is set once it exists.
+// broker, which is set once it exists. The kick is direct, so it is
+// acknowledged once the connection's tcpclean has been emitted.
 type lateKicker struct {
+	node   string
 	broker atomic.Pointer[mqttbroker.Server]
 }
 
-func (k *lateKicker) Kick(ctx context.Context, clientID string, discardWill bool) (string, bool, error) {
+func (k *lateKicker) Kick(ctx context.Context, clientID string, discardWill bool) (api.KickResult, bool, error) {
 	b := k.broker.Load()
 	if b == nil {
-		return "", false, nil // not started yet: it holds no client
+		return api.KickResult{}, false, nil // not started yet: it holds no client
 	}
-	return b.Kick(ctx, clientID, discardWill)
+	channelID, ok, err := b.Kick(ctx, clientID, discardWill)
+	return api.KickResult{ChannelID: channelID, Node: k.node, Acknowledged: ok && err == nil}, ok, err
 }
 
 // SessionCounts reads a connected client's session on the serve mode's

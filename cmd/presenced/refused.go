@@ -17,36 +17,50 @@ import (
 const (
 	refusedEvery   = 10 * time.Second // at most one record per client id this often
 	refusedClients = 10_000           // client ids remembered for that; the memory is cleared when full
-	refusedQueue   = 1024             // refusals waiting for the store; more are dropped
-	refusedBatch   = 100              // refusals written per statement
+	refusedQueue   = 1024             // refusals waiting to be written; more are dropped
+	refusedBatch   = 100              // refusals written per statement (or RocketMQ request)
 )
 
-// refusedRecorder keeps the broker's refused connects for the store
-// (serve mode; mqttbroker.Config.OnRefused): rate-limited per client id,
-// queued within a bound, written in batches. What does not fit is dropped
-// and counted: the record explains failures, it is not evidence of
-// presence, and nothing was acknowledged for it.
+// refusedRecorder keeps the broker's refused connects
+// (mqttbroker.Config.OnRefused) — for the store in serve mode, for
+// RocketMQ in broker mode: rate-limited per client id, queued within a
+// bound, written in batches. What does not fit is dropped and counted:
+// the record explains failures, it is not evidence of presence, and
+// nothing was acknowledged for it (so, unlike lifecycle events, it is
+// never durable before anything).
 type refusedRecorder struct {
-	store   *pgstore.Store
-	log     *slog.Logger
-	queue   chan presence.RefusedConnect
-	now     func() time.Time
-	written prometheus.Counter
-	dropped *prometheus.CounterVec
+	write     func(ctx context.Context, batch []presence.RefusedConnect) error
+	writeFail string // the dropped{why} label of a failed write
+	log       *slog.Logger
+	queue     chan presence.RefusedConnect
+	now       func() time.Time
+	written   prometheus.Counter
+	dropped   *prometheus.CounterVec
 
 	mu   sync.Mutex
 	last map[string]time.Time
 }
 
+// newRefusedRecorder records refused connects in the store (serve).
 func newRefusedRecorder(store *pgstore.Store, reg prometheus.Registerer, log *slog.Logger) *refusedRecorder {
-	r := &refusedRecorder{store: store, log: log.With("component", "refused connects"), now: time.Now,
+	return newRefusedQueue(store.RecordRefused, "store", "Refused CONNECTs stored for GET /clients/{id}/refused.", reg, log)
+}
+
+// newRefusedForwarder sends refused connects to RocketMQ (broker), where
+// presenced consumer stores them; send is rocketmq.Publisher.SendRefused
+// bound to the events topic.
+func newRefusedForwarder(send func(context.Context, []presence.RefusedConnect) error, reg prometheus.Registerer, log *slog.Logger) *refusedRecorder {
+	return newRefusedQueue(send, "send", "Refused CONNECTs sent to RocketMQ, for presenced consumer to store.", reg, log)
+}
+
+func newRefusedQueue(write func(context.Context, []presence.RefusedConnect) error, writeFail, help string, reg prometheus.Registerer, log *slog.Logger) *refusedRecorder {
+	r := &refusedRecorder{write: write, writeFail: writeFail, log: log.With("component", "refused connects"), now: time.Now,
 		queue: make(chan presence.RefusedConnect, refusedQueue), last: make(map[string]time.Time),
-		written: prometheus.NewCounter(prometheus.CounterOpts{Name: "presenced_refused_connects_recorded_total",
-			Help: "Refused CONNECTs stored for GET /clients/{id}/refused."}),
+		written: prometheus.NewCounter(prometheus.CounterOpts{Name: "presenced_refused_connects_recorded_total", Help: help}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "presenced_refused_connects_dropped_total",
-			Help: "Refused CONNECTs not stored: why=rate (another of the client id within 10s), full (queue full), invalid (no valid client id), store (the write failed)."}, []string{"why"}),
+			Help: "Refused CONNECTs not recorded: why=rate (another of the client id within 10s), full (queue full), invalid (no valid client id), " + writeFail + " (the write failed)."}, []string{"why"}),
 	}
-	for _, why := range []string{"rate", "full", "invalid", "store"} {
+	for _, why := range []string{"rate", "full", "invalid", writeFail} {
 		r.dropped.WithLabelValues(why)
 	}
 	reg.MustRegister(r.written, r.dropped)
@@ -99,11 +113,11 @@ func (r *refusedRecorder) component() component {
 				}
 			}
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := r.store.RecordRefused(wctx, batch)
+			err := r.write(wctx, batch)
 			cancel()
 			if err != nil {
-				r.dropped.WithLabelValues("store").Add(float64(len(batch)))
-				r.log.Warn("refused connects not stored", "count", len(batch), "err", err)
+				r.dropped.WithLabelValues(r.writeFail).Add(float64(len(batch)))
+				r.log.Warn("refused connects not recorded", "count", len(batch), "err", err)
 				continue
 			}
 			r.written.Add(float64(len(batch)))

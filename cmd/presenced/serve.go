@@ -58,7 +58,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return life.abort(err)
 	}
 
-	kicker := &lateKicker{}
+	kicker := &lateKicker{node: cfg.Node}
 	web := newHTTPAPI(cfg, db, kicker, log)
 	pipeline := newConsumerMetrics(web.registry)
 	applier := consumer.NewApplier(pipeline.observeBatches(db.apply), nil, log.With("component", "consumer"), time.Now)

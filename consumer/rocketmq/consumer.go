@@ -65,14 +65,23 @@ type ConsumerConfig struct {
 	// ApplyNode, when set, also subscribes to node reports (tag "node")
 	// and applies them after the lifecycle events of the same batch.
 	ApplyNode ApplyNodeFunc
-	Log       *slog.Logger
+	// ApplyRefused, when set, also subscribes to refused connects (tag
+	// "refused") and stores them after the batch's lifecycle events and
+	// node reports: they never take part in the online rule.
+	ApplyRefused ApplyRefusedFunc
+	Log          *slog.Logger
 }
+
+// ApplyRefusedFunc stores refused connects (pgstore's RecordRefused). An
+// error makes the batch come back later.
+type ApplyRefusedFunc func(ctx context.Context, refused []presence.RefusedConnect) error
 
 // ConsumerStats are the consumer's counters, for metrics.
 type ConsumerStats struct {
 	Batches     atomic.Uint64 // batches handed to the callback
 	Applied     atomic.Uint64 // valid events in batches applied successfully
 	Rejected    atomic.Uint64 // messages handed to Reject successfully
+	Refused     atomic.Uint64 // refused connects stored
 	RetryLater  atomic.Uint64 // batches sent back for redelivery
 	ApplyErrors atomic.Uint64
 }
@@ -215,12 +224,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
-// start creates, subscribes and starts a push consumer, retrying with
-// backoff while the client refuses to start (typically: a topic has no
-// route yet because nothing was ever sent to it).
+// start creates, subscribes and starts the push consumer.
 func (c *Consumer) start(ctx, applyCtx context.Context, addrs []string) (pushConsumer, error) {
-	backoff := presence.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
-	for {
+	pc, err := startRetrying(ctx, c.log, func() (pushConsumer, error) {
 		pc, err := c.newPushConsumer(addrs)
 		if err != nil {
 			return nil, err
@@ -232,14 +238,32 @@ func (c *Consumer) start(ctx, applyCtx context.Context, addrs []string) (pushCon
 				return nil, fmt.Errorf("rocketmq consumer: subscribe %s: %w", topic, err)
 			}
 		}
+		return pc, nil
+	})
+	if err == nil {
+		c.log.Info("consuming events from rocketmq", "topics", c.cfg.Topics, "instance", c.cfg.InstanceName, "nameServers", addrs)
+	}
+	return pc, err
+}
+
+// startRetrying starts the push consumer create returns (created and
+// subscribed), retrying with backoff while the client refuses to start
+// (typically: a topic has no route yet because nothing was ever sent to
+// it). An error of create ends it.
+func startRetrying(ctx context.Context, log *slog.Logger, create func() (pushConsumer, error)) (pushConsumer, error) {
+	backoff := presence.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
+	for {
+		pc, err := create()
+		if err != nil {
+			return nil, err
+		}
 		err = pc.Start()
 		if err == nil {
-			c.log.Info("consuming events from rocketmq", "topics", c.cfg.Topics, "instance", c.cfg.InstanceName, "nameServers", addrs)
 			return pc, nil
 		}
 		// A failed Start has shut the client down already.
 		if n := backoff.Failures(); n == 0 || n%10 == 9 {
-			c.log.Warn("rocketmq consumer cannot start; retrying", "err", err, "attempt", n+1)
+			log.Warn("rocketmq consumer cannot start; retrying", "err", err, "attempt", n+1)
 		}
 		if err := backoff.Wait(ctx); err != nil {
 			return nil, err
@@ -318,7 +342,17 @@ func (c *Consumer) consume(ctx context.Context, msgs []*primitive.MessageExt) er
 	origins := make([]*primitive.MessageExt, 0, len(msgs))
 	var rejects []poison
 	var nodes []presence.NodeEvent
+	var refusedConnects []presence.RefusedConnect
 	for _, m := range msgs {
+		if m.GetTags() == TagRefused && c.cfg.ApplyRefused != nil {
+			rc, err := DecodeRefused(m.Body)
+			if err != nil {
+				rejects = append(rejects, poison{m, err.Error()})
+				continue
+			}
+			refusedConnects = append(refusedConnects, rc)
+			continue
+		}
 		if m.GetTags() == TagNode && c.cfg.ApplyNode != nil {
 			n, err := presence.DecodeNodeEvent(m.Body)
 			if err != nil {
@@ -352,6 +386,15 @@ func (c *Consumer) consume(ctx context.Context, msgs []*primitive.MessageExt) er
 		if err := c.cfg.ApplyNode(ctx, n); err != nil {
 			return fmt.Errorf("apply node report %s/%s: %w", n.Node, n.Type, err)
 		}
+	}
+	// Refused connects last: the store keeps them without a natural key,
+	// so the fewer steps that can fail after them, the fewer duplicates a
+	// redelivery makes.
+	if len(refusedConnects) > 0 {
+		if err := c.cfg.ApplyRefused(ctx, refusedConnects); err != nil {
+			return fmt.Errorf("store %d refused connects: %w", len(refusedConnects), err)
+		}
+		c.Stats.Refused.Add(uint64(len(refusedConnects)))
 	}
 	for _, p := range rejects {
 		if err := c.cfg.Reject(ctx, source(p.msg), p.msg.Body, p.reason); err != nil {
@@ -405,10 +448,14 @@ func source(m *primitive.MessageExt) string {
 }
 
 // tags is the subscription expression: lifecycle events, and node reports
-// when they are applied.
+// and refused connects when they are applied.
 func (c *Consumer) tags() string {
+	tags := SubscriptionTags
 	if c.cfg.ApplyNode != nil {
-		return SubscriptionTags + "||" + TagNode
+		tags += "||" + TagNode
 	}
-	return SubscriptionTags
+	if c.cfg.ApplyRefused != nil {
+		tags += "||" + TagRefused
+	}
+	return tags
 }

@@ -7,7 +7,14 @@
 //     one configured topic or on Alibaba's per-group topics "<GroupId>_MQTT".
 //   - Consumer, on the consumer side, is a clustering push consumer that
 //     decodes each batch, parks poison messages through Reject, and applies
-//     the valid events in one call.
+//     the valid events in one call (and the brokers' refused connects, tag
+//     "refused", through ApplyRefused).
+//   - Publisher sends what is not a lifecycle event, once, best-effort:
+//     kick commands from presenced api to the control topic, refused
+//     connects from presenced broker to the events topic.
+//   - ControlConsumer, on every broker node, is a broadcasting push
+//     consumer of the control topic: each node receives every kick command,
+//     reading from its start time and dropping commands past their expiry.
 //
 // Delivery is at least once end to end: the forwarder acknowledges outbox
 // records only after RocketMQ stored them and resends on any doubt, and the
@@ -38,4 +45,12 @@
 //     default here (64) covers a store outage of about four days.
 //   - A real broker returns at most 32 messages per pull unless its
 //     maxTransferCountOnMessageInMemory is raised, which caps batches.
+//   - A broadcasting consumer keeps its offsets on the client, in
+//     $HOME/.rocketmq_client_go/<group>/<ip>@<instance>/offset.json (the
+//     directory comes from the environment variable
+//     rocketmq.client.localOffsetStoreDir, read at package init; relative
+//     to the working directory when HOME is unset). ControlConsumer removes
+//     its own file at shutdown and, at start, files untouched for 10
+//     minutes (left by killed processes). It has no retry topic: a failed
+//     message is not redelivered.
 package rocketmq

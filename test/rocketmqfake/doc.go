@@ -2,7 +2,11 @@
 // process (or one *Fake in a test) hosting a name server and a single master
 // broker on 127.0.0.1, speaking the remoting protocol well enough that the
 // real github.com/apache/rocketmq-client-go/v2 (v2.1.2) producer and
-// clustering push consumer work against it unchanged.
+// clustering push consumer work against it unchanged. Broadcasting push
+// consumers work too: the client keeps their offsets itself and asks the
+// broker only GET_MAX_OFFSET or SEARCH_OFFSET_BY_TIMESTAMP (per
+// ConsumeFromWhere) and PULL_MESSAGE, so every member of the group reads
+// every queue (consumer/rocketmq's ControlConsumer tests rely on it).
 //
 // # Use
 //
