@@ -161,8 +161,8 @@ func TestListClientsFilters(t *testing.T) {
 		e.ClientIP, e.Username = ip, user
 		return e
 	}
-	h.apply(from(on("f1", "c1", "n1", 1000), "10.1.2.3", "alice"), from(on("f2", "c2", "n2", 2000), "10.2.0.1", "bob"),
-		from(on("f3", "c3", "n1", 3000), "2001:db8::7", "alice"),
+	h.apply(from(on("f1", "c1", "n1", 1000), "10.1.2.3:50123", "alice"), from(on("f2", "c2", "n2", 2000), "10.2.0.1", "bob"),
+		from(on("f3", "c3", "n1", 3000), "[2001:db8::7]:40112", "alice"),
 		from(on("f4", "c4", "n2", 500), "10.1.9.9", "carol"), from(on("f4", "c5", "n1", 4000), "192.0.2.1", "bob"),
 		from(ev("f5", "c6", presence.EventConnect, 2500), "10.1.0.5", "alice"), ev("f5", "c6", presence.EventTCPClean, 2600))
 	ids := func(target string) string {

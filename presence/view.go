@@ -78,6 +78,17 @@ type clientEntry struct {
 	lastEventAt int64
 }
 
+// clientAddr is the address of an event's clientIp: the broker records
+// host and port ("203.0.113.7:52311", "[2001:db8::1]:40112"); other
+// producers may give the address alone. Invalid when it is neither.
+func clientAddr(clientIP string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(clientIP); err == nil {
+		return ap.Addr().Unmap()
+	}
+	addr, _ := netip.ParseAddr(clientIP)
+	return addr.Unmap()
+}
+
 type openChannel struct {
 	id        string
 	node      string
@@ -90,9 +101,9 @@ type openChannel struct {
 // newOpenChannel keeps what the list filters of an open channel read. The
 // address is parsed once here, not on every filtered listing.
 func newOpenChannel(s ChannelState) openChannel {
-	addr, _ := netip.ParseAddr(s.ClientIP)
+	addr := clientAddr(s.ClientIP)
 	return openChannel{id: s.ChannelID, node: s.Node, epoch: s.Epoch, username: s.Username,
-		addr: addr.Unmap(), connectAt: s.ConnectAt}
+		addr: addr, connectAt: s.ConnectAt}
 }
 
 // NewView returns an empty view that holds at most offlineCap clients
