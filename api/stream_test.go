@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,5 +171,91 @@ func TestStreamCap(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("second stream: %d, want 429", resp.StatusCode)
+	}
+}
+
+// TestStreamResumesExactlyWithConcurrentWriters has four writers store
+// connects at once, whose transactions commit in any order, while a
+// subscriber reads part of the stream and leaves; resuming with the id of
+// the last change it got, it receives every other change once: across both
+// streams every client came online exactly once, with ids in increasing
+// order.
+func TestStreamResumesExactlyWithConcurrentWriters(t *testing.T) {
+	h := newHarness(t)
+	s1 := h.openStream("/stream")
+	s1.nextEvent() // ready
+
+	const writers, perWriter = 4, 20 // within the ring of the harness (100)
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	var mu sync.Mutex
+	var newest int64
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWriter {
+				id := fmt.Sprintf("w%d-%d", w, i)
+				res, err := h.store.Apply(context.Background(), []presence.Event{ev(id, id, presence.EventConnect, 1)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				newest = max(newest, res.Applied[0].Seq)
+				mu.Unlock()
+			}
+		}()
+	}
+
+	seen := map[string]int{}
+	var ids []int64
+	take := func(e sseEvent) {
+		t.Helper()
+		c := decodeChange(t, e.Data)
+		id, err := strconv.ParseInt(e.ID, 10, 64)
+		if err != nil || id != c.Seq || !c.Online {
+			t.Fatalf("change %+v with id %q", c, e.ID)
+		}
+		seen[c.ClientID]++
+		ids = append(ids, id)
+	}
+	for range writers * perWriter / 2 {
+		take(s1.nextEvent())
+	}
+	s1.resp.Body.Close()
+	last := ids[len(ids)-1]
+
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !h.live.waitFor(ctx, newest) {
+		t.Fatal("view did not catch up within 10s")
+	}
+
+	s2 := h.openStream("/stream", "Last-Event-ID", strconv.FormatInt(last, 10))
+	for {
+		e := s2.nextEvent()
+		if e.Event == "ready" {
+			break
+		}
+		take(e)
+	}
+	if len(seen) != writers*perWriter {
+		t.Fatalf("%d clients came online over both streams, want %d", len(seen), writers*perWriter)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("client %s came online %d times", id, n)
+		}
+	}
+	for i := 1; i < len(ids); i++ {
+		if ids[i] <= ids[i-1] {
+			t.Fatalf("id %d after %d", ids[i], ids[i-1])
+		}
 	}
 }

@@ -14,8 +14,10 @@ import (
 // whose presence.ErrorCode is EUNAVAILABLE is transient.
 type ApplyFunc func(ctx context.Context, events []presence.Event) ([]presence.StoredEvent, error)
 
-// AppliedFunc is told about newly stored events, in store order, after
-// their transaction committed (to keep in-memory views and streams current).
+// AppliedFunc is told about the newly stored events of one transaction,
+// in seq order, after it committed. With several writers (Pump.Writers,
+// Coalesce) it is called from each at once, in no order between them: what
+// must follow the store in order follows its change feed instead.
 type AppliedFunc func(applied []presence.StoredEvent)
 
 // Stats are the consumer's counters, for metrics.
@@ -36,7 +38,7 @@ type Stats struct {
 const attemptTimeout = 30 * time.Second
 
 // Applier applies batches to the store, reports what was new, and keeps
-// counters. It is shared by every source.
+// counters. It is shared by every source, and safe for concurrent writers.
 type Applier struct {
 	apply     ApplyFunc
 	onApplied AppliedFunc

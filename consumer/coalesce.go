@@ -8,24 +8,26 @@ import (
 )
 
 // Coalesce returns an ApplyFunc that merges the batches of concurrent
-// callers into one store transaction (group commit). The RocketMQ push
-// consumer hands over small batches (a broker returns at most 32 messages
-// per pull) from up to 20 goroutines at once; since the store serializes
-// transactions, applying them one by one caps throughput at a few hundred
-// transactions of 32 events. Merged, one transaction carries all that
-// waited meanwhile. Each caller gets back the newly stored events of its
-// own batch, or the merged transaction's error.
-func Coalesce(apply ApplyFunc) ApplyFunc {
-	c := &coalescer{apply: apply}
+// callers into store transactions (group commit), at most writers of them
+// at once (at least one). The RocketMQ push consumer hands over small
+// batches (a broker returns at most 32 messages per pull) from up to 20
+// goroutines at once; applying them one by one caps throughput at a few
+// hundred transactions of 32 events. Merged, each transaction carries all
+// that waited meanwhile, and writers transactions run side by side. Each
+// caller gets back the newly stored events of its own batch, or the error
+// of the transaction that carried it.
+func Coalesce(apply ApplyFunc, writers int) ApplyFunc {
+	c := &coalescer{apply: apply, writers: max(writers, 1)}
 	return c.Apply
 }
 
 type coalescer struct {
-	apply ApplyFunc
+	apply   ApplyFunc
+	writers int
 
 	mu      sync.Mutex
 	pending []*coalesced
-	leading bool // a caller is applying merged batches
+	leaders int // callers applying merged batches
 }
 
 type coalesced struct {
@@ -43,26 +45,27 @@ func (c *coalescer) Apply(ctx context.Context, events []presence.Event) ([]prese
 	req := &coalesced{ctx: ctx, events: events, done: make(chan struct{})}
 	c.mu.Lock()
 	c.pending = append(c.pending, req)
-	if c.leading {
+	if c.leaders == c.writers {
 		c.mu.Unlock()
 		<-req.done
 		return req.applied, req.err
 	}
-	c.leading = true
+	c.leaders++
 	c.mu.Unlock()
 	// This caller leads: it applies merged batches until none wait, its
-	// own among the first.
+	// own among them — or another leader took it, and it waits for that.
 	for {
 		c.mu.Lock()
 		group := c.take()
 		if len(group) == 0 {
-			c.leading = false
+			c.leaders--
 			c.mu.Unlock()
 			break
 		}
 		c.mu.Unlock()
 		c.applyGroup(group)
 	}
+	<-req.done
 	return req.applied, req.err
 }
 

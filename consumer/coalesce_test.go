@@ -26,7 +26,7 @@ func TestCoalesceMergesConcurrentBatches(t *testing.T) {
 		mu.Unlock()
 		res, err := store.Apply(ctx, events)
 		return res.Applied, err
-	})
+	}, 2)
 	const callers, perBatch, rounds = 20, 32, 10
 	var wg sync.WaitGroup
 	errs := make(chan error, callers)

@@ -14,6 +14,9 @@ import (
 // DefaultBatchSize is the most events applied in one transaction.
 const DefaultBatchSize = 1000
 
+// DefaultWriters is Pump.Writers' default: one transaction at a time.
+const DefaultWriters = 1
+
 // DefaultAckEvery is Pump.AckEvery's default.
 const DefaultAckEvery = 50 * time.Millisecond
 
@@ -57,6 +60,13 @@ type Pump struct {
 	Nodes     *NodeApplier // may be nil when no node events are sent
 	Reject    RejectFunc
 	BatchSize int
+	// Writers is how many batches are applied at once, each in its own
+	// store transaction (0: DefaultWriters). Batches of lifecycle events
+	// commute (the store keeps per-channel event sets), so they may commit
+	// in any order; a batch with a node report waits for every batch read
+	// before it, and is applied alone. The log is acknowledged up to the
+	// last batch before which all are stored.
+	Writers int
 	// AckEvery is the most often the log is told what was stored (0:
 	// DefaultAckEvery). An acknowledgement is a durable write of its own
 	// (the outbox's checkpoint: two fsyncs and a rename), so acknowledging
@@ -114,41 +124,91 @@ func (p *Pump) Run(ctx context.Context) error {
 		}
 	}()
 	acks := ackState{every: p.AckEvery, last: time.Now()}
+	writers := newWriterPool(max(p.Writers, DefaultWriters))
 	for {
-		// While an acknowledgement is due, wait for more entries only
-		// until it is, so an idle pump does not sit on it.
+		// A writer is free before the log is read, so that a batch holds
+		// everything that accumulated while the writers were busy.
+		if err := writers.acquire(); err != nil {
+			writers.wait()
+			return err
+		}
+		p.stored(&acks, writers)
+		// While an acknowledgement is due, or batches are being stored,
+		// wait for more entries only until it is due, so an idle pump
+		// does not sit on it.
 		waitCtx, cancelWait := readCtx, context.CancelFunc(func() {})
-		if acks.pending {
+		if acks.pending || writers.busy() {
 			waitCtx, cancelWait = context.WithDeadline(readCtx, acks.due())
 		}
 		entries, err := p.Source.Read(waitCtx, size)
 		cancelWait()
 		if len(entries) == 0 {
+			writers.release()
 			if readCtx.Err() != nil { // drained, or ctx ended
 				// A last acknowledgement; what it cannot acknowledge
 				// is applied again at the next start.
+				applyErr := writers.wait()
+				p.stored(&acks, writers)
 				if acks.pending {
 					p.ack(&acks)
 				}
+				if applyErr != nil {
+					return applyErr
+				}
 				return ctx.Err()
 			}
-			if acks.pending && waitCtx.Err() != nil {
-				p.ack(&acks) // due
+			if waitCtx.Err() != nil { // due
+				p.stored(&acks, writers)
+				if acks.pending {
+					p.ack(&acks)
+				} else {
+					acks.last = time.Now() // nothing stored yet: due again later
+				}
 				continue
 			}
 			if err != nil {
+				writers.wait()
 				return fmt.Errorf("read event log: %w", err)
 			}
 			continue
 		}
-		if err := p.apply(ctx, entries); err != nil {
-			return err
+		upTo := entries[len(entries)-1].Seq
+		if hasNodeEntry(entries) {
+			// A node's report applies after everything written before it.
+			if err := writers.wait(); err != nil {
+				writers.release()
+				return err
+			}
+			err := p.apply(ctx, entries)
+			writers.release()
+			if err != nil {
+				return err
+			}
+			writers.storedAlone(upTo)
+		} else {
+			writers.run(func() error { return p.apply(ctx, entries) }, upTo)
 		}
-		acks.pending, acks.upTo = true, entries[len(entries)-1].Seq
-		if !time.Now().Before(acks.due()) {
+		p.stored(&acks, writers)
+		if acks.pending && !time.Now().Before(acks.due()) {
 			p.ack(&acks)
 		}
 	}
+}
+
+// stored moves what the writers stored into the acknowledgement due.
+func (p *Pump) stored(a *ackState, w *writerPool) {
+	if upTo, ok := w.storedUpTo(); ok {
+		a.pending, a.upTo = true, upTo
+	}
+}
+
+func hasNodeEntry(entries []Entry) bool {
+	for _, e := range entries {
+		if e.Node {
+			return true
+		}
+	}
+	return false
 }
 
 // ackState is what the pump has stored but not yet acknowledged.

@@ -217,3 +217,61 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestPumpWithConcurrentWritersStoresAndAcknowledgesEverything drains a
+// log through four writers, with a node's stop report in the middle: every
+// event is stored, every record acknowledged, and the report — applied
+// only after every batch before it — closes exactly the channels its node
+// opened before it.
+func TestPumpWithConcurrentWritersStoresAndAcknowledgesEverything(t *testing.T) {
+	db := pgtest.NewStore(t)
+	box, err := outbox.Open(t.TempDir(), outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Close()
+	ctx := context.Background()
+	appendConnects := func(node, prefix string, n int) {
+		for i := range n {
+			e := presence.Event{ClientID: fmt.Sprintf("%s-%d", prefix, i), ChannelID: fmt.Sprintf("%s-ch-%d", prefix, i),
+				Type: presence.EventConnect, Time: time.Now().UnixMilli(), ClientIP: "127.0.0.1:1", Node: node, Epoch: "e1"}
+			if err := box.Append(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := box.AppendNode(ctx, presence.NodeEvent{Node: "n1", Epoch: "e1", Type: presence.NodeStart, Time: time.Now().UnixMilli(), Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	appendChurn(t, box, "churn", 200)
+	appendConnects("n1", "before", 300)
+	if err := box.AppendNode(ctx, presence.NodeEvent{Node: "n1", Epoch: "e1", Type: presence.NodeStop, Time: time.Now().UnixMilli(), Seq: 2}); err != nil {
+		t.Fatal(err)
+	}
+	appendConnects("n2", "after", 300)
+
+	pump := newPump(db, outboxLog{box: box})
+	pump.Writers, pump.BatchSize = 4, 25
+	drain(t, pump)
+	for prefix, want := range map[string]int64{"before-": 600, "churn-": 400, "after-": 300} {
+		// before-: each connect and the tcpclean of the stop report.
+		if got := countEvents(t, db, prefix); got != want {
+			t.Fatalf("%d events of %s stored, want %d", got, prefix, want)
+		}
+	}
+	if st := mustStatus(t, db, "after-7"); !st.Online {
+		t.Fatal("a channel opened after the stop report was closed by it")
+	}
+	if s := box.Stats(); s.BacklogRecords != 0 {
+		t.Fatalf("outbox backlog %d after the drain, want every record acknowledged", s.BacklogRecords)
+	}
+}
+
+func mustStatus(t *testing.T, db *pgstore.Store, clientID string) presence.Status {
+	t.Helper()
+	st, err := db.Online(context.Background(), clientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}

@@ -25,6 +25,7 @@ type config struct {
 	LogLevel       string
 	LogFormat      string
 	BatchSize      int
+	StoreWriters   int // store transactions applying events at once
 	ShutdownWait   time.Duration
 	ConnectTimeout time.Duration
 	AllowAnonymous string // "auto", "true" or "false"
@@ -111,6 +112,7 @@ var flagUsers = map[string][]string{
 	"heartbeat-every":   {"serve", "broker"},
 	"reconcile-every":   {"serve", "broker"},
 	"batch-size":        {"serve"},
+	"store-writers":     {"serve", "consumer"},
 	"node-grace":        {"serve", "api", "consumer"},
 	"lease-check-every": {"serve", "api", "consumer"},
 	"database-url":      {"serve", "api", "consumer", "migrate"},
@@ -184,6 +186,7 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	f.String(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.String(&c.LogFormat, "log-format", "text", "log format: text or json")
 	offer("batch-size").Int(&c.BatchSize, "batch-size", 1000, "most events applied to the store in one transaction")
+	offer("store-writers").Int(&c.StoreWriters, "store-writers", 2, "store transactions applying events at once (more use more PostgreSQL cores; the change feed stays exact)")
 	offer("shutdown-timeout").Duration(&c.ShutdownWait, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
 	offer("connect-timeout").Duration(&c.ConnectTimeout, "connect-timeout", 10*time.Second, "how long a new MQTT connection may take to send CONNECT")
 	offer("allow-anonymous").String(&c.AllowAnonymous, "allow-anonymous", "auto", "accept MQTT clients without credentials: true, false, or auto (only while the MQTT listener is on loopback)")
@@ -236,6 +239,9 @@ func (c config) validate() error {
 	var errs []error
 	if c.BatchSize < 1 || c.BatchSize > 10_000 {
 		errs = append(errs, fmt.Errorf("--batch-size must be within 1..10000, not %d", c.BatchSize))
+	}
+	if c.StoreWriters < 1 || c.StoreWriters > 16 {
+		errs = append(errs, fmt.Errorf("--store-writers must be within 1..16, not %d", c.StoreWriters))
 	}
 	switch c.AllowAnonymous {
 	case "auto", "true", "false":

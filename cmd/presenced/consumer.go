@@ -52,7 +52,7 @@ func runConsumer(ctx context.Context, args []string, getenv func(string) string,
 
 	reg := prometheus.NewRegistry()
 	metrics := newConsumerMetrics(reg)
-	applier := consumer.NewApplier(consumer.Coalesce(metrics.observeBatches(db.apply)), nil, log.With("component", "consumer"), time.Now)
+	applier := consumer.NewApplier(consumer.Coalesce(metrics.observeBatches(db.apply), cfg.StoreWriters), nil, log.With("component", "consumer"), time.Now)
 	metrics.register(applier)
 	nodes := consumer.NewNodeApplier(db.store.ApplyNodeEvent, nil, log.With("component", "nodes"))
 	source, err := rocketmq.NewConsumer(rocketmq.ConsumerConfig{

@@ -69,6 +69,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Nodes:     consumer.NewNodeApplier(db.store.ApplyNodeEvent, nil, log.With("component", "nodes")),
 		Reject:    db.store.RejectEvent,
 		BatchSize: cfg.BatchSize,
+		Writers:   cfg.StoreWriters,
 		Log:       log.With("component", "consumer"),
 	}
 	web.registry.MustRegister(outboxCollector{box: box})

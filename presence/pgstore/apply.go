@@ -3,9 +3,13 @@ package pgstore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
+	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/presenced/presenced/presence"
 )
@@ -26,21 +30,47 @@ type ApplyResult struct {
 	released int // of Applied, the held events of earlier batches
 }
 
-// applyLockKey is the pg_advisory_xact_lock key that serializes Apply
-// transactions, so that seq order is commit order: once a reader has seen
-// seq N, no event with a smaller seq can appear later. Streams resume "after
-// seq N" and the start-up snapshot (ForEachOpenChannel) relies on it. One
-// batched statement per transaction keeps the serialized section short.
+// applyLockKey is the advisory transaction lock of the transactions that
+// store events. Apply takes it shared, so any number of them run at once;
+// Ingest and the release of held takeovers take it exclusive, to decide
+// with no writer running. Either way the statement that takes it also
+// takes the transaction's id, before any seq: the feed's watermark relies
+// on it (feedWatermark).
 const applyLockKey int64 = 0x70726573_6170706c // "presappl"
+
+// The lock statements of applyLockKey, with the transaction id taken.
+const (
+	applySharedLockSQL    = "SELECT pg_advisory_xact_lock_shared($1), pg_current_xact_id()"
+	applyExclusiveLockSQL = "SELECT pg_advisory_xact_lock($1), pg_current_xact_id()"
+)
+
+// releaseStoredSuccessorsWhere selects the held takeover tcpcleans whose
+// successor is stored after all. Apply decides to hold a close when its
+// snapshot lacks the successor; a concurrent writer may be storing the
+// successor meanwhile, unseen, and not see the held row either, so nobody
+// would release it but by age. An Apply that held something therefore
+// runs releaseHeld with this once it committed: under the exclusive lock
+// every writer that ran alongside it has ended, and one that starts later
+// sees the held row and releases it itself.
+const releaseStoredSuccessorsWhere = `EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = takeovers_pending.takeover_by)`
 
 // applySQL inserts the batch into events, absorbing duplicates on the
 // natural key (channel, event type) — an event whose channel's row already
 // has that event type is not stored again (migration 0008: the key is not a
-// unique index of the partitioned events; Apply's lock makes the check
-// exact) — and folds the newly inserted events into their channels rows in
-// the same statement. Each per-event column of channels is set by the
-// one event of that type and kept forever after (COALESCE(old, new)), so
-// the result does not depend on delivery order.
+// unique index of the partitioned events) — and folds the newly inserted
+// events into their channels rows in the same statement. Each per-event
+// column of channels is set by the one event of that type and kept forever
+// after (COALESCE(old, new)), so the result does not depend on delivery
+// order.
+//
+// Concurrent writers: two transactions may both insert the same event of
+// a channel, each before the other committed. The channels upsert then
+// finds it: ON CONFLICT locks the row and sees its newest committed
+// version, where the other's event type is already set, and
+// presenced_apply_conflict fails the transaction with a serialization
+// failure (migration 0012); Apply retries it and finds a duplicate. Rows
+// are upserted in channel_id order, so two writers lock shared channels in
+// the same order and cannot deadlock there.
 //
 // A takeover's tcpclean whose successor channel is neither stored nor in
 // the batch is held in takeovers_pending instead ($17 turns holding off);
@@ -169,9 +199,12 @@ const applyFoldCTEs = `, per_channel AS (
         connect_at     = COALESCE(c.connect_at, EXCLUDED.connect_at),
         disconnect_at  = COALESCE(c.disconnect_at, EXCLUDED.disconnect_at),
         tcpclean_at    = COALESCE(c.tcpclean_at, EXCLUDED.tcpclean_at),
-        has_connect    = c.has_connect OR EXCLUDED.has_connect,
-        has_disconnect = c.has_disconnect OR EXCLUDED.has_disconnect,
-        has_tcpclean   = c.has_tcpclean OR EXCLUDED.has_tcpclean,
+        has_connect = CASE WHEN c.has_connect AND EXCLUDED.has_connect THEN presenced_apply_conflict(c.channel_id, 'connect')
+                       ELSE c.has_connect OR EXCLUDED.has_connect END,
+        has_disconnect = CASE WHEN c.has_disconnect AND EXCLUDED.has_disconnect THEN presenced_apply_conflict(c.channel_id, 'disconnect')
+                       ELSE c.has_disconnect OR EXCLUDED.has_disconnect END,
+        has_tcpclean = CASE WHEN c.has_tcpclean AND EXCLUDED.has_tcpclean THEN presenced_apply_conflict(c.channel_id, 'tcpclean')
+                       ELSE c.has_tcpclean OR EXCLUDED.has_tcpclean END,
         reason         = COALESCE(c.reason, EXCLUDED.reason),
         first_seq      = LEAST(c.first_seq, EXCLUDED.first_seq),
         last_seq       = GREATEST(c.last_seq, EXCLUDED.last_seq),
@@ -211,6 +244,10 @@ const (
 // refuse one, the whole batch fails with a presence.EINVALID error, and
 // with presence.EUNAVAILABLE when it may be retried as it is. Apply is the
 // broker pipeline's path: its events are stored with source "broker".
+//
+// Any number of Apply calls may run at once, each its own transaction
+// (--store-writers): the result is the same as applying them one after the
+// other, and the change feed stays exact (feedWatermark).
 func (s *Store) Apply(ctx context.Context, events []presence.Event) (ApplyResult, error) {
 	return s.apply(ctx, events, sourceBroker)
 }
@@ -221,36 +258,77 @@ func (s *Store) apply(ctx context.Context, events []presence.Event, source strin
 	if len(batch) == 0 {
 		return ApplyResult{}, nil
 	}
-	// The lock and the statement go out as one pipelined batch, which
-	// PostgreSQL runs as one implicit transaction committed at its end:
-	// one round trip instead of four (BEGIN, lock, statement, COMMIT), all
-	// inside the serialized section. An error rolls back all of it.
+	// A conflict with a concurrent writer (see applySQL) is retried here,
+	// a few times and briefly: the retry finds the other's events stored.
+	backoff := presence.Backoff{Min: time.Millisecond, Max: 50 * time.Millisecond}
+	for {
+		rows, err := s.applyOnce(ctx, batch, source)
+		if err == nil {
+			result := rows.result(batch, len(events))
+			if result.Held > 0 {
+				released, err := s.releaseHeld(ctx, releaseStoredSuccessorsWhere)
+				if err != nil {
+					// The batch is stored; a retry of it finds duplicates,
+					// and what stays held is released by age at worst.
+					return ApplyResult{}, storeErr("release held takeovers", err)
+				}
+				result.Applied = append(result.Applied, released...)
+				result.released += len(released)
+			}
+			s.countTakeovers(result)
+			return result, nil
+		}
+		if !isWriteConflict(err) || backoff.Failures() >= maxConflictRetries {
+			return ApplyResult{}, storeErr("apply events", err)
+		}
+		s.writes.conflicts.Add(1)
+		if backoff.Wait(ctx) != nil {
+			return ApplyResult{}, storeErr("apply events", err)
+		}
+	}
+}
+
+// maxConflictRetries bounds the retries of one Apply after conflicts with
+// concurrent writers; past it the caller sees EUNAVAILABLE and retries the
+// batch as after any transient failure.
+const maxConflictRetries = 8
+
+// applyOnce runs one transaction of apply. The lock and the statement go
+// out as one pipelined batch, which PostgreSQL runs as one implicit
+// transaction committed at its end: one round trip instead of four (BEGIN,
+// lock, statement, COMMIT). An error rolls back all of it.
+func (s *Store) applyOnce(ctx context.Context, batch []presence.Event, source string) (appliedRows, error) {
 	var b pgx.Batch
-	b.Queue("SELECT pg_advisory_xact_lock($1)", applyLockKey)
+	b.Queue(applySharedLockSQL, applyLockKey)
 	sql, args := applyStatement(batch, source, true)
 	b.Queue(sql, args...)
 	var rows appliedRows
-	err := func() error {
-		results := s.pool.SendBatch(ctx, &b)
-		defer results.Close()
-		if _, err := results.Exec(); err != nil {
-			return err
-		}
-		var err error
-		if rows, err = collectApplied(results.Query()); err != nil {
-			return err
-		}
-		// Close reads the end of the batch: the implicit commit, and any
-		// error it met (a deferred constraint, the server going away).
-		return results.Close()
-	}()
-	if err != nil {
-		return ApplyResult{}, storeErr("apply events", err)
+	results := s.pool.SendBatch(ctx, &b)
+	defer results.Close()
+	if _, err := results.Exec(); err != nil {
+		return rows, err
 	}
-	result := rows.result(batch, len(events))
-	s.countTakeovers(result)
-	return result, nil
+	var err error
+	if rows, err = collectApplied(results.Query()); err != nil {
+		return rows, err
+	}
+	// Close reads the end of the batch: the implicit commit, and any
+	// error it met (a deferred constraint, the server going away).
+	return rows, results.Close()
 }
+
+// isWriteConflict tells a failure that retrying the same transaction
+// resolves: a serialization failure (a concurrent writer stored the same
+// event, applySQL) or a deadlock (held takeovers released in different
+// orders).
+func isWriteConflict(err error) bool {
+	pgErr, ok := errors.AsType[*pgconn.PgError](err)
+	return ok && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+// writeCounters count the Apply transactions retried after a conflict
+// with a concurrent writer.
+type writeCounters struct{ conflicts atomic.Uint64 }
 
 // countTakeovers adds the takeover tcpcleans a batch held and released to
 // the Store's counters.

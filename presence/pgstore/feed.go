@@ -2,6 +2,8 @@ package pgstore
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -22,65 +24,151 @@ const feedColumns = `channel_id, client_id, coalesce(client_ip, ''), coalesce(us
     has_connect AND NOT has_tcpclean, coalesce(connect_at, 0), coalesce(tcpclean_at, 0),
     coalesce(greatest(connect_at, disconnect_at, tcpclean_at), 0), coalesce(reason, ''), last_seq`
 
-// changesSQL reads the feed: every channel changed after a cursor, in commit
-// order (Apply commits in seq order and sets last_seq to the channel's
-// newest seq), by a range scan of channels_last_seq (migration 0002).
-const changesSQL = `SELECT ` + feedColumns + ` FROM channels WHERE last_seq > $1 ORDER BY last_seq LIMIT $2`
+// changesSQL reads the feed: every channel changed after a cursor ($4) up
+// to the watermark (horizonSQL, $1–$3), in seq order (every statement that
+// changes a channel sets last_seq to its newest seq), by a range scan of
+// channels_last_seq (migration 0002). Every row it returns is final: no
+// transaction still running can commit a change at or below its seq.
+const changesSQL = `SELECT ` + feedColumns + ` FROM channels WHERE last_seq > $4 AND last_seq <= ` + horizonSQL + `
+    ORDER BY last_seq LIMIT $5`
+
+// feedConn is what the feed is read on: the pool or a connection of its
+// own, never a transaction (a sample must commit before the snapshot that
+// judges it).
+type feedConn interface {
+	querier
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
 
 // ChangesSince returns up to limit channels changed after seq afterSeq, in
-// commit order, each in its current state.
+// seq order, each in its current state. Everything it returns is final: no
+// later call returns a seq at or below the highest one returned, whatever
+// the number of concurrent writers (see feedWatermark). A change
+// committed a moment ago may be held back until the transactions that were
+// running alongside it have ended.
 func (s *Store) ChangesSince(ctx context.Context, afterSeq int64, limit int) ([]presence.ChannelState, error) {
-	states, err := changesSince(ctx, s.pool, afterSeq, limit)
+	states, err := s.changesSince(ctx, s.pool, afterSeq, limit)
 	return states, storeErr("read channel feed", err)
 }
 
-func changesSince(ctx context.Context, q querier, afterSeq int64, limit int) ([]presence.ChannelState, error) {
-	rows, _ := q.Query(ctx, changesSQL, afterSeq, max(limit, 1))
-	return scanStates(rows, nil)
+// changesSince takes a sample for the watermark, then reads the watermark
+// and the changes up to it in one round trip: the watermark first, in its
+// own statement, so that it is learnt even when no channel changed; the
+// changes' statement, with a later snapshot, may only find it higher.
+func (s *Store) changesSince(ctx context.Context, q feedConn, afterSeq int64, limit int) ([]presence.ChannelState, error) {
+	w := &s.watermark
+	if _, err := w.sample(ctx, q); err != nil {
+		return nil, err
+	}
+	args := w.horizonArgs()
+	var b pgx.Batch
+	b.Queue("SELECT "+horizonSQL, args...)
+	b.Queue(changesSQL, append(args, afterSeq, max(limit, 1))...)
+	results := q.SendBatch(ctx, &b)
+	defer results.Close()
+	var final int64
+	if err := results.QueryRow().Scan(&final); err != nil {
+		return nil, err
+	}
+	rows, _ := results.Query()
+	states, err := scanStates(rows, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(states) > 0 {
+		final = max(final, states[len(states)-1].Seq)
+	}
+	w.advance(final)
+	return states, results.Close()
 }
 
 // Snapshot returns the state a view starts from, read in one consistent
 // snapshot: every open channel, then one closed state per online client
 // that carries the client's newest event time (ChannelID empty), and
-// asOfSeq, the highest last_seq in that snapshot. Since Apply commits in
-// seq order, following the feed from asOfSeq misses nothing and repeats at
-// most changes already seen.
+// asOfSeq, the feed's watermark in that snapshot: every change up to it is
+// final and in the snapshot, so following the feed from asOfSeq misses
+// nothing; it repeats at most changes the snapshot already holds (those
+// after asOfSeq that were committed when it was read).
 //
 // Offline clients are not part of it: the view holds only some of them,
 // and learns those from the feed and from lookups (presence.View). The
 // snapshot's size, and the view's memory, follow the online set, not the
 // history.
 func (s *Store) Snapshot(ctx context.Context) (states []presence.ChannelState, asOfSeq int64, err error) {
-	err = pgx.BeginTxFunc(ctx, s.pool, snapshotTx, func(tx pgx.Tx) error {
-		states, asOfSeq, err = snapshot(ctx, tx)
-		return err
-	})
+	states, asOfSeq, err = s.snapshot(ctx, s.pool)
 	return states, asOfSeq, storeErr("read view snapshot", err)
 }
 
 var snapshotTx = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 
-// newestSeq is the highest seq a snapshot reflects: every event's seq is at
-// most its channel's last_seq, so the newest last_seq (an index lookup on
-// channels_last_seq) bounds it; a channel pruned by retention was closed,
-// and is no part of any view.
+// snapshotConn is what a snapshot is read on: the pool or a connection.
+type snapshotConn interface {
+	feedConn
+	BeginTx(ctx context.Context, txOptions pgx.TxOptions) (pgx.Tx, error)
+}
+
+// maxSnapshotWaits bounds how often snapshot waits for the seqs handed out
+// before it to become final (about 2 s in all, see snapshot).
+const maxSnapshotWaits = 25
+
+// errNotFinal asks snapshot to read again, later.
+var errNotFinal = errors.New("the newest seqs are not final yet")
+
+// newestSeq is the highest last_seq committed (an index lookup on
+// channels_last_seq): the head of the feed, which may not be final yet.
 func newestSeq(ctx context.Context, q querier) (int64, error) {
 	var seq int64
 	err := q.QueryRow(ctx, "SELECT coalesce(max(last_seq), 0) FROM channels").Scan(&seq)
 	return seq, err
 }
 
-// snapshot runs the queries of Snapshot; q must be a repeatable read
-// transaction.
-func snapshot(ctx context.Context, q querier) ([]presence.ChannelState, int64, error) {
-	asOfSeq, err := newestSeq(ctx, q)
+// snapshot reads a Snapshot on c. Its asOfSeq is the watermark, so it
+// first samples the seqs handed out so far and waits, a few milliseconds
+// at most while writers are busy, for the sample to become final: a
+// snapshot whose asOfSeq lagged far behind would make its follower read
+// again everything after it. If the sample does not become final in time
+// (a long transaction is running) the snapshot goes ahead with the
+// watermark as it is, which costs only those repeats.
+func (s *Store) snapshot(ctx context.Context, c snapshotConn) ([]presence.ChannelState, int64, error) {
+	sampled, err := s.watermark.sample(ctx, c)
 	if err != nil {
 		return nil, 0, err
 	}
+	backoff := presence.Backoff{Min: time.Millisecond, Max: 100 * time.Millisecond}
+	for {
+		var (
+			states  []presence.ChannelState
+			asOfSeq int64
+		)
+		err := pgx.BeginTxFunc(ctx, c, snapshotTx, func(tx pgx.Tx) error {
+			// The first statement fixes the transaction's snapshot: the
+			// watermark is judged in the snapshot the states are read in.
+			var err error
+			if asOfSeq, err = s.watermark.readHorizon(ctx, tx); err != nil {
+				return err
+			}
+			if asOfSeq < sampled && backoff.Failures() < maxSnapshotWaits {
+				return errNotFinal
+			}
+			states, err = readSnapshot(ctx, tx, asOfSeq)
+			return err
+		})
+		if !errors.Is(err, errNotFinal) {
+			return states, asOfSeq, err
+		}
+		if err := backoff.Wait(ctx); err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+// readSnapshot runs the queries of a snapshot as of asOfSeq; q must be a
+// repeatable read transaction.
+func readSnapshot(ctx context.Context, q querier, asOfSeq int64) ([]presence.ChannelState, error) {
 	rows, _ := q.Query(ctx, `SELECT `+feedColumns+` FROM channels WHERE has_connect AND NOT has_tcpclean`)
 	states, err := scanStates(rows, nil)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	// An online client's newest event may be on a closed channel (the
 	// old channel of a takeover closes after the new one opened).
@@ -98,7 +186,7 @@ func snapshot(ctx context.Context, q querier) ([]presence.ChannelState, int64, e
 		}
 		return nil
 	})
-	return states, asOfSeq, err
+	return states, err
 }
 
 func scanStates(rows pgx.Rows, states []presence.ChannelState) ([]presence.ChannelState, error) {

@@ -18,7 +18,7 @@ import (
 const feedChannel = "presenced_channels"
 
 // FeedSink receives the channel feed of the store, from one goroutine, in
-// commit order.
+// seq order, each change once (see feedWatermark).
 type FeedSink interface {
 	// Load replaces everything with a snapshot as of asOfSeq (Store.Snapshot).
 	Load(states []presence.ChannelState, asOfSeq int64)
@@ -45,12 +45,13 @@ type FollowOptions struct {
 }
 
 // Follower keeps a FeedSink current with the store: it loads a snapshot,
-// then tails the feed (channels with last_seq after its cursor), woken by
-// LISTEN/NOTIFY within milliseconds of each commit, and polls every
-// PollInterval in case a notification is lost. It holds one connection of
-// its own, outside the pool. When that connection breaks it tells the sink,
-// reconnects with backoff, and loads a fresh snapshot: a full reload, since
-// nothing can be assumed about what happened meanwhile.
+// then tails the feed (channels with last_seq after its cursor, up to the
+// watermark: see ChangesSince), woken by LISTEN/NOTIFY within milliseconds
+// of each commit, and polls every PollInterval in case a notification is
+// lost. It holds one connection of its own, outside the pool. When that
+// connection breaks it tells the sink, reconnects with backoff, and loads a
+// fresh snapshot: a full reload, since nothing can be assumed about what
+// happened meanwhile.
 type Follower struct {
 	store    *Store
 	sink     FeedSink
@@ -115,14 +116,7 @@ func (f *Follower) session(ctx context.Context) error {
 		return storeErr("listen for changes", err)
 	}
 	start := time.Now()
-	var (
-		states  []presence.ChannelState
-		asOfSeq int64
-	)
-	err = pgx.BeginTxFunc(ctx, conn, snapshotTx, func(tx pgx.Tx) error {
-		states, asOfSeq, err = snapshot(ctx, tx)
-		return err
-	})
+	states, asOfSeq, err := f.store.snapshot(ctx, conn)
 	if err != nil {
 		return storeErr("read view snapshot", err)
 	}
@@ -178,7 +172,7 @@ func (f *Follower) readSilentNodes(ctx context.Context, conn *pgx.Conn) error {
 // drain reads the feed from the cursor until it is exhausted.
 func (f *Follower) drain(ctx context.Context, conn *pgx.Conn) error {
 	for {
-		states, err := changesSince(ctx, conn, f.cursor.Load(), f.opts.BatchSize)
+		states, err := f.store.changesSince(ctx, conn, f.cursor.Load(), f.opts.BatchSize)
 		if err != nil {
 			return storeErr("read channel feed", err)
 		}

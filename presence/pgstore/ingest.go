@@ -59,7 +59,7 @@ func (s *Store) Ingest(ctx context.Context, events []presence.Event) (ApplyResul
 	var applied appliedRows
 	var owned []ownedEvent
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", applyLockKey); err != nil {
+		if _, err := tx.Exec(ctx, applyExclusiveLockSQL, applyLockKey); err != nil {
 			return err
 		}
 		rows, _ := tx.Query(ctx, ownedSQL, channelIDs, nodes)

@@ -19,6 +19,10 @@ import (
 type Store struct {
 	pool      *pgxpool.Pool
 	takeovers takeoverCounters
+	writes    writeCounters
+	// watermark is shared by every feed reader of this Store (followers,
+	// ChangesSince): what one learns is final for all.
+	watermark feedWatermark
 }
 
 // Option adjusts the connection pool of a Store.

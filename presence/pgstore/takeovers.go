@@ -21,16 +21,28 @@ const MaxTakeoverHold = 10 * time.Minute
 // longer than olderThan, and returns the events newly stored. Concurrent
 // callers are safe: each held row is taken by one of them.
 func (s *Store) ReleaseTakeovers(ctx context.Context, olderThan time.Duration) ([]presence.StoredEvent, error) {
+	released, err := s.releaseHeld(ctx, `held_at < now() - $1 * interval '1 millisecond'`, olderThan.Milliseconds())
+	if err != nil {
+		return nil, storeErr("release held takeovers", err)
+	}
+	s.takeovers.releasedByAge.Add(uint64(len(released)))
+	return released, nil
+}
+
+// releaseHeld applies, as they are, the held takeover tcpcleans selected
+// by where (a condition on takeovers_pending, with args), under the
+// exclusive apply lock, and returns the events newly stored.
+func (s *Store) releaseHeld(ctx context.Context, where string, args ...any) ([]presence.StoredEvent, error) {
 	var released []presence.StoredEvent
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		released = released[:0]
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", applyLockKey); err != nil {
+		if _, err := tx.Exec(ctx, applyExclusiveLockSQL, applyLockKey); err != nil {
 			return err
 		}
 		rows, _ := tx.Query(ctx, `
-			DELETE FROM takeovers_pending WHERE held_at < now() - $1 * interval '1 millisecond'
+			DELETE FROM takeovers_pending WHERE `+where+`
 			RETURNING channel_id, client_id, time, client_ip, node, epoch, reason, node_seq, takeover_by, source`,
-			olderThan.Milliseconds())
+			args...)
 		var (
 			e       presence.Event
 			nodeSeq int64
@@ -58,11 +70,7 @@ func (s *Store) ReleaseTakeovers(ctx context.Context, olderThan time.Duration) (
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, storeErr("release held takeovers", err)
-	}
-	s.takeovers.releasedByAge.Add(uint64(len(released)))
-	return released, nil
+	return released, err
 }
 
 // TakeoverStats count the takeover tcpcleans this Store held back and
