@@ -2,7 +2,6 @@ package pgstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -125,62 +124,6 @@ func (s *Store) Channels(ctx context.Context, clientID string, limit int) ([]pre
 	channels, err := collectChannels(rows)
 	return channels, storeErr("list channels", err)
 }
-
-// OpenChannels returns one page of every open channel, in channel_id order,
-// after afterChannelID ("" for the first page).
-func (s *Store) OpenChannels(ctx context.Context, afterChannelID string, limit int) ([]presence.Channel, error) {
-	rows, _ := s.pool.Query(ctx, `SELECT `+channelColumns+` FROM channels
-		WHERE has_connect AND NOT has_tcpclean AND channel_id > $1
-		ORDER BY channel_id LIMIT $2`, afterChannelID, max(limit, 1))
-	channels, err := collectChannels(rows)
-	return channels, storeErr("list open channels", err)
-}
-
-// openChannelsPage is the page size of ForEachOpenChannel.
-const openChannelsPage = 5000
-
-// ForEachOpenChannel calls fn for every open channel, in pages, within one
-// consistent snapshot of the database, and returns asOfSeq: the highest
-// event seq in that snapshot. Because Apply commits in seq order, every
-// event with seq ≤ asOfSeq is reflected in what fn saw and every later
-// event has seq > asOfSeq — so a view built at start-up from fn can be kept
-// current by applying exactly the events with Seq > asOfSeq.
-func (s *Store) ForEachOpenChannel(ctx context.Context, fn func(presence.Channel) error) (asOfSeq int64, err error) {
-	err = pgx.BeginTxFunc(ctx, s.pool, snapshotTx, func(tx pgx.Tx) error {
-		var err error
-		if asOfSeq, err = newestSeq(ctx, tx); err != nil {
-			return err
-		}
-		after := ""
-		for {
-			rows, _ := tx.Query(ctx, `SELECT `+channelColumns+` FROM channels
-				WHERE has_connect AND NOT has_tcpclean AND channel_id > $1
-				ORDER BY channel_id LIMIT $2`, after, openChannelsPage)
-			page, err := collectChannels(rows)
-			if err != nil {
-				return err
-			}
-			for _, c := range page {
-				if err := fn(c); err != nil {
-					return &callbackError{err}
-				}
-			}
-			if len(page) < openChannelsPage {
-				return nil
-			}
-			after = page[len(page)-1].ChannelID
-		}
-	})
-	if cbErr, ok := errors.AsType[*callbackError](err); ok {
-		return 0, cbErr.err
-	}
-	return asOfSeq, storeErr("list open channels", err)
-}
-
-// callbackError carries a caller's error through a transaction untouched.
-type callbackError struct{ err error }
-
-func (e *callbackError) Error() string { return e.err.Error() }
 
 func collectChannels(rows pgx.Rows) ([]presence.Channel, error) {
 	channels := []presence.Channel{}

@@ -171,7 +171,9 @@ func TestHistoryPagination(t *testing.T) {
 	}
 }
 
-func TestOpenChannelsAndSnapshot(t *testing.T) {
+// TestSnapshotHoldsEveryOpenChannel: the view's starting point has every
+// open channel with its details, and is as of the last applied seq.
+func TestSnapshotHoldsEveryOpenChannel(t *testing.T) {
 	s := pgtest.NewStore(t)
 	var batch []presence.Event
 	for i := range 30 {
@@ -183,44 +185,26 @@ func TestOpenChannelsAndSnapshot(t *testing.T) {
 	}
 	res := mustApply(t, s, batch...)
 
-	var paged []string
-	for after := ""; ; {
-		page, err := s.OpenChannels(ctx, after, 7)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range page {
-			if !c.Open || c.ConnectAt == nil || c.Node != "broker-a" || c.Epoch != "e1" {
-				t.Fatalf("open channel: %+v", c)
-			}
-			paged = append(paged, c.ChannelID)
-		}
-		if len(page) < 7 {
-			break
-		}
-		after = page[len(page)-1].ChannelID
-	}
-	if len(paged) != 20 {
-		t.Fatalf("%d open channels paged, want 20", len(paged))
-	}
-
-	var streamed []string
-	asOf, err := s.ForEachOpenChannel(ctx, func(c presence.Channel) error {
-		streamed = append(streamed, c.ChannelID)
-		return nil
-	})
+	states, asOf, err := s.Snapshot(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(streamed, ",") != strings.Join(paged, ",") {
-		t.Fatalf("ForEachOpenChannel %v, OpenChannels %v", streamed, paged)
+	var open []string
+	for _, st := range states {
+		if st.ChannelID == "" {
+			continue // a client's newest event time
+		}
+		if !st.Open || st.ConnectAt == 0 || st.Node != "broker-a" || st.Epoch != "e1" || st.Username != "user" {
+			t.Fatalf("open channel: %+v", st)
+		}
+		open = append(open, st.ChannelID)
+	}
+	slices.Sort(open)
+	if len(open) != 20 || len(slices.Compact(slices.Clone(open))) != 20 {
+		t.Fatalf("%d open channels in the snapshot, want 20 distinct: %v", len(open), open)
 	}
 	if last := res.Applied[len(res.Applied)-1].Seq; asOf != last {
 		t.Fatalf("asOfSeq = %d, want the last applied seq %d", asOf, last)
-	}
-	stop := fmt.Errorf("stop")
-	if _, err := s.ForEachOpenChannel(ctx, func(presence.Channel) error { return stop }); err != stop {
-		t.Fatalf("callback error = %v, want it returned as is", err)
 	}
 }
 
