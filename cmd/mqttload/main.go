@@ -36,6 +36,7 @@ var scenarios = map[string]func(ctx context.Context, fs *flag.FlagSet, args []st
 	"idle-rss":        idleRSS,
 	"connect-rate":    connectRate,
 	"pubsub":          pubsub,
+	"storm":           storm,
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {

@@ -188,6 +188,10 @@ func (o *Outbox) refuseForRetry(g *group, err error) *group {
 	return g
 }
 
+// maxSpareBytes bounds the buffer kept for reuse (Outbox.spare): the
+// buffer of a burst's large group is let go rather than held for good.
+const maxSpareBytes = 256 << 10
+
 // wrote accounts for g, now durable, and releases its appenders.
 func (o *Outbox) wrote(g *group) {
 	size := int64(len(g.buf))
@@ -207,6 +211,9 @@ func (o *Outbox) wrote(g *group) {
 	o.unacked += size
 	o.durable = g.firstSeq + g.count - 1
 	o.retrying = nil
+	if cap(g.buf) <= maxSpareBytes {
+		o.spare = g.buf[:0] // nobody reads g.buf once it is written
+	}
 	o.wakeReaders()
 	o.mu.Unlock()
 	g.finish(nil)

@@ -226,6 +226,10 @@ type Outbox struct {
 	// readable is closed and replaced whenever durable advances or the
 	// outbox closes, to wake a waiting Read.
 	readable chan struct{}
+	// spare is the buffer of the last group written, kept for the next
+	// new group: under load a group's buffer is otherwise grown from
+	// nothing, copy by copy, for every group commit.
+	spare []byte
 
 	appends, appendBytes, fsyncs, refused, acks atomic.Uint64
 	lowDiskRefused, lost                        atomic.Uint64
@@ -385,6 +389,7 @@ func (o *Outbox) enqueue(kind Kind, payload []byte, mustAccept bool) *group {
 		g = o.groups[n-1]
 	} else {
 		g = newGroup(o.nextSeq)
+		g.buf, o.spare = o.spare, nil
 		o.groups = append(o.groups, g)
 	}
 	g.add(kind, payload, mustAccept)
