@@ -27,7 +27,7 @@ func decodeEventFast(data []byte) (Event, bool) {
 	if p.take('}') {
 		return e, p.i == len(s)
 	}
-	var seen uint16
+	var seen uint32
 	for {
 		key, ok := p.key()
 		if !ok {
@@ -70,7 +70,7 @@ func (p *fastParser) key() (string, bool) {
 
 // field reads the value of key into e and returns the key's bit, for
 // spotting repeats.
-func (p *fastParser) field(e *Event, key string) (uint16, bool) {
+func (p *fastParser) field(e *Event, key string) (uint32, bool) {
 	switch key {
 	case "clientId":
 		return 1 << 0, p.strInto(&e.ClientID)
@@ -108,6 +108,21 @@ func (p *fastParser) field(e *Event, key string) (uint16, bool) {
 		return 1 << 11, ok
 	case "takeoverBy":
 		return 1 << 12, p.strInto(&e.TakeoverBy)
+	case "tlsVersion":
+		return 1 << 13, p.strInto(&e.TLSVersion)
+	case "tlsClientSubject":
+		return 1 << 14, p.strInto(&e.TLSClientSubject)
+	case "protocolLevel":
+		var n int64
+		ok := p.intInto(&n)
+		e.ProtocolLevel = int(n)
+		return 1 << 15, ok && int64(e.ProtocolLevel) == n
+	case "reasonCode":
+		var n int64
+		ok := p.intInto(&n)
+		code := int(n)
+		e.ReasonCode = &code
+		return 1 << 16, ok && int64(code) == n
 	}
 	return 0, false
 }

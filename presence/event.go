@@ -91,6 +91,15 @@ type Event struct {
 	// presented a verified certificate (mutual TLS).
 	TLSVersion       string `json:"tlsVersion,omitempty"`
 	TLSClientSubject string `json:"tlsClientSubject,omitempty"`
+	// ProtocolLevel is set on connect events: 3 (MQTT 3.1), 4 (3.1.1) or
+	// 5 (5.0).
+	ProtocolLevel int `json:"protocolLevel,omitempty"`
+	// ReasonCode is the MQTT 5 reason code of the DISCONNECT packet that
+	// ended the connection, on its disconnect (sent by the client) and
+	// tcpclean (sent by either side) events; nil when none was exchanged
+	// (MQTT 3.1.1, or a connection that simply dropped). Reason says why in
+	// presenced's words; ReasonCode is what the peers told each other.
+	ReasonCode *int `json:"reasonCode,omitempty"`
 }
 
 // Key is the natural idempotency key of an event: a channel has at most one

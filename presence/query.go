@@ -48,6 +48,11 @@ type Channel struct {
 	CleanSession *bool  `json:"cleanSession,omitempty"`
 	TLSVersion   string `json:"tlsVersion,omitempty"`
 	TLSSubject   string `json:"tlsClientSubject,omitempty"`
+	// ProtocolLevel is the MQTT level of the connect (3, 4 or 5; absent
+	// when not recorded); ReasonCode the MQTT 5 reason code of the
+	// DISCONNECT that ended it, when one was exchanged.
+	ProtocolLevel int  `json:"protocolLevel,omitempty"`
+	ReasonCode    *int `json:"reasonCode,omitempty"`
 	// Live is what the open channel's session holds now, where the API
 	// runs beside the broker that holds it (presenced serve).
 	Live *SessionCounts `json:"live,omitempty"`

@@ -91,6 +91,18 @@ func (e Event) Validate() error {
 	if e.Keepalive < 0 || e.Keepalive > 65535 {
 		add(FieldErrorf("keepalive", "%d is outside 0..65535", e.Keepalive))
 	}
+	switch e.ProtocolLevel {
+	case 0, 3, 4, 5:
+	default:
+		add(FieldErrorf("protocolLevel", "%d is not an MQTT protocol level (3, 4 or 5)", e.ProtocolLevel))
+	}
+	if e.ReasonCode != nil {
+		if *e.ReasonCode < 0 || *e.ReasonCode > 255 {
+			add(FieldErrorf("reasonCode", "%d is outside 0..255", *e.ReasonCode))
+		} else if e.Type == EventConnect {
+			add(FieldErrorf("reasonCode", "is only allowed on a disconnect or tcpclean"))
+		}
+	}
 	return problems.Err()
 }
 

@@ -88,3 +88,32 @@ func TestGroupID(t *testing.T) {
 		}
 	}
 }
+
+func TestEventValidateProtocolLevelAndReasonCode(t *testing.T) {
+	code := func(c int) *int { return &c }
+	for _, tc := range []struct {
+		name      string
+		edit      func(*Event)
+		wantField string // "" = valid
+	}{
+		{"v5 connect", func(e *Event) { e.ProtocolLevel = 5 }, ""},
+		{"3.1 connect", func(e *Event) { e.ProtocolLevel = 3 }, ""},
+		{"level 6", func(e *Event) { e.ProtocolLevel = 6 }, "protocolLevel"},
+		{"tcpclean with 0x8E", func(e *Event) { e.Type, e.ReasonCode = EventTCPClean, code(0x8E) }, ""},
+		{"disconnect with 0x00", func(e *Event) { e.Type, e.ReasonCode = EventDisconnect, code(0) }, ""},
+		{"code 256", func(e *Event) { e.Type, e.ReasonCode = EventTCPClean, code(256) }, "reasonCode"},
+		{"code on a connect", func(e *Event) { e.ReasonCode = code(0) }, "reasonCode"},
+	} {
+		e := validEvent()
+		tc.edit(&e)
+		err := e.Validate()
+		var problems Problems
+		errors.As(err, &problems)
+		switch {
+		case tc.wantField == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.wantField != "" && (len(problems) != 1 || problems[0].Field != tc.wantField):
+			t.Errorf("%s: %v, want one problem with %s", tc.name, err, tc.wantField)
+		}
+	}
+}

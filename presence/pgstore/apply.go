@@ -73,7 +73,7 @@ const releaseStoredSuccessorsWhere = `EXISTS (SELECT 1 FROM channels c WHERE c.c
 // the same order and cannot deadlock there.
 //
 // A takeover's tcpclean whose successor channel is neither stored nor in
-// the batch is held in takeovers_pending instead ($17 turns holding off);
+// the batch is held in takeovers_pending instead ($19 turns holding off);
 // the batch that brings the successor's first event releases it (migration
 // 0007). Events are inserted in (channel_id, event_type) order, takeover
 // tcpcleans last, so a successor's connect always has a lower seq than
@@ -96,19 +96,19 @@ WITH batch AS (
     SELECT t.*, $13::text AS source
     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
                 $7::text[], $8::text[], $9::text[], $10::integer[], $11::boolean[], $12::bigint[], $14::text[],
-                $15::text[], $16::text[])
+                $15::text[], $16::text[], $17::smallint[], $18::smallint[])
         AS t(channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, takeover_by,
-             tls_version, tls_client_subject)
+             tls_version, tls_client_subject, protocol_level, reason_code)
 )`
 
 const applyHoldCTEs = `, waiting AS (
     SELECT b.* FROM batch b
-    WHERE $17::boolean AND b.takeover_by <> ''
+    WHERE $19::boolean AND b.takeover_by <> ''
       AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = b.takeover_by)
       AND NOT EXISTS (SELECT 1 FROM batch s WHERE s.channel_id = b.takeover_by)
 ), held AS (
-    INSERT INTO takeovers_pending (channel_id, takeover_by, client_id, time, client_ip, node, epoch, reason, node_seq, source)
-    SELECT channel_id, takeover_by, client_id, time, client_ip, node, epoch, reason, node_seq, source FROM waiting
+    INSERT INTO takeovers_pending (channel_id, takeover_by, client_id, time, client_ip, node, epoch, reason, node_seq, reason_code, source)
+    SELECT channel_id, takeover_by, client_id, time, client_ip, node, epoch, reason, node_seq, reason_code, source FROM waiting
     ON CONFLICT (channel_id) DO NOTHING
     RETURNING channel_id
 ), direct AS (
@@ -134,7 +134,7 @@ const (
 // events: takeover tcpcleans last.
 const applyInsertCTEs = `    RETURNING p.channel_id, 'tcpclean'::text AS event_type, p.client_id, p.time, p.client_ip, p.node, p.epoch, p.reason,
               ''::text AS username, 0 AS keepalive, NULL::boolean AS clean_session, p.node_seq, p.takeover_by,
-              ''::text AS tls_version, ''::text AS tls_client_subject, p.source
+              ''::text AS tls_version, ''::text AS tls_client_subject, NULL::smallint AS protocol_level, p.reason_code, p.source
 ), input AS (
     SELECT DISTINCT ON (channel_id, event_type) * FROM (
         SELECT *, 0 AS pref FROM direct
@@ -144,9 +144,9 @@ const applyInsertCTEs = `    RETURNING p.channel_id, 'tcpclean'::text AS event_t
     ORDER BY channel_id, event_type, pref
 ), inserted AS (
     INSERT INTO events (channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, takeover_by,
-                        tls_version, tls_client_subject, source)
+                        tls_version, tls_client_subject, protocol_level, reason_code, source)
     SELECT channel_id, event_type, client_id, time, client_ip, node, epoch, reason, username, keepalive, clean_session, node_seq, takeover_by,
-           tls_version, tls_client_subject, source
+           tls_version, tls_client_subject, protocol_level, reason_code, source
     FROM input i
     WHERE NOT EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = i.channel_id
                       AND CASE i.event_type WHEN 'connect' THEN c.has_connect
@@ -154,7 +154,7 @@ const applyInsertCTEs = `    RETURNING p.channel_id, 'tcpclean'::text AS event_t
                                             ELSE c.has_tcpclean END)
     ORDER BY takeover_by <> '', channel_id, event_type
     RETURNING seq, channel_id, event_type, client_id, time, client_ip, node, epoch, reason, applied_at, node_seq, takeover_by,
-              username, keepalive, clean_session, tls_version, tls_client_subject
+              username, keepalive, clean_session, tls_version, tls_client_subject, protocol_level, reason_code
 )`
 
 const applyFoldCTEs = `, per_channel AS (
@@ -181,16 +181,20 @@ const applyFoldCTEs = `, per_channel AS (
            min(keepalive) FILTER (WHERE event_type = 'connect')            AS keepalive,
            bool_or(clean_session) FILTER (WHERE event_type = 'connect')    AS clean_session,
            min(tls_version) FILTER (WHERE event_type = 'connect' AND tls_version <> '') AS tls_version,
-           min(tls_client_subject) FILTER (WHERE event_type = 'connect' AND tls_client_subject <> '') AS tls_client_subject
+           min(tls_client_subject) FILTER (WHERE event_type = 'connect' AND tls_client_subject <> '') AS tls_client_subject,
+           min(protocol_level) FILTER (WHERE event_type = 'connect')       AS protocol_level,
+           -- the close's MQTT 5 reason code: the tcpclean's, else the disconnect's
+           coalesce(min(reason_code) FILTER (WHERE event_type = 'tcpclean'),
+                    min(reason_code) FILTER (WHERE event_type = 'disconnect')) AS reason_code
     FROM inserted
     GROUP BY channel_id
 ), upserted AS (
     INSERT INTO channels AS c (channel_id, client_id, client_ip, node, epoch, connect_at, disconnect_at, tcpclean_at,
                                has_connect, has_disconnect, has_tcpclean, reason, first_seq, last_seq, closed_at, connect_node_seq,
-                               username, keepalive, clean_session, tls_version, tls_client_subject)
+                               username, keepalive, clean_session, tls_version, tls_client_subject, protocol_level, reason_code)
     SELECT channel_id, client_id, client_ip, node, epoch, connect_at, disconnect_at, tcpclean_at,
            has_connect, has_disconnect, has_tcpclean, reason, first_seq, last_seq, closed_at, connect_node_seq,
-           username, keepalive, clean_session, tls_version, tls_client_subject
+           username, keepalive, clean_session, tls_version, tls_client_subject, protocol_level, reason_code
     FROM per_channel ORDER BY channel_id
     ON CONFLICT (channel_id) DO UPDATE SET
         client_ip      = COALESCE(c.client_ip, EXCLUDED.client_ip),
@@ -214,6 +218,10 @@ const applyFoldCTEs = `, per_channel AS (
         keepalive      = COALESCE(c.keepalive, EXCLUDED.keepalive),
         clean_session  = COALESCE(c.clean_session, EXCLUDED.clean_session),
         tls_version    = COALESCE(c.tls_version, EXCLUDED.tls_version),
+        protocol_level = COALESCE(c.protocol_level, EXCLUDED.protocol_level),
+        -- a tcpclean's code wins over a disconnect's, in either order
+        reason_code    = CASE WHEN EXCLUDED.has_tcpclean AND EXCLUDED.reason_code IS NOT NULL THEN EXCLUDED.reason_code
+                              ELSE COALESCE(c.reason_code, EXCLUDED.reason_code) END,
         tls_client_subject = COALESCE(c.tls_client_subject, EXCLUDED.tls_client_subject)
 )`
 
@@ -421,6 +429,8 @@ type columns struct {
 	nodeSeqs                     []int64
 	takeoverBys                  []string
 	tlsVersions, tlsSubjects     []string
+	protocolLevels               []*int16
+	reasonCodes                  []*int16
 }
 
 func newColumns(batch []presence.Event) columns {
@@ -430,6 +440,7 @@ func newColumns(batch []presence.Event) columns {
 		times: make([]int64, n), clientIPs: make([]string, n), nodes: make([]string, n), epochs: make([]string, n),
 		reasons: make([]string, n), usernames: make([]string, n), keepalives: make([]int32, n), cleanSessions: make([]*bool, n),
 		nodeSeqs: make([]int64, n), takeoverBys: make([]string, n), tlsVersions: make([]string, n), tlsSubjects: make([]string, n),
+		protocolLevels: make([]*int16, n), reasonCodes: make([]*int16, n),
 	}
 	for i, e := range batch {
 		c.channelIDs[i], c.types[i], c.clientIDs[i] = e.ChannelID, string(e.Type), e.ClientID
@@ -438,6 +449,14 @@ func newColumns(batch []presence.Event) columns {
 		c.keepalives[i], c.cleanSessions[i] = int32(e.Keepalive), e.CleanSession
 		c.nodeSeqs[i], c.takeoverBys[i] = int64(e.NodeSeq), e.TakeoverBy
 		c.tlsVersions[i], c.tlsSubjects[i] = e.TLSVersion, e.TLSClientSubject
+		if e.ProtocolLevel != 0 {
+			level := int16(e.ProtocolLevel)
+			c.protocolLevels[i] = &level
+		}
+		if e.ReasonCode != nil {
+			code := int16(*e.ReasonCode)
+			c.reasonCodes[i] = &code
+		}
 	}
 	return c
 }
@@ -449,7 +468,7 @@ func applyStatement(batch []presence.Event, source string, hold bool) (string, [
 	c := newColumns(batch)
 	args := []any{c.channelIDs, c.types, c.clientIDs, c.times, c.clientIPs, c.nodes, c.epochs,
 		c.reasons, c.usernames, c.keepalives, c.cleanSessions, c.nodeSeqs, source, c.takeoverBys,
-		c.tlsVersions, c.tlsSubjects}
+		c.tlsVersions, c.tlsSubjects, c.protocolLevels, c.reasonCodes}
 	if hold && slices.ContainsFunc(batch, func(e presence.Event) bool { return e.TakeoverBy != "" }) {
 		return applySQL, append(args, true)
 	}

@@ -98,7 +98,8 @@ func status(clientID string, open int, since, last *int64) presence.Status {
 
 // channelColumns are the columns scanChannel reads.
 const channelColumns = `channel_id, client_id, client_ip, node, epoch, connect_at, disconnect_at, tcpclean_at,
-    has_connect, has_tcpclean, reason, last_seq, username, keepalive, clean_session, tls_version, tls_client_subject`
+    has_connect, has_tcpclean, reason, last_seq, username, keepalive, clean_session, tls_version, tls_client_subject,
+    protocol_level, reason_code`
 
 // channelsSQL lists open channels first (from the partial index), then the
 // newest closed ones by last_seq (from channels_client_last_seq); neither
@@ -137,10 +138,11 @@ func collectChannels(rows pgx.Rows) ([]presence.Channel, error) {
 		username, tlsVersion, tlsSub *string
 		keepalive                    *int32
 		cleanSession                 *bool
+		protocolLevel, reasonCode    *int16
 	)
 	_, err := pgx.ForEachRow(rows, []any{&c.ChannelID, &c.ClientID, &clientIP, &node, &epoch,
 		&connectAt, &disconnectAt, &tcp, &hasConnect, &hasTCPClean, &reason, &lastSeq,
-		&username, &keepalive, &cleanSession, &tlsVersion, &tlsSub}, func() error {
+		&username, &keepalive, &cleanSession, &tlsVersion, &tlsSub, &protocolLevel, &reasonCode}, func() error {
 		ch := presence.Channel{
 			ChannelID:    c.ChannelID,
 			ClientID:     c.ClientID,
@@ -163,6 +165,10 @@ func collectChannels(rows pgx.Rows) ([]presence.Channel, error) {
 			v := *cleanSession
 			ch.CleanSession = &v
 		}
+		if protocolLevel != nil {
+			ch.ProtocolLevel = int(*protocolLevel)
+		}
+		ch.ReasonCode = intPtr(reasonCode)
 		if hasTCPClean {
 			ch.Reason = presence.Reason(deref(reason))
 			ch.ClosedBy = presence.ClosedBy(ch.Reason)
@@ -207,16 +213,21 @@ func (s *Store) History(ctx context.Context, q presence.HistoryQuery) ([]presenc
 		where = append(where, "time < "+arg(presence.Millis(q.To)))
 	}
 	sql := `SELECT seq, channel_id, event_type, client_id, time, client_ip, node, epoch, reason,
-	        username, keepalive, clean_session, applied_at, source, takeover_by, tls_version, tls_client_subject
+	        username, keepalive, clean_session, applied_at, source, takeover_by, tls_version, tls_client_subject,
+	        coalesce(protocol_level, 0), reason_code
 	    FROM events WHERE ` + strings.Join(where, " AND ") + `
 	    ORDER BY seq ` + order + ` LIMIT ` + arg(clampLimit(q.Limit))
 	rows, _ := s.pool.Query(ctx, sql, args...)
 	events := []presence.StoredEvent{}
-	var e presence.StoredEvent
+	var (
+		e          presence.StoredEvent
+		reasonCode *int16
+	)
 	_, err := pgx.ForEachRow(rows, []any{&e.Seq, &e.ChannelID, &e.Type, &e.ClientID, &e.Time, &e.ClientIP,
 		&e.Node, &e.Epoch, &e.Reason, &e.Username, &e.Keepalive, &e.CleanSession, &e.AppliedAt, &e.Source, &e.TakeoverBy,
-		&e.TLSVersion, &e.TLSClientSubject}, func() error {
+		&e.TLSVersion, &e.TLSClientSubject, &e.ProtocolLevel, &reasonCode}, func() error {
 		stored := e
+		stored.ReasonCode = intPtr(reasonCode)
 		if e.CleanSession != nil {
 			v := *e.CleanSession
 			stored.CleanSession = &v
@@ -243,4 +254,13 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// intPtr copies a nullable small integer column.
+func intPtr(v *int16) *int {
+	if v == nil {
+		return nil
+	}
+	n := int(*v)
+	return &n
 }

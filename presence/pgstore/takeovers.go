@@ -41,18 +41,23 @@ func (s *Store) releaseHeld(ctx context.Context, where string, args ...any) ([]p
 		}
 		rows, _ := tx.Query(ctx, `
 			DELETE FROM takeovers_pending WHERE `+where+`
-			RETURNING channel_id, client_id, time, client_ip, node, epoch, reason, node_seq, takeover_by, source`,
+			RETURNING channel_id, client_id, time, client_ip, node, epoch, reason, node_seq, takeover_by, reason_code, source`,
 			args...)
 		var (
-			e       presence.Event
-			nodeSeq int64
-			source  string
+			e          presence.Event
+			nodeSeq    int64
+			reasonCode *int16
+			source     string
 		)
 		// Each held event keeps the source it arrived by.
 		bySource := map[string][]presence.Event{}
 		_, err := pgx.ForEachRow(rows, []any{&e.ChannelID, &e.ClientID, &e.Time, &e.ClientIP, &e.Node, &e.Epoch,
-			&e.Reason, &nodeSeq, &e.TakeoverBy, &source}, func() error {
-			e.Type, e.NodeSeq = presence.EventTCPClean, uint64(nodeSeq)
+			&e.Reason, &nodeSeq, &e.TakeoverBy, &reasonCode, &source}, func() error {
+			e.Type, e.NodeSeq, e.ReasonCode = presence.EventTCPClean, uint64(nodeSeq), nil
+			if reasonCode != nil {
+				code := int(*reasonCode)
+				e.ReasonCode = &code
+			}
 			bySource[source] = append(bySource[source], e)
 			return nil
 		})
