@@ -186,7 +186,18 @@ func (p *Pump) Run(ctx context.Context) error {
 			}
 			writers.storedAlone(upTo)
 		} else {
-			writers.run(func() error { return p.apply(ctx, entries) }, upTo)
+			events, raws, err := p.decodeEvents(ctx, entries)
+			if err != nil {
+				writers.release()
+				writers.wait()
+				return err
+			}
+			// A channel's events are stored in the order the broker wrote
+			// them (their seqs, and so its history, in that order): a batch
+			// waits for the batches in flight that hold any of its channels.
+			channels := channelsOf(events)
+			writers.waitChannels(channels)
+			writers.run(func() error { return p.applyEvents(ctx, events, raws) }, upTo, channels)
 		}
 		p.stored(&acks, writers)
 		if acks.pending && !time.Now().Before(acks.due()) {
@@ -252,15 +263,14 @@ func (p *Pump) apply(ctx context.Context, entries []Entry) error {
 	}
 	for _, e := range entries {
 		if !e.Node {
-			ev, err := presence.DecodeEvent(e.Payload)
+			ev, ok, err := p.decodeEntry(ctx, e)
 			if err != nil {
-				if err := p.reject(ctx, e, err); err != nil {
-					return err
-				}
-				continue
+				return err
 			}
-			events = append(events, ev)
-			raws = append(raws, e)
+			if ok {
+				events = append(events, ev)
+				raws = append(raws, e)
+			}
 			continue
 		}
 		if err := flush(); err != nil {
@@ -280,6 +290,42 @@ func (p *Pump) apply(ctx context.Context, entries []Entry) error {
 		}
 	}
 	return flush()
+}
+
+// decodeEntry decodes a lifecycle event of the log; one that cannot be
+// decoded is parked (ok false).
+func (p *Pump) decodeEntry(ctx context.Context, e Entry) (ev presence.Event, ok bool, err error) {
+	ev, err = presence.DecodeEvent(e.Payload)
+	if err != nil {
+		return ev, false, p.reject(ctx, e, err)
+	}
+	return ev, true, nil
+}
+
+// decodeEvents decodes a batch without node events, parking what cannot
+// be decoded.
+func (p *Pump) decodeEvents(ctx context.Context, entries []Entry) ([]presence.Event, []Entry, error) {
+	events := make([]presence.Event, 0, len(entries))
+	raws := make([]Entry, 0, len(entries))
+	for _, e := range entries {
+		ev, ok, err := p.decodeEntry(ctx, e)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			events, raws = append(events, ev), append(raws, e)
+		}
+	}
+	return events, raws, nil
+}
+
+// channelsOf is the set of channels events belong to.
+func channelsOf(events []presence.Event) map[string]struct{} {
+	set := make(map[string]struct{}, len(events))
+	for _, e := range events {
+		set[e.ChannelID] = struct{}{}
+	}
+	return set
 }
 
 // applyEvents applies events in one transaction, retrying while the store

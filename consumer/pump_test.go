@@ -275,3 +275,46 @@ func mustStatus(t *testing.T, db *pgstore.Store, clientID string) presence.Statu
 	}
 	return st
 }
+
+// TestPumpWithConcurrentWritersKeepsEachChannelInOrder: with batches in
+// flight at once, a channel's events are still stored in the order the
+// broker wrote them (ascending seqs: its history reads connect,
+// disconnect, tcpclean), even when they sit in neighbouring batches.
+func TestPumpWithConcurrentWritersKeepsEachChannelInOrder(t *testing.T) {
+	db := pgtest.NewStore(t)
+	box, err := outbox.Open(t.TempDir(), outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Close()
+	ctx := context.Background()
+	const block, blocks = 25, 12
+	for b := range blocks {
+		for _, typ := range []presence.EventType{presence.EventConnect, presence.EventDisconnect, presence.EventTCPClean} {
+			for i := range block {
+				id := b*block + i
+				e := presence.Event{ClientID: fmt.Sprintf("order-%d", id), ChannelID: fmt.Sprintf("order-ch-%d", id),
+					Type: typ, Time: time.Now().UnixMilli(), ClientIP: "127.0.0.1:1", Node: "n1", Epoch: "e1"}
+				if typ == presence.EventTCPClean {
+					e.Reason = presence.ReasonClientDisconnect
+				}
+				if err := box.Append(ctx, e); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	pump := newPump(db, outboxLog{box: box})
+	pump.Writers, pump.BatchSize = 4, block // each batch one event type of one block
+	drain(t, pump)
+	var disordered int
+	if err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM (
+		SELECT channel_id, array_agg(event_type ORDER BY seq) AS types FROM events
+		WHERE channel_id LIKE 'order-ch-%' GROUP BY channel_id) c
+		WHERE types <> ARRAY['connect', 'disconnect', 'tcpclean']`).Scan(&disordered); err != nil {
+		t.Fatal(err)
+	}
+	if n := countEvents(t, db, "order-"); n != 3*block*blocks || disordered != 0 {
+		t.Fatalf("%d events stored (want %d), %d channels out of order", n, 3*block*blocks, disordered)
+	}
+}

@@ -17,10 +17,14 @@ type writerPool struct {
 	err       error        // the first batch that failed
 }
 
-// pumpBatch is one batch in a writer: the last log seq it holds.
+// pumpBatch is one batch in a writer: the last log seq it holds and the
+// channels its events belong to; finished closes when its writer is done
+// with it, stored or not.
 type pumpBatch struct {
-	upTo uint64
-	done bool
+	upTo     uint64
+	channels map[string]struct{}
+	done     bool
+	finished chan struct{}
 }
 
 func newWriterPool(n int) *writerPool {
@@ -54,10 +58,39 @@ func (w *writerPool) busy() bool {
 	return len(w.inFlight) > 0
 }
 
-// run stores a batch ending at log seq upTo in the writer acquire took,
-// and frees the writer when done.
-func (w *writerPool) run(apply func() error, upTo uint64) {
-	b := &pumpBatch{upTo: upTo}
+// waitChannels waits until no batch in flight holds any of channels, so
+// that the events of one channel are stored one batch after the other, in
+// log order.
+func (w *writerPool) waitChannels(channels map[string]struct{}) {
+	for {
+		w.mu.Lock()
+		var busy *pumpBatch
+		for _, b := range w.inFlight {
+			if b.done || b.channels == nil {
+				continue
+			}
+			for ch := range channels {
+				if _, ok := b.channels[ch]; ok {
+					busy = b
+					break
+				}
+			}
+			if busy != nil {
+				break
+			}
+		}
+		w.mu.Unlock()
+		if busy == nil {
+			return
+		}
+		<-busy.finished
+	}
+}
+
+// run stores a batch ending at log seq upTo, of the events of channels,
+// in the writer acquire took, and frees the writer when done.
+func (w *writerPool) run(apply func() error, upTo uint64, channels map[string]struct{}) {
+	b := &pumpBatch{upTo: upTo, channels: channels, finished: make(chan struct{})}
 	w.mu.Lock()
 	w.inFlight = append(w.inFlight, b)
 	w.mu.Unlock()
@@ -70,6 +103,8 @@ func (w *writerPool) run(apply func() error, upTo uint64) {
 			w.err = err
 		}
 		b.done = err == nil
+		b.channels = nil // finished: no longer holds its channels
+		close(b.finished)
 		n := 0
 		for n < len(w.inFlight) && w.inFlight[n].done {
 			w.storedTo, w.newStored = w.inFlight[n].upTo, true
