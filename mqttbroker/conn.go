@@ -55,18 +55,24 @@ type conn struct {
 	clean     bool
 	// disconnectSent: a DISCONNECT arrived (reading goroutine only).
 	disconnectSent bool
-	sess           *session // set once the session is claimed
-	connected      atomic.Bool
+	// epollAdded: the socket is registered with the idle poller (reading
+	// side only). Kept here, in the padding after the flags above, so that
+	// the struct stays in its 320-byte size class with the v5 pointer.
+	epollAdded bool
+	sess       *session // set once the session is claimed
+	connected  atomic.Bool
 	// held: counted by OpenChannels; set just before the connect event is
 	// emitted (connected is set just after).
 	held atomic.Bool
 
 	will *willMessage // reading goroutine only; nil after DISCONNECT [MQTT-3.14.4-3]
+	// v5 is the MQTT 5.0 state, nil for 3.1.1 and 3.1 clients; set while
+	// handling CONNECT, before connected.
+	v5 *v5State
 
-	// Parking in the idlePoller. parkToken is fixed at creation; the
-	// others belong to the reading side.
+	// Parking in the idlePoller (with epollAdded above). parkToken is
+	// fixed at creation; the others belong to the reading side.
 	parkToken    uint64
-	epollAdded   bool
 	idleTimer    *time.Timer  // enforces keepalive while parked
 	idleDeadline atomic.Int64 // unix ns; read by the timer under the poller's lock
 
@@ -171,6 +177,7 @@ func (c *conn) takeOver(successor string) {
 // close closes the socket from another goroutine; the reading goroutine
 // then finishes the connection.
 func (c *conn) close() {
+	c.sendDisconnectFor(nil)
 	c.nc.Close()
 	if c.parkToken != 0 && c.s.idle.take(c.parkToken) {
 		c.s.takeUp(c) // parked: nobody else would notice the close
@@ -200,6 +207,7 @@ func (c *conn) idleExpired() {
 	}
 	c.setReason(presence.ReasonKeepaliveTimeout)
 	c.s.stats.keepaliveExpired.Add(1)
+	c.sendDisconnectFor(nil)
 	c.nc.Close()
 	c.s.takeUp(c)
 }
@@ -303,7 +311,7 @@ func (c *conn) readPackets() (more bool) {
 			return false
 		}
 		c.s.stats.bytesIn.Add(int64(1 + remainingLengthSize(len(body)) + len(body)))
-		p, err := decodePacket(first, body)
+		p, err := c.decode(first, body)
 		if err == nil {
 			err = c.handle(p)
 		}
@@ -336,6 +344,7 @@ func (c *conn) fail(err error) {
 		reason = presence.ReasonNetworkError
 	}
 	c.setReason(reason)
+	c.sendDisconnectFor(err) // a v5 client is told why [MQTT-4.13.1-1]
 }
 
 // ioFailureReason is the close reason of a failed read or write that is not
@@ -398,8 +407,12 @@ func (c *conn) finish() {
 		}
 		e := c.s.event(c, presence.EventTCPClean)
 		e.Reason, e.TakeoverBy = reason, successor
+		if code, ok := c.disconnectReasonCode(); ok { // MQTT 5: what the peers told each other
+			n := int(code)
+			e.ReasonCode = &n
+		}
 		c.s.emit(e)
-		c.s.publishDisconnected(e, c.disconnectSent)
+		c.s.publishDisconnected(e, c)
 		c.connected.Store(false)
 		c.s.stats.channels.Add(-1)
 	} else if c.sess != nil {

@@ -49,6 +49,14 @@ type outPacket struct {
 func (c *conn) writeNow(bufs ...[]byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	return c.writeLocked(bufs...)
+}
+
+// writeLocked is writeNow for a caller holding wmu.
+func (c *conn) writeLocked(bufs ...[]byte) error {
+	if c.v5 != nil && c.v5.disconnectWritten {
+		return net.ErrClosed // nothing follows a DISCONNECT [MQTT-3.14.4-1]
+	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
 	if len(bufs) == 1 {
 		// A plain write: writev would leave an iovec slice cached in the
@@ -65,6 +73,20 @@ func (c *conn) writeNow(bufs ...[]byte) error {
 
 // send writes one packet from the reading goroutine.
 func (c *conn) send(p packet) error { return c.writeNow(p.appendTo(nil)) }
+
+// sendConnack writes the CONNACK accepting a client. For a v5 client the
+// connection is marked acknowledged before the write lock is released, so
+// a close that follows the client's reaction to it always finds the mark
+// and sends its DISCONNECT (see sendDisconnect).
+func (c *conn) sendConnack(p *connackPacket) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	err := c.writeLocked(p.appendTo(nil))
+	if err == nil && c.v5 != nil {
+		c.v5.acked.Store(true)
+	}
+	return err
+}
 
 // enqueue queues an encoded packet for the writer; shared holds b when
 // other connections are given the same buffer, else nil. A droppable packet (QoS 0) is dropped when

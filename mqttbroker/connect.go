@@ -15,7 +15,17 @@ import (
 func (c *conn) handleConnect(p *connectPacket) bool {
 	s := c.s
 	clientID := p.ClientID
+	v5 := p.ProtocolLevel == 5
+	assigned := ""
 	switch {
+	case v5 && p.Props.has(propAuthMethod):
+		// No enhanced authentication is configured [MQTT-3.1.2.11.9].
+		return c.refuseWith(connRefusedBadAuth, rcBadAuthMethod, p, errors.New("authentication method "+truncateForLog(p.Props.AuthMethod)+" not supported"))
+	case clientID == "" && v5:
+		// [MQTT-3.1.3-6], [MQTT-3.1.3-7] the server assigns an id and
+		// returns it in CONNACK, whatever Clean Start says.
+		clientID = "auto-" + newID()
+		assigned = clientID
 	case clientID == "" && (!p.CleanSession || p.ProtocolLevel == 3):
 		// [MQTT-3.1.3-8] a zero-byte id needs CleanSession=1; 3.1 never
 		// allowed one.
@@ -39,6 +49,9 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 		return c.refuse(code, p, err)
 	}
 	if p.Will != nil {
+		if !validPayloadFormat(p.Will.Props, p.Will.Payload) {
+			return c.refuseWith(connRefusedNotAuth, rcPayloadFormatInvalid, p, errors.New("will payload is not the UTF-8 it says it is"))
+		}
 		if err := s.checkTopicLimits(p.Will.Topic); err != nil {
 			return c.refuse(connRefusedNotAuth, p, err)
 		}
@@ -52,6 +65,10 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 		}
 	}
 
+	var ackProps *properties
+	if v5 {
+		ackProps = c.negotiateV5(p, assigned) // before connected: see conn.v5
+	}
 	c.clientID = clientID
 	c.username = p.Username
 	c.keepalive = p.Keepalive
@@ -61,7 +78,9 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 	c.clean = p.CleanSession
 	present, err := s.attach(c, func() error { return c.emitConnect(p) })
 	switch {
-	case errors.Is(err, errTooManySessions), errors.Is(err, errNotRecorded):
+	case errors.Is(err, errTooManySessions):
+		return c.refuseWith(connRefusedUnavailable, rcQuotaExceeded, p, err) // v5: the session budget's own code
+	case errors.Is(err, errNotRecorded):
 		return c.refuse(connRefusedUnavailable, p, err)
 	case err != nil:
 		return false
@@ -75,8 +94,8 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 
 	// [MQTT-3.2.2-1..3] session present only for a resumed persistent
 	// session; MQTT 3.1 has no such flag (the byte is reserved there).
-	present = present && p.ProtocolLevel == 4
-	if err := c.send(&connackPacket{SessionPresent: present, ReturnCode: connAccepted}); err != nil {
+	present = present && p.ProtocolLevel >= 4
+	if err := c.sendConnack(&connackPacket{SessionPresent: present, ReturnCode: connAccepted, V5: v5, Props: ackProps}); err != nil {
 		c.setReason(ioFailureReason(err))
 		return false
 	}
@@ -98,6 +117,7 @@ func (c *conn) emitConnect(p *connectPacket) error {
 	e.Username = p.Username
 	e.Keepalive = int(p.Keepalive)
 	e.CleanSession = &p.CleanSession
+	e.ProtocolLevel = int(p.ProtocolLevel)
 	c.tlsDetails(&e)
 	// Counted as held before its connect is emitted, so a channel-set report
 	// (OpenChannels) never misses a channel whose connect came before it.
@@ -109,6 +129,9 @@ func (c *conn) emitConnect(p *connectPacket) error {
 	c.connected.Store(true)
 	s.stats.channels.Add(1)
 	s.stats.connects.Add(1)
+	if c.v5 != nil {
+		s.stats.v5Connects.Add(1)
+	}
 	s.publishConnected(e, p.ProtocolLevel)
 	return nil
 }
@@ -120,7 +143,17 @@ func (c *conn) emitConnect(p *connectPacket) error {
 // a constant message per code, so that a rate-limiting handler can fold
 // repeats, and counted by code.
 func (c *conn) refuse(code byte, p *connectPacket, cause error) bool {
+	return c.refuseWith(code, v5Code(code), p, cause)
+}
+
+// refuseWith is refuse with the MQTT 5.0 Reason Code code5 a v5 client is
+// sent instead of the 3.1.1 code (which logs and counts the refusal).
+func (c *conn) refuseWith(code, code5 byte, p *connectPacket, cause error) bool {
 	s := c.s
+	ack := &connackPacket{ReturnCode: code}
+	if p != nil && p.ProtocolLevel == 5 {
+		ack = &connackPacket{ReturnCode: code5, V5: true}
+	}
 	if int(code) < len(s.stats.refusedByCode) {
 		s.stats.refusedByCode[code].Add(1)
 	}
@@ -148,11 +181,11 @@ func (c *conn) refuse(code byte, p *connectPacket, cause error) bool {
 		if cause != nil {
 			reason = msg + ": " + cause.Error()
 		}
-		s.cfg.OnRefused(presence.RefusedConnect{ClientID: p.ClientID, Time: s.cfg.Now().UnixMilli(), ReturnCode: int(code),
+		s.cfg.OnRefused(presence.RefusedConnect{ClientID: p.ClientID, Time: s.cfg.Now().UnixMilli(), ReturnCode: int(ack.ReturnCode),
 			Reason: truncateForLog(reason), ClientIP: c.remoteAddr(), Username: truncateForLog(p.Username), Node: s.cfg.Node})
 	}
 	// [MQTT-3.2.2-4] session present is 0 with a non-zero return code.
-	c.send(&connackPacket{ReturnCode: code})
+	c.send(ack)
 	return false
 }
 
@@ -214,12 +247,13 @@ func (s *Server) attach(c *conn, announce func() error) (present bool, err error
 		if sess != nil {
 			sess.mu.Lock()
 			old := sess.owner
+			s.cancelWillLocked(sess) // a connection took the session up [MQTT-3.1.3-9]
 			sess.mu.Unlock()
 			if old != nil {
 				if !c.connected.Load() {
 					// c will need a slot of its own if the old session is
 					// clean and discarded with its connection.
-					if !c.clean && sess.clean && !reserved {
+					if c.persistentSession() && sess.clean && !reserved {
 						if s.stats.persistent.Load() >= int64(s.cfg.MaxPersistentSessions) {
 							s.sessMu.Unlock()
 							s.stats.sessionsRefused.Add(1)
@@ -250,8 +284,14 @@ func (s *Server) attach(c *conn, announce func() error) (present bool, err error
 			}
 		}
 		present = sess != nil
+		if present && !c.persistentSession() {
+			// A v5 client resumes its session with expiry 0: it now ends
+			// with the connection [MQTT-3.1.2-23].
+			sess.clean = true
+			s.stats.persistent.Add(-1)
+		}
 		if sess == nil {
-			if !c.clean {
+			if c.persistentSession() {
 				// Counted under sessMu, like every change to it. A reserved
 				// slot is used now; an announced connection is admitted even
 				// without one (its session vanished while it waited).
@@ -268,7 +308,7 @@ func (s *Server) attach(c *conn, announce func() error) (present bool, err error
 					s.stats.persistent.Add(1)
 				}
 			}
-			sess = newSession(c.clientID, c.clean)
+			sess = newSession(c.clientID, !c.persistentSession())
 			s.sessions[c.clientID] = sess
 			s.stats.sessions.Add(1)
 		}
@@ -294,8 +334,13 @@ func (s *Server) detach(c *conn) {
 		return
 	}
 	sess.owner, sess.conn = nil, nil
-	if !sess.clean && s.cfg.SessionExpiry > 0 {
-		sess.expireAt = s.cfg.Now().Add(s.cfg.SessionExpiry).UnixNano()
+	if !sess.clean && !c.persistentSession() {
+		// A v5 DISCONNECT set the session expiry to 0 [MQTT-3.14.2.2.2].
+		sess.clean = true
+		s.stats.persistent.Add(-1)
+	}
+	if expiry := c.sessionExpiry(); !sess.clean && expiry > 0 {
+		sess.expireAt = s.cfg.Now().Add(expiry).UnixNano()
 	}
 	sess.mu.Unlock()
 	if sess.clean {

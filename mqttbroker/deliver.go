@@ -21,17 +21,33 @@ func (s *Server) deliverLocked(sess *session, d delivery) {
 	if sess.discarded {
 		return
 	}
+	if d.msg.props.has(propMessageExpiry) && d.msg.props.expired(s.cfg.Now().UnixNano()) {
+		s.stats.messagesExpired.Add(1)
+		return
+	}
 	c := sess.conn
 	if d.qos == 0 {
 		if c == nil {
 			return // QoS 0 is not kept for offline clients
 		}
 		var ok bool
-		if d.retain {
-			ok = c.enqueue((&publishPacket{Topic: d.msg.topic, Payload: d.msg.payload, Retain: true}).appendTo(nil), nil, true)
+		v5 := c.v5 != nil
+		var ids []uint32
+		if v5 {
+			ids = sess.subscriptionIDsLocked(d.msg.topic)
+		}
+		if d.retain || ids != nil {
+			// Not the shared encoding: the retain flag or the
+			// Subscription Identifiers are this session's own.
+			props := d.msg.props.at(s.cfg.Now().UnixNano()).withSubscriptionIDs(ids)
+			wire := (&publishPacket{Topic: d.msg.topic, Payload: d.msg.payload, Retain: d.retain, V5: v5, Props: props}).appendTo(nil)
+			ok = s.fits(c, len(wire)) && c.enqueue(wire, nil, true)
 		} else {
 			w := d.msg.qos0Wire()
-			ok = c.enqueue(w.wire, w, true)
+			if v5 {
+				w = d.msg.qos0WireV5()
+			}
+			ok = s.fits(c, len(w.wire)) && c.enqueue(w.wire, w, true)
 		}
 		if ok {
 			s.stats.messagesOut.Add(1)
@@ -42,7 +58,7 @@ func (s *Server) deliverLocked(sess *session, d delivery) {
 		s.stats.queueEvicted.Add(1) // the budget is all in flight: the newest goes
 		return
 	}
-	if c != nil && len(sess.queue) == 0 && len(sess.inflight) < s.cfg.InflightWindow {
+	if c != nil && len(sess.queue) == 0 && len(sess.inflight) < c.inflightWindow() {
 		s.sendLocked(sess, c, d)
 		return
 	}
@@ -54,24 +70,45 @@ func (s *Server) deliverLocked(sess *session, d delivery) {
 }
 
 // sendLocked puts d in flight and queues its PUBLISH on c.
+// A message larger than a v5 client's Maximum Packet Size is dropped as if
+// delivered [MQTT-3.1.2-25].
 func (s *Server) sendLocked(sess *session, c *conn, d delivery) {
+	var now int64 // read only for a message that can expire
+	if d.msg.props.has(propMessageExpiry) {
+		if now = s.cfg.Now().UnixNano(); d.msg.props.expired(now) { // expired while queued [MQTT-3.3.2-5]
+			s.releaseLocked(d)
+			s.stats.messagesExpired.Add(1)
+			return
+		}
+	}
 	m := &inflightMessage{delivery: d, id: sess.nextIDLocked()}
+	wire := m.wire(sess, false, c.v5 != nil, now)
+	if !s.fits(c, len(wire)) {
+		s.releaseLocked(d)
+		return
+	}
 	sess.inflight = append(sess.inflight, m)
-	if c.enqueue(m.wire(false), nil, false) {
+	if c.enqueue(wire, nil, false) {
 		s.stats.messagesOut.Add(1)
 	}
 }
 
 // wire encodes the PUBLISH of an in-flight message; dup marks a
 // redelivery [MQTT-3.3.1-1].
-func (m *inflightMessage) wire(dup bool) []byte {
-	return (&publishPacket{Dup: dup, QoS: m.qos, Retain: m.retain, Topic: m.msg.topic, ID: m.id, Payload: m.msg.payload}).appendTo(nil)
+// now (Unix ns) lowers the Message Expiry Interval by the wait; sess
+// gives the Subscription Identifiers. The caller holds sess.mu.
+func (m *inflightMessage) wire(sess *session, dup, v5 bool, now int64) []byte {
+	p := &publishPacket{Dup: dup, QoS: m.qos, Retain: m.retain, Topic: m.msg.topic, ID: m.id, Payload: m.msg.payload}
+	if v5 {
+		p.V5, p.Props = true, m.msg.props.at(now).withSubscriptionIDs(sess.subscriptionIDsLocked(m.msg.topic))
+	}
+	return p.appendTo(nil)
 }
 
 // fillWindowLocked moves queued messages in flight while the window allows.
 func (s *Server) fillWindowLocked(sess *session) {
 	c := sess.conn
-	for c != nil && len(sess.queue) > 0 && len(sess.inflight) < s.cfg.InflightWindow {
+	for c != nil && len(sess.queue) > 0 && len(sess.inflight) < c.inflightWindow() {
 		s.sendLocked(sess, c, s.queuePopLocked(sess))
 	}
 }
@@ -89,16 +126,24 @@ func (s *Server) resume(c *conn) {
 	// From now on messages go to c. Everything in flight predates it, so
 	// the resent messages keep their original order [MQTT-4.6.0-1].
 	sess.conn = c
+	kept := sess.inflight[:0]
 	for _, m := range sess.inflight {
 		var wire []byte
 		if m.released {
 			wire = (&ackPacket{Type: typePubrel, ID: m.id}).appendTo(nil)
 		} else {
-			wire = m.wire(true)
+			wire = m.wire(sess, true, c.v5 != nil, s.cfg.Now().UnixNano())
+			if !s.fits(c, len(wire)) { // [MQTT-3.1.2-25]
+				s.releaseLocked(m.delivery)
+				continue
+			}
 			s.stats.messagesOut.Add(1)
 		}
+		kept = append(kept, m)
 		c.enqueue(wire, nil, false)
 	}
+	clear(sess.inflight[len(kept):])
+	sess.inflight = kept
 	s.fillWindowLocked(sess)
 }
 
@@ -124,4 +169,14 @@ func (s *Server) received(sess *session, id uint16) {
 	if i := sess.findLocked(id); i >= 0 && sess.inflight[i].qos == 2 {
 		sess.inflight[i].released = true
 	}
+}
+
+// fits reports whether a packet of n bytes may go to c (see fitsClient),
+// counting the messages that may not.
+func (s *Server) fits(c *conn, n int) bool {
+	if c.fitsClient(n) {
+		return true
+	}
+	s.stats.tooLargeForPeer.Add(1)
+	return false
 }

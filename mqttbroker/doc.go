@@ -1,5 +1,5 @@
-// Package mqttbroker is an MQTT 3.1.1 broker (accepting MQTT 3.1 clients,
-// "MQIsdp" level 3, too) that reports the lifecycle of every TCP
+// Package mqttbroker is an MQTT 3.1.1 and 5.0 broker (accepting MQTT 3.1
+// clients, "MQIsdp" level 3, too) that reports the lifecycle of every TCP
 // connection — connect, disconnect, tcpclean — through an EventSink.
 //
 // Every accepted connection is a channel with a random 128-bit id. The
@@ -10,6 +10,19 @@
 // Protocol checks cite the specification clause they enforce, as
 // [MQTT-x.y.z-n]; a protocol violation closes the connection
 // [MQTT-4.8.0-1] (tcpclean reason protocol_error, will published).
+//
+// MQTT 5.0: the protocol level of CONNECT picks the codec per connection
+// (decodePacket, decodePacketV5); packet_properties.go holds the
+// properties codec and packet_v5.go the reason codes and the packets only
+// 5.0 has (DISCONNECT with a reason, AUTH, UNSUBACK with codes). A v5
+// connection's state (conn_v5.go: session expiry, receive maximum,
+// maximum packet size, topic aliases, the DISCONNECT reason code) sits
+// behind a pointer allocated only for v5 clients, so a 3.1.1 connection
+// pays 8 bytes for it; will_delay.go holds wills waiting for their Will
+// Delay Interval (one per session at most); trie.go keeps shared
+// subscriptions ($share/{name}/{filter}, for v5 clients) beside the
+// others, and a session its subscription identifiers. Enhanced
+// authentication is refused (CONNACK 0x8C).
 //
 // Layout: packet_*.go is the codec (one file per packet type, strict in
 // both directions); conn*.go the connection (one reading goroutine while
@@ -56,8 +69,11 @@
 // comes on top, about 1.2 KiB per offline persistent session with one
 // subscription (120 MiB at the limit) and 1.7 KiB per idle connection. Not
 // budgeted globally: the subscriptions of a session beyond its first (up
-// to MaxSubscriptionsPerClient filters each) and packets being read (up to
-// MaxPacketSize per connection, as the client sends them). The Go
+// to MaxSubscriptionsPerClient filters each), packets being read (up to
+// MaxPacketSize per connection, as the client sends them) and, for MQTT
+// 5.0 clients, inbound topic aliases (10 per connection, of up to
+// MaxTopicLength bytes each) and wills waiting for their Will Delay
+// Interval (one per session, up to MaxPacketSize; Stats.WillsDelayed). The Go
 // collector lets the heap grow to twice the live data before it runs: with
 // the defaults, under the three attacks at once (100,000 retained topics
 // of 16 KiB; 100 offline sessions sent 1,000 QoS 1 messages of 16 KiB

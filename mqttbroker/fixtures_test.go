@@ -31,7 +31,7 @@ var packetFixtures = []packetFixture{
 	{"PUBREL", []byte{0x62, 2, 0, 2}, &ackPacket{Type: typePubrel, ID: 2}},
 	{"PUBCOMP", []byte{0x70, 2, 0, 3}, &ackPacket{Type: typePubcomp, ID: 3}},
 	{"SUBSCRIBE two filters", []byte{0x82, 12, 0, 9, 0, 3, 'a', '/', '+', 1, 0, 1, '#', 2},
-		&subscribePacket{ID: 9, Subscriptions: []subscription{{"a/+", 1}, {"#", 2}}}},
+		&subscribePacket{ID: 9, Subscriptions: []subscription{{Filter: "a/+", QoS: 1}, {Filter: "#", QoS: 2}}}},
 	{"SUBACK", []byte{0x90, 5, 0, 9, 0, 2, 0x80}, &subackPacket{ID: 9, ReturnCodes: []byte{0, 2, 0x80}}},
 	{"UNSUBSCRIBE", []byte{0xa2, 5, 0, 4, 0, 1, 'a'}, &unsubscribePacket{ID: 4, Filters: []string{"a"}}},
 	{"UNSUBACK", []byte{0xb0, 2, 0, 4}, &ackPacket{Type: typeUnsuback, ID: 4}},
@@ -93,5 +93,5 @@ var malformedFixtures = []malformedFixture{
 	{"CONNECT U+0000 in user name", []byte{0x10, 16, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x82, 0, 60, 0, 1, 'c', 0, 1, 0}, "MQTT-1.5.3-2"},
 	{"CONNECT wildcard will topic", []byte{0x10, 18, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x06, 0, 60, 0, 1, 'c', 0, 1, '#', 0, 0}, "MQTT-3.3.2-2"},
 	{"CONNECT truncated", []byte{0x10, 9, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0}, "MQTT-2.2.3"},
-	{"CONNECT level 5", []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 0, 1, 'c'}, "MQTT-3.1.2-2"},
+	{"CONNECT level 6", []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 6, 0x02, 0, 60, 0, 1, 'c'}, "MQTT-3.1.2-2"},
 }

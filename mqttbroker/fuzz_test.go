@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -74,7 +75,16 @@ func FuzzConnectSession(f *testing.F) {
 	for _, fx := range malformedFixtures {
 		f.Add(true, fx.wire)
 	}
-	f.Add(true, encodePacket(&subscribePacket{ID: 1, Subscriptions: []subscription{{"#", 2}}}))
+	f.Add(true, encodePacket(&subscribePacket{ID: 1, Subscriptions: []subscription{{Filter: "#", QoS: 2}}}))
+	// MQTT 5.0 sessions: a v5 CONNECT in the data, then v5 packets.
+	connect5 := encodePacket(&connectPacket{ProtocolName: "MQTT", ProtocolLevel: 5, ClientID: "fuzz5", CleanSession: true,
+		Will: &willMessage{Topic: "w", Payload: []byte("x"), QoS: 1}})
+	for _, fx := range v5PacketFixtures {
+		f.Add(false, append(slices.Clip(connect5), fx.wire...))
+	}
+	for _, fx := range v5MalformedFixtures {
+		f.Add(false, append(slices.Clip(connect5), fx.wire...))
+	}
 	f.Fuzz(func(t *testing.T, withConnect bool, data []byte) {
 		rec := newRecorder()
 		srv := New(Config{AllowAnonymous: true, Logger: discardLogger(), SessionExpiry: -1,

@@ -145,6 +145,7 @@ type rawClient struct {
 	t      *testing.T
 	nc     net.Conn
 	reader packetReader
+	v5     bool // decode what the server sends as MQTT 5.0
 }
 
 func dial(t *testing.T, addr string) *rawClient {
@@ -174,6 +175,9 @@ func (c *rawClient) next(timeout time.Duration) (packet, error) {
 	first, body, err := c.reader.readPacket(c.nc, 1<<20)
 	if err != nil {
 		return nil, err
+	}
+	if c.v5 {
+		return decodePacketV5(first, body)
 	}
 	return decodePacket(first, body)
 }
@@ -251,6 +255,7 @@ func (c *rawClient) connect(p *connectPacket) *connackPacket {
 	if p.ProtocolName == "" {
 		p.ProtocolName, p.ProtocolLevel = "MQTT", 4
 	}
+	c.v5 = p.ProtocolLevel == 5
 	c.send(p)
 	return c.expect(typeConnack).(*connackPacket)
 }
@@ -268,7 +273,7 @@ func connectOK(t *testing.T, addr, clientID string) *rawClient {
 // subscribe subscribes to filters at qos and returns the SUBACK codes.
 func (c *rawClient) subscribe(id uint16, qos byte, filters ...string) []byte {
 	c.t.Helper()
-	p := &subscribePacket{ID: id}
+	p := &subscribePacket{ID: id, V5: c.v5}
 	for _, f := range filters {
 		p.Subscriptions = append(p.Subscriptions, subscription{Filter: f, QoS: qos})
 	}
@@ -286,6 +291,7 @@ func (c *rawClient) publish(p *publishPacket) {
 	if p.QoS > 0 && p.ID == 0 {
 		p.ID = 1
 	}
+	p.V5 = p.V5 || c.v5
 	c.send(p)
 	switch p.QoS {
 	case 1:

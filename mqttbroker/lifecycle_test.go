@@ -192,7 +192,7 @@ func TestConnackReturnCodes(t *testing.T) {
 	}{
 		{"MQTT 3.1.1", connectPacket{ProtocolName: "MQTT", ProtocolLevel: 4, ClientID: "ok1", CleanSession: true}, 0},
 		{"MQTT 3.1", connectPacket{ProtocolName: "MQIsdp", ProtocolLevel: 3, ClientID: "ok2", CleanSession: true}, 0},
-		{"level 5 [MQTT-3.1.2-2]", connectPacket{ProtocolName: "MQTT", ProtocolLevel: 5, ClientID: "x"}, 1},
+		{"level 6 [MQTT-3.1.2-2]", connectPacket{ProtocolName: "MQTT", ProtocolLevel: 6, ClientID: "x"}, 1},
 		{"level 3 with name MQTT", connectPacket{ProtocolName: "MQTT", ProtocolLevel: 3, ClientID: "x"}, 1},
 		{"bad name [MQTT-3.1.2-1]", connectPacket{ProtocolName: "MQTX", ProtocolLevel: 4, ClientID: "x"}, 1},
 		{"plus in id", connectPacket{ClientID: "a+b", CleanSession: true}, 2},

@@ -48,6 +48,9 @@ type packet interface {
 type protocolError struct {
 	Clause string
 	Reason string
+	// Code is the MQTT 5.0 Reason Code of the DISCONNECT a v5 client is
+	// sent; 0 means Malformed Packet (0x81).
+	Code byte
 }
 
 func (e *protocolError) Error() string {
@@ -60,6 +63,11 @@ func (e *protocolError) Error() string {
 // malformed returns a *protocolError citing clause.
 func malformed(clause, format string, args ...any) error {
 	return &protocolError{Clause: clause, Reason: fmt.Sprintf(format, args...)}
+}
+
+// violation returns a *protocolError with the v5 Reason Code code.
+func violation(code byte, clause, format string, args ...any) error {
+	return &protocolError{Clause: clause, Reason: fmt.Sprintf(format, args...), Code: code}
 }
 
 // isProtocolError reports whether err is a violation by the peer.

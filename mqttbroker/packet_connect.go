@@ -25,9 +25,9 @@ const (
 
 // connectPacket is CONNECT [MQTT-3.1].
 type connectPacket struct {
-	ProtocolName  string // "MQTT" (3.1.1) or "MQIsdp" (3.1)
-	ProtocolLevel byte   // 4 (3.1.1) or 3 (3.1)
-	CleanSession  bool
+	ProtocolName  string // "MQTT" (5.0, 3.1.1) or "MQIsdp" (3.1)
+	ProtocolLevel byte   // 5 (5.0), 4 (3.1.1) or 3 (3.1)
+	CleanSession  bool   // Clean Start in MQTT 5.0
 	Keepalive     uint16 // seconds; 0 disables keepalive
 	ClientID      string
 	Will          *willMessage // nil when the Will Flag is 0
@@ -35,6 +35,7 @@ type connectPacket struct {
 	Username      string
 	HasPassword   bool
 	Password      []byte
+	Props         *properties // MQTT 5.0 only
 }
 
 // willMessage is the Will of a CONNECT [MQTT-3.1.2.5].
@@ -43,6 +44,7 @@ type willMessage struct {
 	Payload []byte
 	QoS     byte
 	Retain  bool
+	Props   *properties // MQTT 5.0 Will Properties
 }
 
 func (p *connectPacket) kind() packetType { return typeConnect }
@@ -68,9 +70,10 @@ func (e *refusedError) Error() string {
 	return fmt.Sprintf("connect refused with code %d: %s [%s]", e.Code, e.Reason, e.Clause)
 }
 
-// supportedProtocol reports whether name and level are MQTT 3.1.1 or 3.1.
+// supportedProtocol reports whether name and level are MQTT 5.0, 3.1.1 or
+// 3.1.
 func supportedProtocol(name string, level byte) bool {
-	return name == "MQTT" && level == 4 || name == "MQIsdp" && level == 3
+	return name == "MQTT" && (level == 4 || level == 5) || name == "MQIsdp" && level == 3
 }
 
 func decodeConnect(body []byte) (packet, error) {
@@ -108,11 +111,17 @@ func decodeConnect(body []byte) (packet, error) {
 		return nil, malformed("MQTT-3.1.2-15", "will retain without will flag")
 	case willQoS == 3:
 		return nil, malformed("MQTT-3.1.2-14", "will QoS 3")
-	case flags&flagUsername == 0 && flags&flagPassword != 0:
+	case flags&flagUsername == 0 && flags&flagPassword != 0 && p.ProtocolLevel != 5:
+		// MQTT 5.0 allows a password without a user name.
 		return nil, malformed("MQTT-3.1.2-22", "password flag without user name flag")
 	}
 	if p.Keepalive, err = r.uint16(); err != nil {
 		return nil, err
+	}
+	if p.ProtocolLevel == 5 {
+		if p.Props, err = decodeProperties(&r, typeConnect); err != nil { // [MQTT-3.1.2.11]
+			return nil, err
+		}
 	}
 	// [MQTT-3.1.3-1] payload fields in order: client id, will topic, will
 	// message, user name, password.
@@ -121,6 +130,11 @@ func decodeConnect(body []byte) (packet, error) {
 	}
 	if hasWill {
 		w := &willMessage{QoS: willQoS, Retain: flags&flagWillRetain != 0}
+		if p.ProtocolLevel == 5 {
+			if w.Props, err = decodeProperties(&r, typeWill); err != nil { // [MQTT-3.1.3.2]
+				return nil, err
+			}
+		}
 		if w.Topic, err = r.string("will topic"); err != nil {
 			return nil, err
 		}
@@ -166,6 +180,12 @@ func (p *connectPacket) appendTo(dst []byte) []byte {
 			flags |= flagWillRetain
 		}
 		n += 2 + len(p.Will.Topic) + 2 + len(p.Will.Payload)
+		if p.ProtocolLevel == 5 {
+			n += propertiesSize(p.Will.Props)
+		}
+	}
+	if p.ProtocolLevel == 5 {
+		n += propertiesSize(p.Props)
 	}
 	if p.HasUsername {
 		flags |= flagUsername
@@ -179,8 +199,14 @@ func (p *connectPacket) appendTo(dst []byte) []byte {
 	dst = appendString(dst, p.ProtocolName)
 	dst = append(dst, p.ProtocolLevel, flags)
 	dst = appendUint16(dst, p.Keepalive)
+	if p.ProtocolLevel == 5 {
+		dst = appendProperties(dst, p.Props)
+	}
 	dst = appendString(dst, p.ClientID)
 	if p.Will != nil {
+		if p.ProtocolLevel == 5 {
+			dst = appendProperties(dst, p.Will.Props)
+		}
 		dst = appendString(dst, p.Will.Topic)
 		dst = appendBinary(dst, p.Will.Payload)
 	}
@@ -194,10 +220,9 @@ func (p *connectPacket) appendTo(dst []byte) []byte {
 }
 
 // unsupportedClientID reads, for the record of refused connects only, the
-// client id of a CONNECT of a protocol this broker does not speak: MQTT 5
-// (level 5: flags, keepalive, properties, client id) and other levels of
-// the 3.1.1 layout (flags, keepalive, client id). Anything that does not
-// parse gives "" — it is never processed further [MQTT-3.1.2-1].
+// client id of a CONNECT of a protocol level this broker does not speak,
+// assuming the 3.1.1 layout (flags, keepalive, client id). Anything that
+// does not parse gives "" — it is never processed further [MQTT-3.1.2-1].
 func unsupportedClientID(name string, level byte, r fieldReader) string {
 	if name != "MQTT" {
 		return ""
@@ -207,13 +232,6 @@ func unsupportedClientID(name string, level byte, r fieldReader) string {
 	}
 	if _, err := r.uint16(); err != nil { // keepalive
 		return ""
-	}
-	if level == 5 {
-		n, used, err := decodeRemainingLength(r.rest()) // properties length, a variable byte integer
-		if err != nil || used == 0 || used+n > len(r.rest()) {
-			return ""
-		}
-		r = fieldReader{b: r.rest()[used+n:]}
 	}
 	id, err := r.string("client identifier")
 	if err != nil {

@@ -20,7 +20,7 @@ const largeChunk = 4096
 var readBuffers = sync.Pool{New: func() any { b := make([]byte, readBufferSize); return &b }}
 
 // errPacketTooLarge: the announced packet exceeds the configured limit.
-var errPacketTooLarge = &protocolError{Clause: "MQTT-2.2.3", Reason: "packet larger than the server accepts"}
+var errPacketTooLarge = &protocolError{Clause: "MQTT-3.2.2-15", Reason: "packet larger than the server accepts", Code: rcPacketTooLarge}
 
 // packetReader splits a byte stream into packets: a resumable reader over
 // a pooled buffer. With a RawConn it waits for data without holding a

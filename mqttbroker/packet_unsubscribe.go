@@ -4,6 +4,9 @@ package mqttbroker
 type unsubscribePacket struct {
 	ID      uint16
 	Filters []string
+	// V5: encoded with properties (MQTT 5.0).
+	V5    bool
+	Props *properties
 }
 
 func (p *unsubscribePacket) kind() packetType { return typeUnsubscribe }
@@ -31,13 +34,38 @@ func decodeUnsubscribe(body []byte) (packet, error) {
 	return p, nil
 }
 
+func decodeUnsubscribeV5(body []byte) (packet, error) {
+	r := fieldReader{b: body}
+	id, err := r.packetID()
+	if err != nil {
+		return nil, err
+	}
+	props, err := decodeProperties(&r, typeUnsubscribe)
+	if err != nil {
+		return nil, err
+	}
+	rest, err := decodeUnsubscribe(append(appendUint16(nil, id), r.rest()...))
+	if err != nil {
+		return nil, err
+	}
+	p := rest.(*unsubscribePacket)
+	p.V5, p.Props = true, props
+	return p, nil
+}
+
 func (p *unsubscribePacket) appendTo(dst []byte) []byte {
 	n := 2
 	for _, f := range p.Filters {
 		n += 2 + len(f)
 	}
+	if p.V5 {
+		n += propertiesSize(p.Props)
+	}
 	dst = appendHeader(dst, typeUnsubscribe, requiredFlags(typeUnsubscribe), n)
 	dst = appendUint16(dst, p.ID)
+	if p.V5 {
+		dst = appendProperties(dst, p.Props)
+	}
 	for _, f := range p.Filters {
 		dst = appendString(dst, f)
 	}

@@ -70,7 +70,7 @@ type presenceConnected struct {
 	Time             int64  `json:"time"` // ms since the Unix epoch, the connect event's time
 	Keepalive        int    `json:"keepalive"`
 	CleanSession     bool   `json:"cleanSession"`
-	ProtocolLevel    byte   `json:"protocolLevel"` // 4: MQTT 3.1.1, 3: MQTT 3.1
+	ProtocolLevel    byte   `json:"protocolLevel"` // 5: MQTT 5.0, 4: MQTT 3.1.1, 3: MQTT 3.1
 	TLSVersion       string `json:"tlsVersion,omitempty"`
 	TLSClientSubject string `json:"tlsClientSubject,omitempty"`
 }
@@ -88,6 +88,9 @@ type presenceDisconnected struct {
 	// DisconnectSent: the client sent DISCONNECT before the connection
 	// closed.
 	DisconnectSent bool `json:"disconnectSent"`
+	// ReasonCode is the MQTT 5.0 DISCONNECT Reason Code that ended a v5
+	// connection, sent by the client or by the server; absent otherwise.
+	ReasonCode *byte `json:"reasonCode,omitempty"`
 }
 
 // publishConnected publishes the presence message of a recorded connect
@@ -107,17 +110,23 @@ func (s *Server) publishConnected(e presence.Event, protocolLevel byte) {
 }
 
 // publishDisconnected publishes the presence message of an emitted
-// tcpclean e. It follows the tcpclean even when the sink failed to take
-// it (a sink must not refuse one, see EventSink): a subscriber that saw a
-// channel connect always learns that it closed.
-func (s *Server) publishDisconnected(e presence.Event, disconnectSent bool) {
+// tcpclean e of c. It follows the tcpclean even when the sink failed to
+// take it (a sink must not refuse one, see EventSink): a subscriber that
+// saw a channel connect always learns that it closed.
+func (s *Server) publishDisconnected(e presence.Event, c *conn) {
 	if !s.cfg.PresenceTopics {
 		return
+	}
+	disconnectSent := c.disconnectSent
+	var reasonCode *byte
+	if code, ok := c.disconnectReasonCode(); ok {
+		reasonCode = &code
 	}
 	s.publishPresence(presenceTopic(e.ClientID, "disconnected"), func() any {
 		return presenceDisconnected{
 			ClientID: e.ClientID, ChannelID: e.ChannelID, Node: e.Node, ClientIP: e.ClientIP,
 			Time: e.Time, Reason: e.Reason, TakeoverBy: e.TakeoverBy, DisconnectSent: disconnectSent,
+			ReasonCode: reasonCode,
 		}
 	})
 }

@@ -19,6 +19,11 @@ func watchPresence(t *testing.T, srv *testServer, clientID string, want []byte, 
 	if codes := w.subscribe(1, 1, filters...); !bytes.Equal(codes, want) {
 		t.Fatalf("SUBACK %v for %v, want %v", codes, filters, want)
 	}
+	// The broker sends the retained messages of a subscription after its
+	// SUBACK; a PINGRESP proves it has finished, so that a retained
+	// message stored from now on cannot come as a second, retained copy.
+	w.send(&emptyPacket{Type: typePingreq})
+	w.expect(typePingresp)
 	return w
 }
 

@@ -104,8 +104,8 @@ func TestRefusedConnectsLoggedAndCounted(t *testing.T) {
 }
 
 // TestOnRefusedReportsRefusals: OnRefused hears every refused CONNECT that
-// names a client id, with its code and never its password — an MQTT 5
-// client too, whose CONNECT is not otherwise parsed [MQTT-3.1.2-1].
+// names a client id, with the code sent and never its password — for an
+// MQTT 5 client its v5 Reason Code (0x87 Not authorized).
 func TestOnRefusedReportsRefusals(t *testing.T) {
 	refused := make(chan presence.RefusedConnect, 4)
 	srv := startServer(t, Config{AllowAnonymous: false, OnRefused: func(r presence.RefusedConnect) { refused <- r }})
@@ -114,14 +114,15 @@ func TestOnRefusedReportsRefusals(t *testing.T) {
 	v5 := []byte{0x10, 0, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 3, 0x21, 0, 10, 0, 2, 'v', '5'}
 	v5[1] = byte(len(v5) - 2)
 	c5 := dial(t, srv.addr)
+	c5.v5 = true
 	c5.write(v5)
-	if ack := c5.expect(typeConnack).(*connackPacket); ack.ReturnCode != connRefusedProtocol {
-		t.Fatalf("CONNACK %d for MQTT 5, want 1", ack.ReturnCode)
+	if ack := c5.expect(typeConnack).(*connackPacket); ack.ReturnCode != rcNotAuthorized {
+		t.Fatalf("CONNACK %#02x for MQTT 5, want 0x87", ack.ReturnCode)
 	}
 	for _, want := range []struct {
 		client string
 		code   int
-	}{{"anon", int(connRefusedNotAuth)}, {"v5", int(connRefusedProtocol)}} {
+	}{{"anon", int(connRefusedNotAuth)}, {"v5", int(rcNotAuthorized)}} {
 		select {
 		case r := <-refused:
 			if r.ClientID != want.client || r.ReturnCode != want.code || r.ClientIP == "" || r.Reason == "" || r.Node != "test-node" {

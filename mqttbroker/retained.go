@@ -32,12 +32,12 @@ type topicNode struct {
 // constants estimate 376 and 2,806 B, erring on the safe side for shallow
 // trees.
 const (
-	retainedMessageOverhead = 96  // the message struct and its slice headers
+	retainedMessageOverhead = 120 // the message struct (112 B with its v5 fields) and its slice headers
 	retainedNodeOverhead    = 256 // a topicNode, its map and its entry in its parent's
 )
 
 func retainedCost(m *message) int64 {
-	return int64(retainedMessageOverhead + len(m.topic) + len(m.payload))
+	return int64(retainedMessageOverhead + len(m.topic) + len(m.payload) + m.props.cost())
 }
 
 func nodeCost(level string) int64 { return int64(retainedNodeOverhead + len(level)) }
@@ -110,7 +110,7 @@ func (r *retainedStore) set(m *message) retainedChange {
 		change.bytes -= retainedCost(n.msg)
 	}
 	// [MQTT-3.3.1-7] a QoS 0 retained message replaces the previous one too.
-	n.msg = &message{topic: m.topic, payload: m.payload, qos: m.qos, retain: true}
+	n.msg = &message{topic: m.topic, payload: m.payload, qos: m.qos, retain: true, props: m.props}
 	r.count += change.count
 	r.bytes += change.bytes
 	return change

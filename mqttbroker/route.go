@@ -1,8 +1,14 @@
 package mqttbroker
 
+import "time"
+
 // route delivers a message to every matching subscription and keeps it if
-// it is retained.
-func (s *Server) route(m *message) {
+// it is retained. from is the publisher's session (nil for the broker's
+// own messages), which a No Local subscription of its own skips.
+func (s *Server) route(m *message, from *session) {
+	if m.props.has(propMessageExpiry) {
+		m.props.expiresAt = s.cfg.Now().UnixNano() + int64(m.props.MessageExpiry)*int64(time.Second)
+	}
 	if m.retain {
 		// [MQTT-3.3.1-5] store it (replacing the previous one); an empty
 		// payload removes the retained message [MQTT-3.3.1-10].
@@ -18,26 +24,49 @@ func (s *Server) route(m *message) {
 		}
 	}
 	var r recipients
-	s.subs.match(m.topic, r.add)
-	r.each(func(sess *session, qos byte) {
-		// [MQTT-3.3.5-1] one copy per session at the highest QoS granted by
-		// its matching subscriptions, never above the message's QoS.
-		s.deliver(sess, delivery{msg: m, qos: min(qos, m.qos)})
+	s.subs.match(m.topic, func(sess *session, grant byte) {
+		if grant&optNoLocal != 0 && sess == from {
+			return // [MQTT-3.8.3-3] not to the publisher's own No Local subscription
+		}
+		r.add(sess, grant)
 	})
+	r.each(func(sess *session, grant byte) {
+		// [MQTT-3.3.5-1] one copy per session at the highest QoS granted by
+		// its matching subscriptions, never above the message's QoS; the
+		// retain flag kept for Retain As Published [MQTT-3.3.1-12].
+		s.deliver(sess, delivery{msg: m, qos: min(grant&0x03, m.qos), retain: m.retain && grant&optRetainAsPublished != 0})
+	})
+}
+
+// mergeGrants combines the grants of two subscriptions of one session that
+// match a topic: the higher QoS, and Retain As Published if either has it.
+func mergeGrants(a, b byte) byte {
+	return max(a&0x03, b&0x03) | (a|b)&optRetainAsPublished
 }
 
 // publishWill publishes the will of a connection that ended without
 // DISCONNECT [MQTT-3.1.2-8], with its QoS and retain flag.
 func (s *Server) publishWill(c *conn, w *willMessage) {
-	if !s.mayPublish(c.clientID, c.username, w.Topic) {
+	if delay := c.willDelay(w); delay > 0 && c.sess != nil {
+		s.publishWillLater(c, w, delay)
+		return
+	}
+	s.publishWillNow(c.clientID, c.username, w)
+}
+
+// publishWillNow publishes a will of the client clientID, authenticated as
+// username.
+func (s *Server) publishWillNow(clientID, username string, w *willMessage) {
+	if !s.mayPublish(clientID, username, w.Topic) {
 		return
 	}
 	s.stats.willsPublished.Add(1)
-	s.route(&message{topic: w.Topic, payload: w.Payload, qos: w.QoS, retain: w.Retain})
+	s.route(&message{topic: w.Topic, payload: w.Payload, qos: w.QoS, retain: w.Retain, props: w.Props.forwarded()}, nil)
 }
 
-// recipients collects the sessions matching a topic with the highest QoS
-// of each; a slice suffices for the usual handful, a map takes over beyond.
+// recipients collects the sessions matching a topic with the merged grant
+// of each (highest QoS, see mergeGrants); a slice suffices for the usual
+// handful, a map takes over beyond.
 type recipients struct {
 	list []recipient
 	big  map[*session]byte
@@ -52,14 +81,16 @@ const recipientsListMax = 16
 
 func (r *recipients) add(sess *session, qos byte) {
 	if r.big != nil {
-		if q, ok := r.big[sess]; !ok || qos > q {
+		if q, ok := r.big[sess]; !ok {
 			r.big[sess] = qos
+		} else {
+			r.big[sess] = mergeGrants(q, qos)
 		}
 		return
 	}
 	for i := range r.list {
 		if r.list[i].sess == sess {
-			r.list[i].qos = max(r.list[i].qos, qos)
+			r.list[i].qos = mergeGrants(r.list[i].qos, qos)
 			return
 		}
 	}

@@ -2,6 +2,8 @@ package mqttbroker
 
 import (
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,9 +16,13 @@ type message struct {
 	payload []byte
 	qos     byte
 	retain  bool
+	props   *properties // MQTT 5.0 properties forwarded to v5 subscribers; nil: none
 
 	once  sync.Once
 	wire0 *sharedWire // the QoS 0, non-retained encoding, shared by the fan-out
+	// onceV5 and wire0v5: the same for v5 subscribers (with properties).
+	onceV5  sync.Once
+	wire0v5 *sharedWire
 
 	holders atomic.Int32 // deliveries holding it queued or in flight (sessionBudget)
 }
@@ -38,11 +44,19 @@ func (m *message) qos0Wire() *sharedWire {
 	return m.wire0
 }
 
+// qos0WireV5 is qos0Wire for MQTT 5.0 recipients.
+func (m *message) qos0WireV5() *sharedWire {
+	m.onceV5.Do(func() {
+		m.wire0v5 = &sharedWire{wire: (&publishPacket{Topic: m.topic, Payload: m.payload, V5: true, Props: m.props}).appendTo(nil)}
+	})
+	return m.wire0v5
+}
+
 // delivery is a message on its way to one session, at the QoS granted to it.
 type delivery struct {
 	msg    *message
 	qos    byte
-	retain bool   // set only for retained messages sent on subscribe [MQTT-3.3.1-8]
+	retain bool   // retained messages sent on subscribe [MQTT-3.3.1-8], and v5 Retain As Published [MQTT-3.3.1-12]
 	seq    uint64 // while queued: its place in the order of all queues (sessionBudget)
 }
 
@@ -79,6 +93,12 @@ type session struct {
 	// whose PUBREL has not come yet: a repeated PUBLISH with one of them is
 	// not delivered again [MQTT-4.3.3-2].
 	unreleased map[uint16]struct{}
+	// subIDs holds the v5 Subscription Identifiers by filter; nil until
+	// the client gives one. At most one per subscription.
+	subIDs map[string]uint32
+	// pendingWill is a v5 will waiting for its Will Delay Interval (see
+	// will_delay.go).
+	pendingWill *delayedWill
 }
 
 func newSession(clientID string, clean bool) *session {
@@ -122,14 +142,15 @@ func (s *Server) discardLocked(sess *session) {
 		}
 	}
 	sess.mu.Lock()
+	s.releaseWillLocked(sess)
 	sess.discarded = true
 	filters := sess.subs
-	sess.subs = nil
+	sess.subs, sess.subIDs = nil, nil
 	s.releaseAllLocked(sess)
 	sess.inflight, sess.queue, sess.unreleased = nil, nil, nil
 	sess.mu.Unlock()
-	for filter := range filters {
-		s.subs.remove(filter, sess)
+	for filter, grant := range filters {
+		s.subs.remove(filter, sess, grant&optShared != 0)
 	}
 }
 
@@ -163,4 +184,25 @@ func (s *Server) expireSessionsNow() {
 			s.stats.sessionsExpired.Add(1)
 		}
 	}
+}
+
+// subscriptionIDsLocked returns the Subscription Identifiers of the
+// subscriptions of ss that match topic, in increasing order, for the one
+// copy of a message they bring [MQTT-3.3.4-3], [MQTT-3.3.4-4]; nil when
+// ss has none. The caller holds ss.mu.
+func (ss *session) subscriptionIDsLocked(topic string) []uint32 {
+	if len(ss.subIDs) == 0 {
+		return nil
+	}
+	var ids []uint32
+	for filter, id := range ss.subIDs {
+		if strings.HasPrefix(filter, "$share/") { // only a v5 client gives identifiers
+			_, filter = splitShared(filter)
+		}
+		if topicMatches(filter, topic) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }

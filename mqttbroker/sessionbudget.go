@@ -54,12 +54,12 @@ type queuedRef struct {
 // Estimated bytes of a held message beyond topic and payload, and of one
 // delivery's bookkeeping (its queue slot or inflightMessage, its ref).
 const (
-	heldMessageOverhead = 96
+	heldMessageOverhead = 120
 	deliveryOverhead    = 64
 )
 
 func heldCost(m *message) int64 {
-	return int64(heldMessageOverhead + len(m.topic) + len(m.payload))
+	return int64(heldMessageOverhead + len(m.topic) + len(m.payload) + m.props.cost())
 }
 
 // live reports whether the delivery r refers to is still queued: a session

@@ -49,6 +49,12 @@ type Stats struct {
 	PresenceMessages int64 // presence messages published on $SYS/presence to at least one subscription (PresenceTopics)
 	PresenceForged   int64 // client PUBLISHes to $SYS/presence dropped, and CONNECTs with a will there refused (0x05): the topics are the broker's
 	SessionsExpired  int64 // persistent sessions discarded after SessionExpiry
+	// MQTT 5.0
+	V5Connects      int64 // accepted CONNECTs of MQTT 5.0 clients (counted in Connects too)
+	TooLargeForPeer int64 // messages not sent to a v5 client because they exceed its Maximum Packet Size [MQTT-3.1.2-25]
+	MessagesExpired int64 // messages not delivered because their Message Expiry Interval passed [MQTT-3.3.2-5]
+	WillsDelayed    int64 // v5 wills set to wait for their Will Delay Interval
+	WillsCancelled  int64 // delayed wills not published because the session was taken up in time [MQTT-3.1.3-9]
 }
 
 // stats holds the live counters; Stats() snapshots them.
@@ -65,6 +71,8 @@ type stats struct {
 	deniedPublishes, deniedSubscribes, limitRejects              atomic.Int64
 	willsPublished, sessionsExpired                              atomic.Int64
 	presenceForged, presenceMessages                             atomic.Int64
+	v5Connects, tooLargeForPeer, messagesExpired                 atomic.Int64
+	willsDelayed, willsCancelled                                 atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -94,6 +102,9 @@ func (s *Server) Stats() Stats {
 		DeniedSubscribes: c.deniedSubscribes.Load(), LimitRejections: c.limitRejects.Load(),
 		WillsPublished: c.willsPublished.Load(), SessionsExpired: c.sessionsExpired.Load(),
 		PresenceForged: c.presenceForged.Load(), PresenceMessages: c.presenceMessages.Load(),
+		V5Connects: c.v5Connects.Load(), TooLargeForPeer: c.tooLargeForPeer.Load(),
+		MessagesExpired: c.messagesExpired.Load(), WillsDelayed: c.willsDelayed.Load(),
+		WillsCancelled: c.willsCancelled.Load(),
 	}
 	st.Refused = st.RefusedProtocol + st.RefusedIdentifier + st.RefusedUnavailable + st.RefusedBadAuth + st.RefusedNotAuthorized
 	return st

@@ -1,8 +1,10 @@
 package mqttbroker
 
 import (
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // subscriptionTree indexes subscriptions by topic filter level, so routing
@@ -15,14 +17,45 @@ type subscriptionTree struct {
 type filterNode struct {
 	children map[string]*filterNode // by level; "+" and "#" are ordinary keys
 	subs     map[*session]byte      // sessions subscribed to the filter ending here
+	shared   map[string]*shareGroup // MQTT 5.0 shared subscriptions of the filter, by share name
+}
+
+// shareGroup is the sessions of one shared subscription,
+// $share/{name}/{filter} [MQTT-4.8.2]: each message goes to one of them,
+// in turn.
+type shareGroup struct {
+	members []shareMember
+	next    atomic.Uint32 // round robin; advanced under the tree's read lock
+}
+
+type shareMember struct {
+	sess  *session
+	grant byte
+}
+
+// optShared marks, in the grant a session keeps for a filter, a v5 shared
+// subscription (the filter is $share/{name}/{filter}); never on the wire.
+const optShared = 0x80
+
+// splitShared splits a shared subscription's filter into its share name
+// and the filter proper.
+func splitShared(filter string) (name, inner string) {
+	rest := strings.TrimPrefix(filter, "$share/")
+	name, inner, _ = strings.Cut(rest, "/")
+	return name, inner
 }
 
 func (t *subscriptionTree) init() { t.root = &filterNode{} }
 
-// add subscribes sess to filter at qos, replacing an earlier QoS.
+// add subscribes sess to filter at qos, replacing an earlier QoS. With
+// optShared in qos, filter is a shared subscription's.
 func (t *subscriptionTree) add(filter string, sess *session, qos byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var share string
+	if qos&optShared != 0 {
+		share, filter = splitShared(filter)
+	}
 	n := t.root
 	for level := range strings.SplitSeq(filter, "/") {
 		child := n.children[level]
@@ -35,16 +68,43 @@ func (t *subscriptionTree) add(filter string, sess *session, qos byte) {
 		}
 		n = child
 	}
+	if share != "" {
+		n.addShared(share, sess, qos)
+		return
+	}
 	if n.subs == nil {
 		n.subs = make(map[*session]byte)
 	}
 	n.subs[sess] = qos
 }
 
-// remove unsubscribes sess from filter and prunes nodes left empty.
-func (t *subscriptionTree) remove(filter string, sess *session) {
+func (n *filterNode) addShared(share string, sess *session, grant byte) {
+	g := n.shared[share]
+	if g == nil {
+		if n.shared == nil {
+			n.shared = make(map[string]*shareGroup)
+		}
+		g = &shareGroup{}
+		n.shared[share] = g
+	}
+	for i := range g.members {
+		if g.members[i].sess == sess {
+			g.members[i].grant = grant
+			return
+		}
+	}
+	g.members = append(g.members, shareMember{sess, grant})
+}
+
+// remove unsubscribes sess from filter and prunes nodes left empty;
+// shared says filter is a shared subscription's (see add).
+func (t *subscriptionTree) remove(filter string, sess *session, shared bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var share string
+	if shared {
+		share, filter = splitShared(filter)
+	}
 	levels := strings.Split(filter, "/")
 	path := make([]*filterNode, 0, len(levels)+1)
 	n := t.root
@@ -56,10 +116,17 @@ func (t *subscriptionTree) remove(filter string, sess *session) {
 		}
 		path = append(path, n)
 	}
-	delete(n.subs, sess)
+	if share == "" {
+		delete(n.subs, sess)
+	} else if g := n.shared[share]; g != nil {
+		g.members = slices.DeleteFunc(g.members, func(m shareMember) bool { return m.sess == sess })
+		if len(g.members) == 0 {
+			delete(n.shared, share)
+		}
+	}
 	for i := len(levels) - 1; i >= 0; i-- {
 		node := path[i+1]
-		if len(node.subs) > 0 || len(node.children) > 0 {
+		if len(node.subs) > 0 || len(node.children) > 0 || len(node.shared) > 0 {
 			return
 		}
 		delete(path[i].children, levels[i])
@@ -108,5 +175,10 @@ func matchLevels(n *filterNode, topic string, wild bool, visit func(*session, by
 func visitAll(n *filterNode, visit func(*session, byte)) {
 	for sess, qos := range n.subs {
 		visit(sess, qos)
+	}
+	for _, g := range n.shared {
+		// One member of each shared subscription, in turn [MQTT-4.8.2-4].
+		m := g.members[int(g.next.Add(1)-1)%len(g.members)]
+		visit(m.sess, m.grant)
 	}
 }

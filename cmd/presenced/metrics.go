@@ -54,6 +54,11 @@ var brokerMetrics = []struct {
 	{"presenced_mqtt_retained_refused_total", "Retained messages not stored for the retained budget (still delivered).", false, func(s mqttbroker.Stats) int64 { return s.RetainedRefused }},
 	{"presenced_mqtt_presence_messages_total", "Presence messages published on $SYS/presence to at least one subscription (--mqtt-presence-topics).", false, func(s mqttbroker.Stats) int64 { return s.PresenceMessages }},
 	{"presenced_mqtt_presence_forged_total", "PUBLISHes and wills to $SYS/presence from clients dropped (or CONNECTs refused for such a will).", false, func(s mqttbroker.Stats) int64 { return s.PresenceForged }},
+	{"presenced_mqtt_v5_connects_total", "Accepted CONNECTs of MQTT 5.0 clients (counted in presenced_mqtt_connects_total too).", false, func(s mqttbroker.Stats) int64 { return s.V5Connects }},
+	{"presenced_mqtt_too_large_for_peer_total", "Messages not sent to an MQTT 5 client because they exceed its Maximum Packet Size.", false, func(s mqttbroker.Stats) int64 { return s.TooLargeForPeer }},
+	{"presenced_mqtt_messages_expired_total", "Messages not delivered because their Message Expiry Interval passed.", false, func(s mqttbroker.Stats) int64 { return s.MessagesExpired }},
+	{"presenced_mqtt_wills_delayed_total", "MQTT 5 wills set to wait for their Will Delay Interval.", false, func(s mqttbroker.Stats) int64 { return s.WillsDelayed }},
+	{"presenced_mqtt_wills_cancelled_total", "Delayed wills not published because the session was taken up in time.", false, func(s mqttbroker.Stats) int64 { return s.WillsCancelled }},
 }
 
 // refusedDesc counts refusing CONNACKs by reason: a bounded label, one
