@@ -29,7 +29,12 @@ func connectRate(ctx context.Context, fs *flag.FlagSet, args []string, out io.Wr
 	drainTimeout := fs.Duration("drain-timeout", time.Minute, "give up waiting for events to be stored after this long (at most 10m)")
 	label := fs.String("label", "", "name of the broker in the result line")
 	tlsCA := fs.String("tls-ca", "", "PEM file of the broker's CA: connect over TLS (see loadTLS)")
+	protocol := fs.Int("protocol", int(level311), "MQTT protocol level of the clients: 4 (3.1.1) or 5 (5.0)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	level, err := parseLevel(*protocol)
+	if err != nil {
 		return err
 	}
 	tlsConf, err := loadTLS(*tlsCA, *mqttAddr)
@@ -80,7 +85,7 @@ func connectRate(ctx context.Context, fs *flag.FlagSet, args []string, out io.Wr
 					return
 				}
 				id = strconv.AppendInt(id[:idLen], int64(i), 10)
-				conn, took, err := mqttDialTLS(*mqttAddr, dialSource(*mqttAddr, w+i**workers), tlsConf, string(id), 60, 5*time.Second, scratch)
+				conn, took, err := mqttDialTLS(*mqttAddr, dialSource(*mqttAddr, w+i**workers), tlsConf, level, string(id), 60, 5*time.Second, scratch)
 				if err != nil {
 					cycles.Add(-1)
 					failures.Add(1)

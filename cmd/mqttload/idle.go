@@ -25,7 +25,12 @@ func idleRSS(ctx context.Context, fs *flag.FlagSet, args []string, out io.Writer
 	settle := fs.Duration("settle", 5*time.Second, "wait after connecting before reading VmRSS (at most 2m)")
 	label := fs.String("label", "", "name of the broker in the result line")
 	tlsCA := fs.String("tls-ca", "", "PEM file of the broker's CA: connect over TLS (see loadTLS)")
+	protocol := fs.Int("protocol", int(level311), "MQTT protocol level of the clients: 4 (3.1.1) or 5 (5.0)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	level, err := parseLevel(*protocol)
+	if err != nil {
 		return err
 	}
 	tlsConf, err := loadTLS(*tlsCA, *mqttAddr)
@@ -52,7 +57,7 @@ func idleRSS(ctx context.Context, fs *flag.FlagSet, args []string, out io.Writer
 		}
 	}()
 	open := func(from, count int) error {
-		opened, err := openIdle(ctx, *mqttAddr, tlsConf, prefix, from, count, *workers, uint16(*keepalive))
+		opened, err := openIdle(ctx, *mqttAddr, tlsConf, level, prefix, from, count, *workers, uint16(*keepalive))
 		conns = append(conns, opened...)
 		return err
 	}
@@ -86,7 +91,7 @@ func idleRSS(ctx context.Context, fs *flag.FlagSet, args []string, out io.Writer
 
 // openIdle opens count connections numbered from, count workers at a time,
 // and returns those it opened (all of them unless err is set).
-func openIdle(ctx context.Context, addr string, tlsConf *tls.Config, prefix string, from, count, workers int, keepalive uint16) ([]net.Conn, error) {
+func openIdle(ctx context.Context, addr string, tlsConf *tls.Config, level byte, prefix string, from, count, workers int, keepalive uint16) ([]net.Conn, error) {
 	conns := make([]net.Conn, count)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
@@ -96,7 +101,7 @@ func openIdle(ctx context.Context, addr string, tlsConf *tls.Config, prefix stri
 			defer wg.Done()
 			scratch := make([]byte, 0, 128)
 			for i := w; i < count && ctx.Err() == nil; i += workers {
-				conn, _, err := mqttDialTLS(addr, dialSource(addr, from+i), tlsConf, fmt.Sprintf("%s%d", prefix, from+i), keepalive, 10*time.Second, scratch)
+				conn, _, err := mqttDialTLS(addr, dialSource(addr, from+i), tlsConf, level, fmt.Sprintf("%s%d", prefix, from+i), keepalive, 10*time.Second, scratch)
 				if err != nil {
 					errs[w] = err
 					return

@@ -43,14 +43,36 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// appendConnect appends a CONNECT with clean session and no credentials.
-func appendConnect(b []byte, clientID string, keepalive uint16) []byte {
+// Protocol levels the scenarios speak: 3.1.1 by default, or MQTT 5.0.
+const (
+	level311 byte = 4
+	level5   byte = 5
+)
+
+// appendConnect appends a CONNECT with clean session (Clean Start) and no
+// credentials, at protocol level 4 or 5 (then with no properties).
+func appendConnect(b []byte, level byte, clientID string, keepalive uint16) []byte {
+	n := 10 + 2 + len(clientID)
+	if level == level5 {
+		n++ // the properties' length, 0
+	}
 	b = append(b, mqttConnect)
-	b = appendRemainingLength(b, 10+2+len(clientID))
+	b = appendRemainingLength(b, n)
 	b = appendString(b, "MQTT")
-	b = append(b, 4, 0x02) // level 4 (3.1.1), clean session
+	b = append(b, level, 0x02) // clean session / Clean Start
 	b = binary.BigEndian.AppendUint16(b, keepalive)
+	if level == level5 {
+		b = append(b, 0)
+	}
 	return appendString(b, clientID)
+}
+
+// parseLevel reads a -protocol flag: 4 (MQTT 3.1.1) or 5 (MQTT 5.0).
+func parseLevel(v int) (byte, error) {
+	if v != int(level311) && v != int(level5) {
+		return 0, fmt.Errorf("-protocol %d: want 4 (MQTT 3.1.1) or 5 (MQTT 5.0)", v)
+	}
+	return byte(v), nil
 }
 
 // appendPublish appends a PUBLISH; id is used for QoS 1 and 2 only.
@@ -119,13 +141,13 @@ func nextPacket(buf []byte) (first byte, body []byte, total int, err error) {
 // and completes CONNECT/CONNACK; it returns how long the broker took from
 // CONNECT written to CONNACK read.
 func mqttDial(addr string, local net.Addr, clientID string, keepalive uint16, timeout time.Duration, scratch []byte) (net.Conn, time.Duration, error) {
-	return mqttDialTLS(addr, local, nil, clientID, keepalive, timeout, scratch)
+	return mqttDialTLS(addr, local, nil, level311, clientID, keepalive, timeout, scratch)
 }
 
-// mqttDialTLS is mqttDial over TLS with tlsConf (nil: plain TCP); the
-// handshake is done before CONNECT and counts in the dial, not in the
-// latency returned.
-func mqttDialTLS(addr string, local net.Addr, tlsConf *tls.Config, clientID string, keepalive uint16, timeout time.Duration, scratch []byte) (net.Conn, time.Duration, error) {
+// mqttDialTLS is mqttDial over TLS with tlsConf (nil: plain TCP) at
+// protocol level (4 or 5); the handshake is done before CONNECT and counts
+// in the dial, not in the latency returned.
+func mqttDialTLS(addr string, local net.Addr, tlsConf *tls.Config, level byte, clientID string, keepalive uint16, timeout time.Duration, scratch []byte) (net.Conn, time.Duration, error) {
 	d := net.Dialer{Timeout: timeout, LocalAddr: local}
 	conn, err := d.Dial("tcp", addr)
 	if err != nil {
@@ -141,19 +163,21 @@ func mqttDialTLS(addr string, local net.Addr, tlsConf *tls.Config, clientID stri
 		conn = tc
 	}
 	start := time.Now()
-	if _, err := conn.Write(appendConnect(scratch[:0], clientID, keepalive)); err != nil {
+	if _, err := conn.Write(appendConnect(scratch[:0], level, clientID, keepalive)); err != nil {
 		conn.Close()
 		return nil, 0, fmt.Errorf("send CONNECT: %w", err)
 	}
-	var ack [4]byte
-	if _, err := io.ReadFull(conn, ack[:]); err != nil {
+	// A 3.1.1 CONNACK is 4 bytes; a v5 one carries properties after its
+	// reason code, so read its remaining length first.
+	first, body, err := readPacket(conn, scratch[:0])
+	if err != nil {
 		conn.Close()
 		return nil, 0, fmt.Errorf("read CONNACK for %s: %w", clientID, err)
 	}
 	took := time.Since(start)
-	if ack[0] != mqttConnack || ack[3] != 0 {
+	if first != mqttConnack || len(body) < 2 || body[1] != 0 || (level == level311 && len(body) != 2) {
 		conn.Close()
-		return nil, 0, fmt.Errorf("CONNACK for %s: % x", clientID, ack)
+		return nil, 0, fmt.Errorf("CONNACK for %s: %02x % x", clientID, first, body)
 	}
 	conn.SetDeadline(time.Time{})
 	return conn, took, nil
@@ -164,4 +188,36 @@ func mqttDialTLS(addr string, local net.Addr, tlsConf *tls.Config, clientID stri
 // connect/close loop clear of ephemeral port exhaustion.
 func loopbackSource(i int) *net.TCPAddr {
 	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%250))}
+}
+
+// readPacket reads one whole packet from r into buf: its first header
+// byte and its body.
+func readPacket(r io.Reader, buf []byte) (first byte, body []byte, err error) {
+	var b [1]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return 0, nil, err
+	}
+	first = b[0]
+	n, mult := 0, 1
+	for i := 0; ; i++ {
+		if i == 4 {
+			return 0, nil, errors.New("malformed remaining length")
+		}
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n += int(b[0]&0x7f) * mult
+		mult *= 128
+		if b[0]&0x80 == 0 {
+			break
+		}
+	}
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	body = buf[:n]
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, nil, err
+	}
+	return first, body, nil
 }
