@@ -125,6 +125,12 @@ func (f *Follower) session(ctx context.Context) error {
 	f.log.Info("view loaded", "states", len(states), "as_of_seq", asOfSeq, "took", time.Since(start).Round(time.Millisecond))
 
 	var nodesReadAt time.Time
+	// A change committed but not yet final (a writer beside it still ran
+	// when the feed was read) is notified once, before it can be returned:
+	// while the watermark is behind what was handed out, read again soon,
+	// backing off up to the poll interval (a foreign long transaction may
+	// hold it back for a while).
+	behindWait := minBehindWait
 	for {
 		if time.Since(nodesReadAt) >= f.opts.PollInterval {
 			if err := f.readSilentNodes(ctx, conn); err != nil {
@@ -140,7 +146,14 @@ func (f *Follower) session(ctx context.Context) error {
 		if f.notified.Load() {
 			continue
 		}
-		waitCtx, cancel := context.WithTimeout(ctx, f.opts.PollInterval)
+		wait := f.opts.PollInterval
+		if f.store.watermark.behind() {
+			wait = min(behindWait, wait)
+			behindWait *= 2
+		} else {
+			behindWait = minBehindWait
+		}
+		waitCtx, cancel := context.WithTimeout(ctx, wait)
 		err := conn.PgConn().WaitForNotification(waitCtx)
 		cancel()
 		switch {
@@ -155,6 +168,10 @@ func (f *Follower) session(ctx context.Context) error {
 		}
 	}
 }
+
+// minBehindWait is the first wait before reading the feed again while its
+// watermark is behind (see session).
+const minBehindWait = 5 * time.Millisecond
 
 // readSilentNodes hands the sink the nodes that missed their lease.
 func (f *Follower) readSilentNodes(ctx context.Context, conn *pgx.Conn) error {

@@ -102,6 +102,14 @@ func (w *feedWatermark) sample(ctx context.Context, q querier) (int64, error) {
 	return seq, nil
 }
 
+// behind reports whether seqs were handed out that are not known final
+// yet: a reader should look again soon.
+func (w *feedWatermark) behind() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.pending) > 0
+}
+
 // horizonArgs are the arguments $1–$3 of horizonSQL.
 func (w *feedWatermark) horizonArgs() []any {
 	w.mu.Lock()

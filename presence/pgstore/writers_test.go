@@ -69,9 +69,14 @@ func (l *feedLog) seen() []int64 {
 // follow runs a Follower of s into a new feedLog until the test ends and
 // waits for its first load.
 func follow(t *testing.T, s *pgstore.Store) (*feedLog, *pgstore.Follower) {
+	return followPolling(t, s, 100*time.Millisecond)
+}
+
+// followPolling is follow with the follower's poll interval.
+func followPolling(t *testing.T, s *pgstore.Store, poll time.Duration) (*feedLog, *pgstore.Follower) {
 	t.Helper()
 	sink := newFeedLog()
-	f := s.NewFollower(sink, pgstore.FollowOptions{PollInterval: 100 * time.Millisecond, BatchSize: 200,
+	f := s.NewFollower(sink, pgstore.FollowOptions{PollInterval: poll, BatchSize: 200,
 		Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -351,4 +356,41 @@ func TestATakeoverHeldBesideItsSuccessorsWriterIsReleased(t *testing.T) {
 	if st := mustOnline(t, s, "cl"); !st.Online || st.OpenChannels != 1 {
 		t.Fatalf("client after the takeover: %+v", st)
 	}
+}
+
+// TestAChangeHeldBackByAForeignTransactionIsFollowedWhenItEnds: a change
+// commits (and notifies) while another transaction with an id runs — one
+// that stores no event and so notifies nobody when it ends, as a lease
+// renewal or a cursor update. The feed holds the change back until that
+// transaction ends; the follower must then see it without another
+// notification and long before its poll interval (an hour here).
+func TestAChangeHeldBackByAForeignTransactionIsFollowedWhenItEnds(t *testing.T) {
+	s := pgtest.NewStore(t)
+	_, f := followPolling(t, s, time.Hour)
+
+	foreign, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Rollback(ctx)
+	if _, err := foreign.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
+		t.Fatal(err)
+	}
+	applied := mustApply(t, s, ev("held", "held-1", presence.EventConnect, 1)).Applied
+	if len(applied) != 1 {
+		t.Fatalf("applied %+v", applied)
+	}
+	// The notification of the commit came while the foreign transaction
+	// ran: the follower read the feed and found nothing final.
+	waitFor(t, "the feed read and held back", func() bool {
+		final, pending := s.Watermark()
+		return final < applied[0].Seq && pending >= applied[0].Seq
+	})
+	if c := f.Cursor(); c >= applied[0].Seq {
+		t.Fatalf("follower cursor %d passed seq %d while a transaction below it ran", c, applied[0].Seq)
+	}
+	if err := foreign.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the held change followed without a notification", func() bool { return f.Cursor() >= applied[0].Seq })
 }
