@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/presenced/presenced/mqttbroker/persist"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -60,6 +61,11 @@ type Config struct {
 	// SessionExpiry discards a persistent session (cleanSession=0) this long
 	// after its client went away. Default 24h; negative never expires.
 	SessionExpiry time.Duration
+	// MaxKeepalive is the longest keepalive an MQTT 5.0 client may have: a
+	// longer one, or 0 (none), is replaced by it and told in CONNACK as
+	// Server Keep Alive [MQTT-3.2.2-21]. 3.1.1 clients keep their own.
+	// Rounded to whole seconds, at most 65535 s. Default 0: no maximum.
+	MaxKeepalive time.Duration
 	// MaxTopicLength bounds topic names and filters in bytes; longer ones
 	// are refused (SUBACK 0x80, PUBLISH dropped). Default 1024.
 	MaxTopicLength int
@@ -109,6 +115,13 @@ type Config struct {
 	// and user name there. Clients can never publish below $SYS/presence.
 	PresenceTopics bool
 
+	// Persistence, when set, journals persistent sessions and retained
+	// messages so that they survive a restart (persistence.go); Persisted
+	// is the state it recovered, which New rebuilds. The caller opens and
+	// closes the store (after Shutdown). nil: kept in memory only.
+	Persistence *persist.Store
+	Persisted   *persist.State
+
 	// Logger receives diagnostics; default slog.Default(). Credentials are
 	// never logged.
 	Logger *slog.Logger
@@ -144,6 +157,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SessionExpiry == 0 {
 		c.SessionExpiry = 24 * time.Hour
+	}
+	if c.MaxKeepalive > 0 {
+		c.MaxKeepalive = min(max(c.MaxKeepalive.Round(time.Second), time.Second), 65535*time.Second)
 	}
 	if c.MaxTopicLength <= 0 {
 		c.MaxTopicLength = 1024

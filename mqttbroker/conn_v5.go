@@ -31,6 +31,12 @@ type v5State struct {
 	// topicAliases maps inbound Topic Aliases (index alias-1) to topics
 	// (reading goroutine only).
 	topicAliases []string
+	// noProblemInfo: the client's Request Problem Information was 0, so no
+	// Reason String is added to its acknowledgements [MQTT-3.1.2-29].
+	noProblemInfo bool
+	// aliasesOut assigns the Topic Aliases the server sends; nil when the
+	// client takes none (v5_topic_alias.go). Guarded by the conn's wmu.
+	aliasesOut *outboundAliases
 
 	acked atomic.Bool // CONNACK is written: a DISCONNECT may be sent
 	// disconnectWritten: the server sent DISCONNECT; nothing may follow
@@ -146,6 +152,10 @@ func (c *conn) negotiateV5(p *connectPacket, assignedID string) *properties {
 	if p.Props.has(propMaximumPacketSize) {
 		st.maxPacketOut = int(min(p.Props.MaximumPacketSize, maxRemainingLength+5))
 	}
+	st.noProblemInfo = p.Props.has(propRequestProblemInfo) && p.Props.RequestProblemInfo == 0
+	if p.Props.has(propTopicAliasMaximum) && p.Props.TopicAliasMaximum > 0 {
+		st.aliasesOut = &outboundAliases{max: min(int(p.Props.TopicAliasMaximum), maxOutboundTopicAliases)}
+	}
 	c.v5 = st
 	cfg := &c.s.cfg
 	ack := &properties{
@@ -160,6 +170,16 @@ func (c *conn) negotiateV5(p *connectPacket, assignedID string) *properties {
 		ack.AssignedClientID = assignedID // [MQTT-3.2.2-16]
 		ack.set(propAssignedClientID)
 	}
+	if keepalive, ok := serverKeepAlive(p.Keepalive, cfg.MaxKeepalive); ok {
+		// The client must use the server's value [MQTT-3.2.2-21], and the
+		// broker times it out by it: p.Keepalive is what handleConnect
+		// enforces and the connect event records.
+		p.Keepalive = keepalive
+		ack.ServerKeepAlive = keepalive
+		ack.set(propServerKeepAlive)
+	}
+	// Request Response Information is never refused, and never answered:
+	// see README, MQTT 5.0 (the server MAY send none [MQTT-3.1.2-28]).
 	if st.sessionExpiry > 0 && cfg.SessionExpiry > 0 {
 		if granted := max(uint32(c.sessionExpiry()/time.Second), 1); granted != st.sessionExpiry {
 			// The server's cap, told to the client [MQTT-3.2.2.3.2].

@@ -57,6 +57,11 @@ func (c *conn) writeLocked(bufs ...[]byte) error {
 	if c.v5 != nil && c.v5.disconnectWritten {
 		return net.ErrClosed // nothing follows a DISCONNECT [MQTT-3.14.4-1]
 	}
+	if c.v5 != nil && c.v5.aliasesOut != nil {
+		for i, b := range bufs { // each one packet (see v5_topic_alias.go)
+			bufs[i] = c.v5.aliasesOut.apply(b, c.v5.maxPacketOut)
+		}
+	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
 	if len(bufs) == 1 {
 		// A plain write: writev would leave an iovec slice cached in the
@@ -71,8 +76,10 @@ func (c *conn) writeLocked(bufs ...[]byte) error {
 	return err
 }
 
-// send writes one packet from the reading goroutine.
-func (c *conn) send(p packet) error { return c.writeNow(p.appendTo(nil)) }
+// send writes one packet from the reading goroutine; a v5
+// acknowledgement that refuses something gets its Reason String
+// (withProblemInfo).
+func (c *conn) send(p packet) error { return c.writeNow(c.withProblemInfo(p).appendTo(nil)) }
 
 // sendConnack writes the CONNACK accepting a client. For a v5 client the
 // connection is marked acknowledged before the write lock is released, so

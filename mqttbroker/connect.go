@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/presenced/presenced/mqttbroker/persist"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -76,6 +77,7 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 		c.tcpKeepalive()
 	}
 	c.clean = p.CleanSession
+	mark := s.persist.mark()
 	present, err := s.attach(c, func() error { return c.emitConnect(p) })
 	switch {
 	case errors.Is(err, errTooManySessions):
@@ -95,6 +97,9 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 	// [MQTT-3.2.2-1..3] session present only for a resumed persistent
 	// session; MQTT 3.1 has no such flag (the byte is reserved there).
 	present = present && p.ProtocolLevel >= 4
+	if err := s.persist.barrier(mark); err != nil { // the session is durable before CONNACK
+		return c.refuse(connRefusedUnavailable, p, fmt.Errorf("make the session durable: %w", err))
+	}
 	if err := c.sendConnack(&connackPacket{SessionPresent: present, ReturnCode: connAccepted, V5: v5, Props: ackProps}); err != nil {
 		c.setReason(ioFailureReason(err))
 		return false
@@ -287,6 +292,7 @@ func (s *Server) attach(c *conn, announce func() error) (present bool, err error
 		if present && !c.persistentSession() {
 			// A v5 client resumes its session with expiry 0: it now ends
 			// with the connection [MQTT-3.1.2-23].
+			s.persistSessionOp(sess, persist.DeleteSession(sess.clientID))
 			sess.clean = true
 			s.stats.persistent.Add(-1)
 		}
@@ -315,6 +321,7 @@ func (s *Server) attach(c *conn, announce func() error) (present bool, err error
 		sess.mu.Lock()
 		sess.owner = c // deliveries start in resume, after CONNACK
 		sess.expireAt = 0
+		s.persistSessionInfo(sess) // durable by the barrier before CONNACK
 		sess.mu.Unlock()
 		s.sessMu.Unlock()
 		c.sess = sess
@@ -336,12 +343,14 @@ func (s *Server) detach(c *conn) {
 	sess.owner, sess.conn = nil, nil
 	if !sess.clean && !c.persistentSession() {
 		// A v5 DISCONNECT set the session expiry to 0 [MQTT-3.14.2.2.2].
+		s.persistSessionOp(sess, persist.DeleteSession(sess.clientID))
 		sess.clean = true
 		s.stats.persistent.Add(-1)
 	}
 	if expiry := c.sessionExpiry(); !sess.clean && expiry > 0 {
 		sess.expireAt = s.cfg.Now().Add(expiry).UnixNano()
 	}
+	s.persistSessionInfo(sess) // staged only: a lost expiry restarts at the next start
 	sess.mu.Unlock()
 	if sess.clean {
 		s.discardLocked(sess)

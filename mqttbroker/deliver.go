@@ -1,6 +1,10 @@
 package mqttbroker
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/presenced/presenced/mqttbroker/persist"
+)
 
 // Outbound message flow to a session: QoS 0 goes straight to the connection
 // (or nowhere while offline); QoS 1 and 2 fill an in-flight window of
@@ -88,6 +92,9 @@ func (s *Server) sendLocked(sess *session, c *conn, d delivery) {
 		return
 	}
 	sess.inflight = append(sess.inflight, m)
+	if s.persistedSession(sess) {
+		s.persist.stage(persist.Send(sess.clientID, m.id, persistedMessage(d.msg, d.qos, d.retain)))
+	}
 	if c.enqueue(wire, nil, false) {
 		s.stats.messagesOut.Add(1)
 	}
@@ -135,6 +142,7 @@ func (s *Server) resume(c *conn) {
 			wire = m.wire(sess, true, c.v5 != nil, s.cfg.Now().UnixNano())
 			if !s.fits(c, len(wire)) { // [MQTT-3.1.2-25]
 				s.releaseLocked(m.delivery)
+				s.persistSessionOp(sess, persist.Acked(sess.clientID, m.id))
 				continue
 			}
 			s.stats.messagesOut.Add(1)
@@ -157,6 +165,7 @@ func (s *Server) acknowledge(sess *session, id uint16, qos byte) {
 		return
 	}
 	s.releaseLocked(sess.inflight[i].delivery)
+	s.persistSessionOp(sess, persist.Acked(sess.clientID, id))
 	sess.inflight = slices.Delete(sess.inflight, i, i+1) // clears the tail: no stale message is pinned
 	s.fillWindowLocked(sess)
 }
@@ -168,6 +177,7 @@ func (s *Server) received(sess *session, id uint16) {
 	defer sess.mu.Unlock()
 	if i := sess.findLocked(id); i >= 0 && sess.inflight[i].qos == 2 {
 		sess.inflight[i].released = true
+		s.persistSessionOp(sess, persist.Released(sess.clientID, id)) // staged before the PUBREL goes out
 	}
 }
 

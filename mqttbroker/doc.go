@@ -21,8 +21,11 @@
 // pays 8 bytes for it; will_delay.go holds wills waiting for their Will
 // Delay Interval (one per session at most); trie.go keeps shared
 // subscriptions ($share/{name}/{filter}, for v5 clients) beside the
-// others, and a session its subscription identifiers. Enhanced
-// authentication is refused (CONNACK 0x8C).
+// others, and a session its subscription identifiers; v5_*.go the server
+// keep alive, the Reason Strings of refusals (unless the client's Request
+// Problem Information is 0) and the Topic Aliases the server sends, put
+// into PUBLISHes as they reach the socket. Enhanced authentication is
+// refused (CONNACK 0x8C); Response Information is never sent.
 //
 // Layout: packet_*.go is the codec (one file per packet type, strict in
 // both directions); conn*.go the connection (one reading goroutine while
@@ -31,7 +34,9 @@
 // packets after it; session.go and deliver.go sessions and the QoS 1/2
 // flows; trie.go and retained.go topic trees; auth/ password, ACL and
 // signature files; kick.go an operator's close (Kick, reason
-// api_disconnect); presence_topics.go the $SYS/presence messages.
+// api_disconnect); presence_topics.go the $SYS/presence messages;
+// persistence.go journals persistent sessions and retained messages into
+// persist/ (Config.Persistence) and rebuilds them at start.
 //
 // Listen makes the listener Serve expects: TCP keepalive off, switched on
 // per connection only for clients that declare MQTT keepalive 0. Serve
@@ -71,8 +76,8 @@
 // budgeted globally: the subscriptions of a session beyond its first (up
 // to MaxSubscriptionsPerClient filters each), packets being read (up to
 // MaxPacketSize per connection, as the client sends them) and, for MQTT
-// 5.0 clients, inbound topic aliases (10 per connection, of up to
-// MaxTopicLength bytes each) and wills waiting for their Will Delay
+// 5.0 clients, topic aliases (10 inbound and at most 16 outbound per
+// connection, of up to MaxTopicLength bytes each) and wills waiting for their Will Delay
 // Interval (one per session, up to MaxPacketSize; Stats.WillsDelayed). The Go
 // collector lets the heap grow to twice the live data before it runs: with
 // the defaults, under the three attacks at once (100,000 retained topics

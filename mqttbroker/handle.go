@@ -1,9 +1,11 @@
 package mqttbroker
 
 import (
+	"fmt"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/presenced/presenced/mqttbroker/persist"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -30,6 +32,9 @@ func (c *conn) handle(p packet) error {
 			c.sess.mu.Lock()
 			_, known := c.sess.unreleased[p.ID]
 			delete(c.sess.unreleased, p.ID)
+			if known {
+				s.persistSessionOp(c.sess, persist.ReleaseInbound(c.sess.clientID, p.ID))
+			}
 			c.sess.mu.Unlock()
 			comp := &ackPacket{Type: typePubcomp, ID: p.ID}
 			if !known && c.v5 != nil {
@@ -83,6 +88,7 @@ func (c *conn) handlePublish(p *publishPacket) error {
 		}
 	}
 	s.stats.messagesIn.Add(1)
+	mark := s.persist.mark()
 	deliverOnward := true
 	if p.QoS == 2 {
 		sess := c.sess
@@ -98,16 +104,35 @@ func (c *conn) handlePublish(p *publishPacket) error {
 				sess.unreleased = make(map[uint16]struct{})
 			}
 			sess.unreleased[p.ID] = struct{}{}
+			s.persistSessionOp(sess, persist.HoldInbound(sess.clientID, p.ID)) // durable by the barrier before PUBREC
 		}
 		sess.mu.Unlock()
 	}
 	var refusal byte
+	refusedBefore := s.persist.refusedCount()
 	if deliverOnward {
 		if refusal = s.publishRefusal(c.clientID, c.username, p.Topic); refusal == rcSuccess && !validPayloadFormat(p.Props, p.Payload) {
 			refusal = rcPayloadFormatInvalid // [MQTT-3.3.2-4] checked, as a server may
 		}
 		if refusal == rcSuccess {
 			s.route(&message{topic: p.Topic, payload: p.Payload, qos: p.QoS, retain: p.Retain, props: p.Props.forwarded()}, c.sess)
+		}
+	}
+	if p.QoS > 0 {
+		// Durable before acknowledged: what routing queued for persistent
+		// sessions or retained (and the QoS 2 id) is on disk first.
+		if err := s.persist.barrier(mark); err != nil {
+			c.setReason(reasonInternalError)
+			return fmt.Errorf("make a publish durable: %w", err)
+		}
+		if refusal == rcSuccess && s.persist.refusedCount() != refusedBefore {
+			// The store was full for some of it (possibly another
+			// publisher's at the same moment: full either way).
+			if c.v5 == nil { // 3.1.1 has no negative PUBACK: close
+				c.setReason(reasonInternalError)
+				return fmt.Errorf("publish to %q: %w", p.Topic, persist.ErrNoSpace)
+			}
+			refusal = rcQuotaExceeded
 		}
 	}
 	ack := &ackPacket{ID: p.ID}
@@ -123,6 +148,7 @@ func (c *conn) handlePublish(p *publishPacket) error {
 			// A refusing PUBREC ends the flow: no PUBREL follows [MQTT-4.3.3-4].
 			c.sess.mu.Lock()
 			delete(c.sess.unreleased, p.ID)
+			s.persistSessionOp(c.sess, persist.ReleaseInbound(c.sess.clientID, p.ID))
 			c.sess.mu.Unlock()
 		}
 		ack.Type = typePubrec
@@ -184,6 +210,7 @@ func (c *conn) handleSubscribe(p *subscribePacket) error {
 	if p.Props.has(propSubscriptionID) {
 		subID = p.Props.SubscriptionIDs[0]
 	}
+	mark := s.persist.mark()
 	codes := make([]byte, len(p.Subscriptions))
 	granted := make([]subscription, 0, len(p.Subscriptions))
 	for i, sub := range p.Subscriptions {
@@ -204,6 +231,10 @@ func (c *conn) handleSubscribe(p *subscribePacket) error {
 		default:
 			granted = append(granted, subscription{Filter: sub.Filter, QoS: code})
 		}
+	}
+	if err := s.persist.barrier(mark); err != nil { // the subscriptions are durable before SUBACK
+		c.setReason(reasonInternalError)
+		return fmt.Errorf("make subscriptions durable: %w", err)
 	}
 	if err := c.send(&subackPacket{ID: p.ID, ReturnCodes: codes, V5: p.V5}); err != nil { // [MQTT-3.8.4-1]
 		return err
@@ -259,6 +290,7 @@ func (s *Server) grant(c *conn, sub subscription, subID uint32) (code, code5 byt
 	case sess.subIDs != nil:
 		delete(sess.subIDs, sub.Filter)
 	}
+	s.persistSessionOp(sess, persist.Subscribe(sess.clientID, sub.Filter, persist.Subscription{Options: options, Identifier: subID}))
 	sess.mu.Unlock()
 	s.subs.add(sub.Filter, sess, options)
 	return sub.QoS, sub.QoS, existed
@@ -268,6 +300,7 @@ func (s *Server) grant(c *conn, sub subscription, subID uint32) (code, code5 byt
 // UNSUBACK even when none matched [MQTT-3.10.4-4], [MQTT-3.10.4-5].
 func (c *conn) handleUnsubscribe(p *unsubscribePacket) error {
 	sess := c.sess
+	mark := c.s.persist.mark()
 	var codes []byte // v5: one Reason Code per filter [MQTT-3.11.3-1]
 	if p.V5 {
 		codes = make([]byte, len(p.Filters))
@@ -277,12 +310,19 @@ func (c *conn) handleUnsubscribe(p *unsubscribePacket) error {
 		grant, had := sess.subs[filter]
 		delete(sess.subs, filter)
 		delete(sess.subIDs, filter)
+		if had {
+			c.s.persistSessionOp(sess, persist.Unsubscribe(sess.clientID, filter))
+		}
 		sess.mu.Unlock()
 		if had {
 			c.s.subs.remove(filter, sess, grant&optShared != 0)
 		} else if p.V5 {
 			codes[i] = rcNoSubscriptionExisted
 		}
+	}
+	if err := c.s.persist.barrier(mark); err != nil {
+		c.setReason(reasonInternalError)
+		return fmt.Errorf("make unsubscriptions durable: %w", err)
 	}
 	if p.V5 {
 		return c.send(&unsubackPacket{ID: p.ID, ReasonCodes: codes})

@@ -13,6 +13,7 @@ func (s *Server) route(m *message, from *session) {
 		// [MQTT-3.3.1-5] store it (replacing the previous one); an empty
 		// payload removes the retained message [MQTT-3.3.1-10].
 		change := s.retained.set(m)
+		s.persistRetained(m, change)
 		s.stats.retained.Add(int64(change.count))
 		s.stats.retainedBytes.Add(change.bytes)
 		if change.refused {

@@ -52,6 +52,7 @@ type Server struct {
 	subs     subscriptionTree
 	retained retainedStore
 	budget   sessionBudget
+	persist  *persistence // nil: persistence off
 	// reserve is a descriptor held back for shedding connections when the
 	// process runs out of them (see shedOne); nil if none could be opened.
 	reserveMu sync.Mutex
@@ -81,6 +82,12 @@ func New(cfg Config, sink EventSink) *Server {
 	s.subs.init()
 	s.retained.init(cfg.MaxRetainedMessages, cfg.MaxRetainedBytes)
 	s.budget.max = cfg.MaxSessionBytes
+	if cfg.Persistence != nil {
+		if cfg.Persisted != nil {
+			s.restore(cfg.Persisted) // before anything is journaled: nothing of it is again
+		}
+		s.persist = &persistence{store: cfg.Persistence}
+	}
 	s.reserve, _ = os.Open(os.DevNull)
 	if s.idle = newIdlePoller(); s.idle != nil {
 		idle := s.idle

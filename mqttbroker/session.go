@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/presenced/presenced/mqttbroker/persist"
 )
 
 // message is an application message being routed. It is immutable once
@@ -142,6 +144,7 @@ func (s *Server) discardLocked(sess *session) {
 		}
 	}
 	sess.mu.Lock()
+	s.persistSessionOp(sess, persist.DeleteSession(sess.clientID))
 	s.releaseWillLocked(sess)
 	sess.discarded = true
 	filters := sess.subs

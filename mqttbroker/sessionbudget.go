@@ -2,6 +2,8 @@ package mqttbroker
 
 import (
 	"math"
+
+	"github.com/presenced/presenced/mqttbroker/persist"
 	"sync"
 	"sync/atomic"
 )
@@ -116,6 +118,7 @@ func (s *Server) queuePushLocked(sess *session, d delivery) {
 	}
 	b.mu.Unlock()
 	sess.queue = append(sess.queue, d)
+	s.persistDelivery(sess, persist.Enqueue, d)
 }
 
 // queuePopLocked removes and returns the head of sess's queue, still
@@ -131,6 +134,7 @@ func (s *Server) queuePopLocked(sess *session) delivery {
 		sess.headSeq.Store(math.MaxUint64)
 	}
 	s.budget.queued.Add(-1)
+	s.persistSessionOp(sess, persist.Dequeue(sess.clientID))
 	return d
 }
 

@@ -87,6 +87,11 @@ func runBroker(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return life.abort(err)
 	}
+	if persistence, on, err := openBrokerPersistence(cfg, &brokerConfig, reg, log); err != nil {
+		return life.abort(err)
+	} else if on {
+		life.add(persistence)
+	}
 	certs.configureBroker(&brokerConfig, cfg.AllowAnonymous)
 	front.configureBroker(&brokerConfig, cfg.AllowAnonymous)
 	brokerConfig.OnRefused = refused.offer

@@ -27,6 +27,7 @@ type mqttConfig struct {
 	Inflight       int
 	MaxQueued      int
 	SessionExpiry  time.Duration
+	MaxKeepalive   time.Duration
 	MaxTopicLength int
 	MaxTopicLevels int
 	MaxSubs        int
@@ -41,6 +42,11 @@ type mqttConfig struct {
 
 	// PresenceTopics is --mqtt-presence-topics (mqttbroker.Config).
 	PresenceTopics bool
+
+	// Persistence and PersistenceMaxMiB are --mqtt-persistence and
+	// --mqtt-persistence-max-mib (see openBrokerPersistence).
+	Persistence       bool
+	PersistenceMaxMiB int
 }
 
 func registerMQTTFlags(f *envFlags, c *mqttConfig) {
@@ -53,6 +59,7 @@ func registerMQTTFlags(f *envFlags, c *mqttConfig) {
 	f.Int(&c.Inflight, "mqtt-inflight", 32, "QoS 1/2 messages in flight per client")
 	f.Int(&c.MaxQueued, "mqtt-max-queued", 1000, "QoS 1/2 messages queued per offline persistent session (oldest dropped)")
 	f.Duration(&c.SessionExpiry, "mqtt-session-expiry", 24*time.Hour, "how long an abandoned persistent session is kept")
+	f.Duration(&c.MaxKeepalive, "mqtt-max-keepalive", 0, "longest keepalive of an MQTT 5.0 client, whole seconds up to 65535s: a longer one, or none, is replaced by it (CONNACK Server Keep Alive) and the client timed out by it; 3.1.1 clients keep their own (0: no maximum)")
 	f.Int(&c.MaxTopicLength, "mqtt-max-topic-length", 1024, "longest topic name or filter, in bytes")
 	f.Int(&c.MaxTopicLevels, "mqtt-max-topic-levels", 128, "most levels in a topic name or filter")
 	f.Int(&c.MaxSubs, "mqtt-max-subscriptions", 1000, "most subscriptions per client")
@@ -62,6 +69,8 @@ func registerMQTTFlags(f *envFlags, c *mqttConfig) {
 	f.Int(&c.MaxSessionMiB, "mqtt-max-session-mib", 128, "most memory of QoS 1/2 messages queued or in flight for all sessions, in MiB; beyond, the oldest queued message of any session is dropped")
 	f.Int(&c.MaxOutboundKiB, "mqtt-max-outbound-kib", 1024, "most bytes waiting to be written to one client, in KiB; a client that lets more pile up is disconnected (reason slow_consumer); QoS 1/2 are bounded by --mqtt-inflight instead")
 	f.Int(&c.MaxOutboundTotalMiB, "mqtt-max-outbound-total-mib", 64, "most bytes waiting to be written to all clients, in MiB; beyond, clients that are behind lose QoS 0 messages or are disconnected")
+	f.Bool(&c.Persistence, "mqtt-persistence", true, "keep persistent sessions and retained messages across restarts, in --data-dir/broker (snapshot + journal, fsynced before PUBACK, SUBACK and CONNACK); false keeps them in memory only")
+	f.Int(&c.PersistenceMaxMiB, "mqtt-persistence-max-mib", 1024, "disk bound of --mqtt-persistence, in MiB; the state is kept within a third of it; beyond, a QoS 1/2 PUBLISH that would be queued or retained is refused (v5 PUBACK/PUBREC 0x97; a 3.1.1 publisher is disconnected), and new sessions and subscriptions are kept in memory only (counted)")
 	f.Bool(&c.PresenceTopics, "mqtt-presence-topics", false, "publish each client's connect and close as JSON on $SYS/presence/{clientId}/connected and .../disconnected (QoS 0, not retained); readable by clients the --mqtt-acl-file grants, by every client without one")
 }
 
@@ -86,6 +95,12 @@ func (c mqttConfig) validate() error {
 	}
 	if c.AlibabaInstanceIDs != "" && c.AccessKeysFile == "" {
 		errs = append(errs, errors.New("--mqtt-alibaba-instance-id needs --mqtt-access-keys-file (the AccessKey:SecretKey pairs it checks signatures with)"))
+	}
+	if c.MaxKeepalive < 0 || c.MaxKeepalive > 65535*time.Second || c.MaxKeepalive%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("--mqtt-max-keepalive must be 0 or whole seconds within 1s..65535s (MQTT's Server Keep Alive), not %s", c.MaxKeepalive))
+	}
+	if c.PersistenceMaxMiB < 1 {
+		errs = append(errs, fmt.Errorf("--mqtt-persistence-max-mib must be positive, not %d", c.PersistenceMaxMiB))
 	}
 	if c.MaxRetained < 1 || c.MaxRetainedMiB < 1 || c.MaxPersistentSessions < 1 || c.MaxSessionMiB < 1 || c.MaxOutboundKiB < 1 || c.MaxOutboundTotalMiB < 1 {
 		errs = append(errs, errors.New("--mqtt-max-retained, --mqtt-max-retained-mib, --mqtt-max-persistent-sessions, --mqtt-max-session-mib, --mqtt-max-outbound-kib and --mqtt-max-outbound-total-mib must be positive"))
@@ -144,6 +159,7 @@ func newBrokerConfig(cfg config, epoch string, listener net.Addr, hooks testHook
 		InflightWindow:            m.Inflight,
 		MaxQueuedMessages:         m.MaxQueued,
 		SessionExpiry:             m.SessionExpiry,
+		MaxKeepalive:              m.MaxKeepalive,
 		MaxTopicLength:            m.MaxTopicLength,
 		MaxTopicLevels:            m.MaxTopicLevels,
 		MaxSubscriptionsPerClient: m.MaxSubs,

@@ -88,6 +88,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return life.abort(err)
 	}
+	if persistence, on, err := openBrokerPersistence(cfg, &brokerConfig, web.registry, log); err != nil {
+		return life.abort(err)
+	} else if on {
+		life.add(persistence)
+	}
 	certs.configureBroker(&brokerConfig, cfg.AllowAnonymous)
 	front.configureBroker(&brokerConfig, cfg.AllowAnonymous)
 	refused := newRefusedRecorder(db.store, web.registry, log)
