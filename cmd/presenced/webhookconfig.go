@@ -163,12 +163,28 @@ func webhookComponent(c webhookConfig, store *pgstore.Store, owner string, reg p
 			Batch: c.Batch, RetryMin: 250 * time.Millisecond, RetryMax: c.RetryMax}
 	}
 	reg.MustRegister(webhookCollector{hooks: hooks})
-	d := &webhook.Dispatcher{Hooks: hooks, Feed: store, Channels: channelsAround(store), Cursors: store,
+	d := &webhook.Dispatcher{Hooks: hooks, Changes: webhookFeed(store), Feed: store, Channels: channelsAround(store), Cursors: store,
 		Owner: owner, Lease: c.Lease, Poll: c.Poll, Log: log.With("component", "webhooks"), Now: time.Now}
 	for _, h := range hooks {
 		log.Info("webhook configured", "hook", h.Name, "target", h.Target())
 	}
 	return &component{name: "webhooks", run: d.Run}
+}
+
+// webhookFeed adapts the store's webhook feed to the dispatcher's type.
+func webhookFeed(store *pgstore.Store) webhook.FeedFunc {
+	return func(ctx context.Context, afterSeq int64, limit int) (webhook.FeedBatch, error) {
+		b, err := store.WebhookFeed(ctx, afterSeq, limit)
+		nodes := make([]webhook.NodeChange, len(b.Nodes))
+		for i, n := range b.Nodes {
+			nodes[i] = webhook.NodeChange(n)
+		}
+		spells := make([]webhook.SilentSpell, len(b.Spells))
+		for i, sp := range b.Spells {
+			spells[i] = webhook.SilentSpell(sp)
+		}
+		return webhook.FeedBatch{Channels: b.Channels, Nodes: nodes, Spells: spells, UptoSeq: b.UptoSeq}, err
+	}
 }
 
 // channelsAround adapts the store's query to the dispatcher's type.

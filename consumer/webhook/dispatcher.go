@@ -11,21 +11,19 @@ import (
 	"github.com/presenced/presenced/presence"
 )
 
-// Feed is the store's channel change feed.
+// Feed tells where the store's webhook feed ends.
 type Feed interface {
-	// ChangesSince returns up to limit channels changed after seq
-	// afterSeq, in commit order, each in its current state.
-	ChangesSince(ctx context.Context, afterSeq int64, limit int) ([]presence.ChannelState, error)
 	// FeedHead returns the newest seq of the feed.
 	FeedHead(ctx context.Context) (int64, error)
 }
 
 // ChannelSeqs is where one channel starts and ends in the feed: the seqs
-// of its first and newest events.
+// of its first and newest events; and its broker node.
 type ChannelSeqs struct {
 	ClientID, ChannelID string
 	FirstSeq, LastSeq   int64
 	Open                bool
+	Node                string
 }
 
 // ChannelsAroundFunc returns, for clientIDs, every open channel and every
@@ -46,7 +44,9 @@ type Cursors interface {
 
 // Dispatcher delivers the presence changes of the feed to every hook.
 type Dispatcher struct {
-	Hooks    []*Hook
+	Hooks []*Hook
+	// Changes reads the feed; Feed says where it ends (for the lag).
+	Changes  FeedFunc
 	Feed     Feed
 	Channels ChannelsAroundFunc
 	Cursors  Cursors
@@ -140,12 +140,12 @@ func (d *Dispatcher) deliverWhileLeader(ctx context.Context, h *Hook, cursor int
 		if head, err := d.Feed.FeedHead(ctx); err == nil {
 			h.stats.Head.Store(head)
 		}
-		states, err := d.Feed.ChangesSince(ctx, cursor, h.Batch)
+		batch, err := d.Changes(ctx, cursor, h.Batch)
 		if err != nil {
 			return err
 		}
-		if len(states) > 0 {
-			changes, err := presenceChanges(ctx, h.Name, cursor, states, d.Channels)
+		if batch.UptoSeq > cursor {
+			changes, err := batchChanges(ctx, h.Name, cursor, batch, d.Channels)
 			if err != nil {
 				return err
 			}
@@ -154,12 +154,12 @@ func (d *Dispatcher) deliverWhileLeader(ctx context.Context, h *Hook, cursor int
 					return err
 				}
 			}
-			cursor = states[len(states)-1].Seq
+			cursor = batch.UptoSeq
 			if err := lease.save(ctx, cursor); err != nil {
 				return err
 			}
 			h.stats.Cursor.Store(cursor)
-			if len(states) == h.Batch {
+			if len(batch.Channels)+len(batch.Nodes) == h.Batch {
 				continue // more are waiting
 			}
 		}

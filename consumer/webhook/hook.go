@@ -1,7 +1,8 @@
 // Package webhook delivers client presence changes to HTTP receivers.
 //
-// Each hook follows the store's channel change feed from its own durable
-// cursor: it reads a batch of changed channels, turns them into client
+// Each hook follows the store's change feed from its own durable cursor:
+// it reads a batch of changed channels and of node presence changes (a
+// broker node gone silent or back: NodeChange), turns them into client
 // presence changes, POSTs them as one signed JSON delivery, and moves the
 // cursor past them only after a 2xx answer. Failed attempts are retried
 // with backoff, forever, with the same batch; so delivery is at least

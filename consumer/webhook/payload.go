@@ -16,18 +16,30 @@ type Change struct {
 	ID       string `json:"id"`
 	Seq      int64  `json:"seq"`
 	ClientID string `json:"clientId"`
-	// State is "online" or "offline".
+	// State is "online", "offline" or "unknown" (the client's broker node
+	// is silent: see NodeChange).
 	State  string `json:"state"`
 	Online bool   `json:"online"`
-	// The channel whose change this is.
-	ChannelID  string          `json:"channelId"`
+	// The channel whose change this is; empty in a node change.
+	ChannelID  string          `json:"channelId,omitempty"`
 	Node       string          `json:"node,omitempty"`
 	Epoch      string          `json:"epoch,omitempty"`
 	ClientIP   string          `json:"clientIp,omitempty"`
 	Reason     presence.Reason `json:"reason,omitempty"`
 	ConnectAt  int64           `json:"connectAt,omitempty"`  // ms, broker time
 	TCPCleanAt int64           `json:"tcpcleanAt,omitempty"` // ms, broker time
-	// Time is the broker time of the channel's newest event (ms).
+	// Cause (node_silent, node_back), SilentNode and SilentSince (ms, the
+	// store's clock) say that a silent broker node made the change: the
+	// client is unknown because its open channels are all on silent nodes,
+	// or online again because the node came back. A node change has no
+	// channel: Node and Epoch are the silent node's. A channel change
+	// that leaves the client unknown (its last channel on a live node
+	// closed) names the channel, and the silent node in SilentNode.
+	Cause       string `json:"cause,omitempty"`
+	SilentNode  string `json:"silentNode,omitempty"`
+	SilentSince int64  `json:"silentSince,omitempty"`
+	// Time is the broker time of the channel's newest event (ms); in a
+	// node change, the store's time of the decision.
 	Time int64 `json:"time"`
 }
 
@@ -51,20 +63,25 @@ func newDelivery(hook string, changes []Change) Delivery {
 
 // presenceChanges turns channel states read from the feed after seq
 // afterSeq into the client presence changes they caused, in feed order.
-// Which other channels a client had open at each change is asked of the
-// store (one query per batch, by the seqs where channels begin and end),
-// so nothing per client is held here. A channel that opened while no
-// other channel of its client was open brought the client online; one
-// that closed while no other was open took the client offline — unless
-// the close is a takeover with a successor. Anything else changed no
-// client's presence: a takeover in particular (the store stores the
-// successor's connect before the old channel's close, and the client was
-// never offline) sends nothing.
+// Which other channels a client had open at each change, and on which
+// node, is asked of the store (one query per batch, by the seqs where
+// channels begin and end), so nothing per client is held here. The
+// client's state before and after the change is the API's: online with
+// an open channel on a live node, unknown with open channels all on
+// silent nodes (spells), offline with none; a change is sent when the two
+// differ. So a channel that opened while no other channel of its client
+// was open brings the client online; one that closed while no other was
+// open takes it offline — unless the close is a takeover with a
+// successor. A second channel, a DISCONNECT packet, and a takeover in
+// particular (the store stores the successor's connect before the old
+// channel's close, and the client was never offline) send nothing. While
+// a node is silent, a client's last channel on a live node closing leaves
+// it unknown, and a channel opening on a live node makes it online again.
 //
 // The feed gives each channel in its current state: a connection that
 // opened and closed between two reads arrives as one offline change that
 // carries both connectAt and tcpcleanAt.
-func presenceChanges(ctx context.Context, hook string, afterSeq int64, states []presence.ChannelState, around ChannelsAroundFunc) ([]Change, error) {
+func presenceChanges(ctx context.Context, hook string, afterSeq int64, states []presence.ChannelState, spells spellIndex, around ChannelsAroundFunc) ([]Change, error) {
 	if len(states) == 0 {
 		return nil, nil
 	}
@@ -90,13 +107,28 @@ func presenceChanges(ctx context.Context, hook string, afterSeq int64, states []
 			continue
 		}
 		others := byClient[s.ClientID]
-		if otherOpenAt(others, s) {
-			continue // the client was online, and stays so, through another channel
-		}
 		if !s.Open && s.Reason == presence.ReasonTakeover && successorOf(others, s) {
 			continue // the client stays online on the channel that took over
 		}
-		changes = append(changes, newChange(hook, s))
+		rest, restSpell := spells.othersState(others, s)
+		self, selfSpell := spells.stateOn(s.Node, s.Seq)
+		before, after := rest, max(rest, self)
+		if !s.Open {
+			before, after = max(rest, self), rest
+		}
+		if before == after {
+			continue // e.g. online, and staying so, through another channel
+		}
+		c := newChange(hook, s)
+		if after == stateUnknown {
+			spell := restSpell
+			if rest != stateUnknown {
+				spell = selfSpell
+			}
+			c.State, c.Online = string(presence.StateUnknown), false
+			c.Cause, c.SilentNode, c.SilentSince = CauseNodeSilent, spell.Node, spell.SilentSince
+		}
+		changes = append(changes, c)
 	}
 	return changes, nil
 }
@@ -113,15 +145,55 @@ func changesPresence(s presence.ChannelState) bool {
 	return s.ConnectAt > 0 && s.TCPCleanAt > 0
 }
 
-// otherOpenAt reports whether another of the client's channels was open
-// at the change s: it began before s and is open still or ended after.
-func otherOpenAt(channels []ChannelSeqs, s presence.ChannelState) bool {
-	for _, c := range channels {
-		if c.ChannelID != s.ChannelID && c.FirstSeq < s.Seq && (c.Open || c.LastSeq > s.Seq) {
-			return true
+// clientState is a client's presence as the API answers it, ordered so
+// that the state of several channels is the greatest of theirs.
+type clientState int
+
+const (
+	stateOffline clientState = iota
+	stateUnknown
+	stateOnline
+)
+
+// spellIndex holds the silent spells of a batch by node.
+type spellIndex map[string][]SilentSpell
+
+func newSpellIndex(spells []SilentSpell) spellIndex {
+	x := make(spellIndex, len(spells))
+	for _, sp := range spells {
+		x[sp.Node] = append(x[sp.Node], sp)
+	}
+	return x
+}
+
+// stateOn is what an open channel on node at seq makes its client:
+// unknown while the node is silent (with the spell), else online. The
+// spells come from the same seq space, so this is decided the same way at
+// every attempt.
+func (x spellIndex) stateOn(node string, seq int64) (clientState, SilentSpell) {
+	for _, sp := range x[node] {
+		if sp.StartSeq < seq && (sp.EndSeq == 0 || sp.EndSeq > seq) {
+			return stateUnknown, sp
 		}
 	}
-	return false
+	return stateOnline, SilentSpell{}
+}
+
+// othersState is the state the client's other channels open at the change
+// s give it: open at s means begun before it and open still or ended after.
+func (x spellIndex) othersState(channels []ChannelSeqs, s presence.ChannelState) (clientState, SilentSpell) {
+	state, spell := stateOffline, SilentSpell{}
+	for _, c := range channels {
+		if c.ChannelID == s.ChannelID || c.FirstSeq >= s.Seq || (!c.Open && c.LastSeq <= s.Seq) {
+			continue
+		}
+		st, sp := x.stateOn(c.Node, s.Seq)
+		if st == stateOnline {
+			return stateOnline, SilentSpell{}
+		}
+		state, spell = st, sp
+	}
+	return state, spell
 }
 
 // successorOf reports whether another channel of the client began after s.

@@ -187,7 +187,19 @@ func newDispatcher(s *pgstore.Store, owner string, hooks ...*webhook.Hook) *webh
 		}
 		return out, err
 	}
-	return &webhook.Dispatcher{Hooks: hooks, Feed: s, Channels: around, Cursors: s,
+	feed := func(ctx context.Context, afterSeq int64, limit int) (webhook.FeedBatch, error) {
+		b, err := s.WebhookFeed(ctx, afterSeq, limit)
+		nodes := make([]webhook.NodeChange, len(b.Nodes))
+		for i, n := range b.Nodes {
+			nodes[i] = webhook.NodeChange(n)
+		}
+		spells := make([]webhook.SilentSpell, len(b.Spells))
+		for i, sp := range b.Spells {
+			spells[i] = webhook.SilentSpell(sp)
+		}
+		return webhook.FeedBatch{Channels: b.Channels, Nodes: nodes, Spells: spells, UptoSeq: b.UptoSeq}, err
+	}
+	return &webhook.Dispatcher{Hooks: hooks, Changes: feed, Feed: s, Channels: around, Cursors: s,
 		Owner: owner, Lease: 3 * time.Second, Poll: 20 * time.Millisecond}
 }
 

@@ -11,7 +11,8 @@ import (
 
 // ExpireNodes applies the lease rules on the store's clock: an alive node
 // whose last report is older than its lease turns silent (its clients are
-// answered "unknown"); a node silent for longer than grace is lost, and its
+// answered "unknown", and those changes are recorded for webhooks:
+// recordLeaseChanges); a node silent for longer than grace is lost, and its
 // open channels are closed with tcpclean reason node_lost. It returns the
 // synthesized events that were newly stored. Concurrent callers are safe:
 // the updates are conditional and the closes idempotent. skipNode (if not
@@ -20,19 +21,26 @@ func (s *Store) ExpireNodes(ctx context.Context, grace time.Duration, skipNode s
 	var toClose []presence.Event
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		toClose = toClose[:0]
-		if _, err := tx.Exec(ctx, `
+		rows, err := tx.Query(ctx, `
 			UPDATE nodes SET state = 'silent', silent_since = last_seen + lease_ms * interval '1 millisecond'
-			WHERE state = 'alive' AND last_seen + lease_ms * interval '1 millisecond' < now() AND node <> $1`, skipNode); err != nil {
+			WHERE state = 'alive' AND last_seen + lease_ms * interval '1 millisecond' < now() AND node <> $1
+			RETURNING node, epoch, silent_since`, skipNode)
+		if err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `
+		// The row update is conditional, so of several monitors only one
+		// turns a node silent and records its clients' "unknown".
+		silent, err := pgx.CollectRows(rows, pgx.RowToStructByPos[nodeSpell])
+		if err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `
 			UPDATE nodes SET state = 'lost'
 			WHERE state = 'silent' AND silent_since + $1 * interval '1 millisecond' < now() AND node <> $2
 			RETURNING node, epoch`, grace.Milliseconds(), skipNode)
 		if err != nil {
 			return err
 		}
-		type nodeEpoch struct{ Node, Epoch string }
 		lost, err := pgx.CollectRows(rows, pgx.RowToStructByPos[nodeEpoch])
 		if err != nil {
 			return err
@@ -45,7 +53,7 @@ func (s *Store) ExpireNodes(ctx context.Context, grace time.Duration, skipNode s
 			}
 			toClose = append(toClose, closeEvents(open, presence.ReasonNodeLost, now)...)
 		}
-		return nil
+		return recordLeaseChanges(ctx, tx, silent, lost)
 	})
 	if err != nil {
 		return nil, storeErr("expire node leases", err)

@@ -108,7 +108,11 @@ func recordNodeEvent(ctx context.Context, tx pgx.Tx, n presence.NodeEvent) (stri
 		// A stopped node stays stopped until a new epoch starts. A node
 		// declared lost that reports again is alive: the channels closed
 		// meanwhile stay closed (their clients count as online again only
-		// once they reconnect), its new channels count as usual.
+		// once they reconnect), its new channels count as usual. A silent
+		// node's clients are online again: recorded for webhooks.
+		if err := recordNodeReport(ctx, tx, n.Node, n.Epoch); err != nil {
+			return "", err
+		}
 		_, err = tx.Exec(ctx, `
 			UPDATE nodes SET last_seen = now(), lease_ms = $3, silent_since = NULL,
 			       state = CASE WHEN state = 'stopped' OR $4 = 'stopped' THEN 'stopped' ELSE $4 END,
@@ -125,6 +129,9 @@ func recordNodeEvent(ctx context.Context, tx pgx.Tx, n presence.NodeEvent) (stri
 		// A late report of an older epoch: fence it, keep the current one.
 		_, err = tx.Exec(ctx, `UPDATE node_epochs SET fenced_at = now() WHERE node = $1 AND epoch = $2 AND fenced_at IS NULL`, n.Node, n.Epoch)
 		return current, err
+	}
+	if err := recordNodeReport(ctx, tx, n.Node, n.Epoch); err != nil { // a silent node's spell ends
+		return "", err
 	}
 	if _, err := tx.Exec(ctx, `
 		UPDATE nodes SET epoch = $2, generation = $3, state = $4, started_at = now(), last_seen = now(),

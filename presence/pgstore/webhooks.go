@@ -17,7 +17,7 @@ import (
 // of the whole retained history.
 const claimWebhookSQL = `
 INSERT INTO webhook_cursors AS w (hook, cursor_seq, lease_owner, lease_until)
-VALUES ($1, (SELECT coalesce(max(last_seq), 0) FROM channels), $2, now() + $3 * interval '1 millisecond')
+VALUES ($1, (` + webhookHeadSQL + `), $2, now() + $3 * interval '1 millisecond')
 ON CONFLICT (hook) DO UPDATE
     SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until
     WHERE w.lease_owner = excluded.lease_owner OR w.lease_until < now()
@@ -59,10 +59,18 @@ func (s *Store) ReleaseWebhookCursor(ctx context.Context, hook, owner string) er
 	return storeErr("release webhook cursor", err)
 }
 
-// FeedHead returns the newest seq of the change feed (an index lookup):
-// a hook's lag is this minus its cursor.
+// webhookHeadSQL is the newest seq of what webhooks follow: channel
+// changes, node presence changes (two index lookups) and the nodes' silent
+// spells (a few rows per node).
+const webhookHeadSQL = `SELECT greatest((SELECT coalesce(max(last_seq), 0) FROM channels),
+    (SELECT coalesce(max(seq), 0) FROM node_presence_changes),
+    (SELECT coalesce(max(greatest(start_seq, end_seq)), 0) FROM node_silent_spells))`
+
+// FeedHead returns the newest seq of the webhook feed (WebhookFeed): a
+// hook's lag is this minus its cursor.
 func (s *Store) FeedHead(ctx context.Context) (int64, error) {
-	seq, err := newestSeq(ctx, s.pool)
+	var seq int64
+	err := s.pool.QueryRow(ctx, webhookHeadSQL).Scan(&seq)
 	return seq, storeErr("read feed head", err)
 }
 
@@ -72,6 +80,7 @@ type ChannelSeqs struct {
 	ClientID, ChannelID string
 	FirstSeq, LastSeq   int64
 	Open                bool
+	Node                string
 }
 
 // ChannelsAround returns, for clientIDs, every open channel and every
@@ -84,7 +93,7 @@ func (s *Store) ChannelsAround(ctx context.Context, clientIDs []string, afterSeq
 	if len(clientIDs) == 0 {
 		return nil, nil
 	}
-	rows, _ := s.pool.Query(ctx, `SELECT client_id, channel_id, first_seq, last_seq, has_connect AND NOT has_tcpclean
+	rows, _ := s.pool.Query(ctx, `SELECT client_id, channel_id, first_seq, last_seq, has_connect AND NOT has_tcpclean, coalesce(node, '')
 		FROM channels
 		WHERE client_id = ANY($1) AND ((has_connect AND NOT has_tcpclean) OR (last_seq > $2 AND first_seq <= $3))`,
 		clientIDs, afterSeq, uptoSeq)
