@@ -77,7 +77,7 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 		c.tcpKeepalive()
 	}
 	c.clean = p.CleanSession
-	mark := s.persist.mark()
+	mark, refusedBefore := s.persist.mark(), s.persist.refusedCount()
 	present, err := s.attach(c, func() error { return c.emitConnect(p) })
 	switch {
 	case errors.Is(err, errTooManySessions):
@@ -99,6 +99,11 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 	present = present && p.ProtocolLevel >= 4
 	if err := s.persist.barrier(mark); err != nil { // the session is durable before CONNACK
 		return c.refuse(connRefusedUnavailable, p, fmt.Errorf("make the session durable: %w", err))
+	}
+	if s.persist.refusedCount() != refusedBefore {
+		// The store was full for the session: no CONNACK acknowledges a
+		// session that would not survive a restart.
+		return c.refuseWith(connRefusedUnavailable, rcQuotaExceeded, p, fmt.Errorf("make the session durable: %w", persist.ErrNoSpace))
 	}
 	if err := c.sendConnack(&connackPacket{SessionPresent: present, ReturnCode: connAccepted, V5: v5, Props: ackProps}); err != nil {
 		c.setReason(ioFailureReason(err))

@@ -210,7 +210,7 @@ func (c *conn) handleSubscribe(p *subscribePacket) error {
 	if p.Props.has(propSubscriptionID) {
 		subID = p.Props.SubscriptionIDs[0]
 	}
-	mark := s.persist.mark()
+	mark, refusedBefore := s.persist.mark(), s.persist.refusedCount()
 	codes := make([]byte, len(p.Subscriptions))
 	granted := make([]subscription, 0, len(p.Subscriptions))
 	for i, sub := range p.Subscriptions {
@@ -235,6 +235,13 @@ func (c *conn) handleSubscribe(p *subscribePacket) error {
 	if err := s.persist.barrier(mark); err != nil { // the subscriptions are durable before SUBACK
 		c.setReason(reasonInternalError)
 		return fmt.Errorf("make subscriptions durable: %w", err)
+	}
+	if s.persist.refusedCount() != refusedBefore {
+		// The store was full: the subscriptions are not durable, so no
+		// SUBACK may acknowledge them; the connection closes (v5: DISCONNECT
+		// 0x83) and the client subscribes again once there is room.
+		c.setReason(reasonInternalError)
+		return fmt.Errorf("subscribe: %w", persist.ErrNoSpace)
 	}
 	if err := c.send(&subackPacket{ID: p.ID, ReturnCodes: codes, V5: p.V5}); err != nil { // [MQTT-3.8.4-1]
 		return err

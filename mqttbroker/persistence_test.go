@@ -3,6 +3,8 @@ package mqttbroker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -130,4 +132,82 @@ func TestPersistenceFullRefusesPublish(t *testing.T) {
 	v3 := connectOK(t, addr, "pub3")
 	v3.send(&publishPacket{Topic: "q", QoS: 1, ID: 1, Payload: payload})
 	v3.expectClosed()
+}
+
+// When the store is full, nothing that would need it is acknowledged: a
+// new persistent session gets no CONNACK 0 (v5: 0x97, 3.1.1: 0x03) and a
+// SUBSCRIBE of a persistent session no SUBACK (the connection closes). A
+// clean session, which the store does not hold, still connects.
+func TestPersistenceFullRefusesSessionsAndSubscriptions(t *testing.T) {
+	addr, srv, _ := persistentBroker(t, t.TempDir(), 48<<10)
+	sub := connectAs(t, addr, connectPacket{ClientID: "offline", Keepalive: 60}, false)
+	sub.subscribe(1, 1, "q")
+	sub.nc.Close()
+	// Fill the store with messages queued for the offline session.
+	pub := dial(t, addr)
+	pub.connect(&connectPacket{ProtocolLevel: 5, ProtocolName: "MQTT", ClientID: "pub5", CleanSession: true})
+	payload := make([]byte, 1000)
+	full := false
+	for i := 1; i < 200 && !full; i++ {
+		pub.send(&publishPacket{Topic: "q", QoS: 1, ID: uint16(i), Payload: payload, V5: true})
+		full = pub.expect(typePuback).(*ackPacket).Reason == rcQuotaExceeded
+	}
+	if !full {
+		t.Fatal("the 48 KiB store never filled")
+	}
+	// Then with the smallest messages, until not even one fits.
+	full = false
+	for i := 200; i < 2000 && !full; i++ {
+		pub.send(&publishPacket{Topic: "q", QoS: 1, ID: uint16(i), Payload: []byte{1}, V5: true})
+		full = pub.expect(typePuback).(*ackPacket).Reason == rcQuotaExceeded
+	}
+	if !full {
+		t.Fatal("the 48 KiB store took 1,800 small messages more")
+	}
+	// New persistent sessions until the store has no room for one more:
+	// that one gets no CONNACK 0 (v5: 0x97; 3.1.1, next: 0x03).
+	refused := false
+	for i := 0; i < 500 && !refused; i++ {
+		v5 := dial(t, addr)
+		v5.v5 = true
+		v5.send(&connectPacket{ProtocolLevel: 5, ProtocolName: "MQTT", ClientID: fmt.Sprintf("new5-%03d", i), Keepalive: 60,
+			Props: props(func(p *properties) { p.SessionExpiry = 3600 }, propSessionExpiry)})
+		switch ack := v5.expect(typeConnack).(*connackPacket); ack.ReturnCode {
+		case rcQuotaExceeded:
+			refused = true
+		case 0:
+		default:
+			t.Fatalf("v5 persistent session on a filling store: CONNACK 0x%02x", ack.ReturnCode)
+		}
+		v5.nc.Close()
+	}
+	if !refused {
+		t.Fatalf("500 persistent sessions fit in a full store: %+v", srv.cfg.Persistence.Stats())
+	}
+	v3 := dial(t, addr)
+	v3.send(&connectPacket{ProtocolLevel: 4, ProtocolName: "MQTT", ClientID: "new5-999", Keepalive: 60, CleanSession: false})
+	if ack := v3.expect(typeConnack).(*connackPacket); ack.ReturnCode != connRefusedUnavailable {
+		t.Fatalf("3.1.1 persistent session on a full store: CONNACK 0x%02x, want 0x03", ack.ReturnCode)
+	}
+	// The offline session exists already: it connects, but a new
+	// subscription gets no SUBACK.
+	back := connectAs(t, addr, connectPacket{ClientID: "offline", Keepalive: 60}, true)
+	back.send(&subscribePacket{ID: 2, Subscriptions: []subscription{{Filter: "more/#", QoS: 1}}})
+	for { // its queued messages may come first; no SUBACK, then the close
+		p, err := back.next(5 * time.Second)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !isConnReset(err) {
+				t.Fatalf("want the connection closed, got %v", err)
+			}
+			break
+		}
+		if p.kind() != typePublish {
+			t.Fatalf("got %s (%+v) on a full store, want no SUBACK and the connection closed", p.kind(), p)
+		}
+	}
+	if st := srv.Stats(); st.Connects == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	clean := connectOK(t, addr, "clean")
+	clean.subscribe(1, 0, "c")
 }
