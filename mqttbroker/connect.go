@@ -254,6 +254,9 @@ func (s *Server) attach(c *conn, announce func() error) (present bool, err error
 	for {
 		s.sessMu.Lock()
 		sess := s.sessions[c.clientID]
+		if sess != nil && s.discardIfExpiredLocked(sess, s.cfg.Now()) {
+			sess = nil
+		}
 		if sess != nil {
 			sess.mu.Lock()
 			old := sess.owner

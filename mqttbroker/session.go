@@ -179,14 +179,23 @@ func (s *Server) expireSessionsNow() {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
 	for _, sess := range s.sessions {
-		sess.mu.Lock()
-		expired := sess.owner == nil && sess.expireAt != 0 && now.UnixNano() >= sess.expireAt
-		sess.mu.Unlock()
-		if expired {
-			s.discardLocked(sess)
-			s.stats.sessionsExpired.Add(1)
-		}
+		s.discardIfExpiredLocked(sess, now)
 	}
+}
+
+// discardIfExpiredLocked discards sess if it is offline and its expiry
+// has passed, and reports whether it did. The sweep runs only now and
+// then (expireSessions), so a reconnect checks too: an expired session is
+// never resumed [MQTT-3.1.2-23]. The caller holds s.sessMu.
+func (s *Server) discardIfExpiredLocked(sess *session, now time.Time) bool {
+	sess.mu.Lock()
+	expired := sess.owner == nil && sess.expireAt != 0 && now.UnixNano() >= sess.expireAt
+	sess.mu.Unlock()
+	if expired {
+		s.discardLocked(sess)
+		s.stats.sessionsExpired.Add(1)
+	}
+	return expired
 }
 
 // subscriptionIDsLocked returns the Subscription Identifiers of the

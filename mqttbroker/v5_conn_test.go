@@ -352,6 +352,48 @@ func TestV5SessionExpiry(t *testing.T) {
 	}
 }
 
+// TestV5ExpiredSessionIsNotResumed: once its Session Expiry Interval has
+// passed, a session is gone when its client comes back, even before the
+// periodic sweep has run: CONNACK says no session present and nothing of
+// it (its subscription) is kept [MQTT-3.1.2-23]. Before the expiry it is
+// resumed. The broker's clock is the test's; the sweep never runs here.
+func TestV5ExpiredSessionIsNotResumed(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	srv := startServer(t, Config{AllowAnonymous: true, Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	expiry := props(func(p *properties) { p.SessionExpiry = 10 }, propSessionExpiry)
+	leave := func(id string) {
+		t.Helper()
+		c, ack := connectV5(t, srv.addr, connectPacket{ClientID: id, Props: expiry})
+		if ack.ReturnCode != 0 {
+			t.Fatalf("CONNACK %+v", ack)
+		}
+		c.subscribe(1, 1, "exp2/"+id)
+		c.send(&disconnectPacket{})
+		c.expectClosed()
+		srv.rec.waitTCPClean(t, id)
+	}
+	leave("kept")
+	clock.Add(int64(9 * time.Second))
+	if c, ack := connectV5(t, srv.addr, connectPacket{ClientID: "kept", Props: expiry}); !ack.SessionPresent {
+		t.Fatalf("9 s into a 10 s expiry: CONNACK %+v, want the session resumed", ack)
+	} else {
+		c.send(&disconnectPacket{})
+	}
+	leave("gone")
+	clock.Add(int64(11 * time.Second))
+	c, ack := connectV5(t, srv.addr, connectPacket{ClientID: "gone", Props: expiry})
+	if ack.ReturnCode != 0 || ack.SessionPresent {
+		t.Fatalf("11 s into a 10 s expiry: CONNACK %+v, want no session present", ack)
+	}
+	// Its subscription went with it: a publish to it is not delivered.
+	pub := connectV5OK(t, srv.addr, "exp2-pub")
+	pub.retainBarrier()
+	pub.send(&publishPacket{Topic: "exp2/gone", QoS: 1, ID: 1, Payload: []byte("x"), V5: true})
+	pub.expect(typePuback)
+	c.barrier(0) // fails on the message, had the subscription survived
+}
+
 // TestV5SubscriptionOptions: No Local keeps a client's own messages from
 // its subscription [MQTT-3.8.3-3]; Retain As Published keeps the retain
 // flag of a live message [MQTT-3.3.1-12] (cleared otherwise
