@@ -58,42 +58,24 @@ LOAD=$OUT/mqttload
 printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\npersistence false\nlog_dest none\nset_tcp_nodelay true\n' \
 	"$MOSQ_PORT" >"$OUT/mosquitto.conf"
 
-BROKER_PID=
+. cmd/mqttload/benchlib.sh
 start_mosquitto() {
-	mosquitto -c "$OUT/mosquitto.conf" >>"$OUT/mosquitto.log" 2>&1 &
-	BROKER_PID=$!
-	for _ in $(seq 50); do
-		if (exec 3<>/dev/tcp/127.0.0.1/$MOSQ_PORT) 2>/dev/null; then return; fi
-		sleep 0.1
-	done
-	echo "bench-storm.sh: mosquitto did not start; see $OUT/mosquitto.log" >&2
-	exit 1
+	start_broker "$OUT/mosquitto.log" mosquitto -c "$OUT/mosquitto.conf"
+	wait_port "$MOSQ_PORT" "$OUT/mosquitto.log"
 }
 DATA=
 start_presenced() { # data-dir
 	DATA=$1
 	rm -rf "$DATA"
-	"$PRESENCED_BIN" serve --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT --http-addr 127.0.0.1:$PRES_HTTP_PORT \
-		--data-dir "$DATA" --node bench >>"$OUT/presenced.log" 2>&1 &
-	BROKER_PID=$!
-	for _ in $(seq 600); do
-		if curl -fs "http://127.0.0.1:$PRES_HTTP_PORT/readyz" >/dev/null 2>&1; then return; fi
-		sleep 0.1
-	done
-	echo "bench-storm.sh: presenced did not become ready; see $OUT/presenced.log" >&2
-	exit 1
+	start_broker "$OUT/presenced.log" "$PRESENCED_BIN" serve --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT \
+		--http-addr 127.0.0.1:$PRES_HTTP_PORT --data-dir "$DATA" --node bench
+	wait_ready "http://127.0.0.1:$PRES_HTTP_PORT/readyz" "$OUT/presenced.log"
 }
-stop_broker() {
-	if [ -n "$BROKER_PID" ]; then
-		kill -TERM "$BROKER_PID" 2>/dev/null || true
-		for _ in $(seq 300); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$BROKER_PID" 2>/dev/null || true
-		wait "$BROKER_PID" 2>/dev/null || true
-		BROKER_PID=
-	fi
+stop_all() {
+	stop_broker
 	if [ -n "$DATA" ]; then rm -rf "$DATA"; DATA=; fi
 }
-trap stop_broker EXIT
+trap stop_all EXIT
 
 # outbox_counters: records appended and group commits so far.
 outbox_counters() {
@@ -124,7 +106,7 @@ round() { # broker-name
 		echo "$before $after" | awk -v l="$1" '{r=$3-$1; f=$4-$2; printf "  outbox %s: %d records in %d group commits: %.1f records per fsync (storm and close)\n", l, r, f, (f ? r/f : 0)}' | tee -a "$RAW" >&2
 		;;
 	esac
-	stop_broker
+	stop_all
 }
 
 for r in $(seq "$ROUNDS"); do

@@ -69,61 +69,44 @@ mosq_conf() { # extra-line
 mosq_conf "" >"$OUT/mosquitto.conf"
 mosq_conf "set_tcp_nodelay true" >"$OUT/mosquitto-nodelay.conf"
 
-BROKER_PID=
-wait_port() { # port
-	for _ in $(seq 600); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	echo "bench-tls.sh: nothing listens on $1" >&2
-	exit 1
-}
+. cmd/mqttload/benchlib.sh
 start_mosquitto() { # config
-	/usr/sbin/mosquitto -c "$1" >>"$OUT/mosquitto.log" 2>&1 &
-	BROKER_PID=$!
-	wait_port "$MOSQ_PORT"
+	start_broker "$OUT/mosquitto.log" /usr/sbin/mosquitto -c "$1"
+	wait_port "$MOSQ_PORT" "$OUT/mosquitto.log"
 }
 start_presenced() {
 	rm -rf "$OUT/data"
-	"$OUT/presenced" serve --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT --http-addr 127.0.0.1:$PRES_HTTP_PORT \
+	start_broker "$OUT/presenced.log" "$OUT/presenced" serve --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT --http-addr 127.0.0.1:$PRES_HTTP_PORT \
 		--mqtts-addr 127.0.0.1:$PRES_MQTTS_PORT --mqtt-tls-cert "$OUT/server.pem" --mqtt-tls-key "$OUT/server.key" \
-		--data-dir "$OUT/data" --node bench >>"$OUT/presenced.log" 2>&1 &
-	BROKER_PID=$!
-	for _ in $(seq 600); do
-		if curl -fs "http://127.0.0.1:$PRES_HTTP_PORT/readyz" >/dev/null 2>&1; then return; fi
-		sleep 0.1
-	done
-	echo "bench-tls.sh: presenced did not start; see $OUT/presenced.log" >&2
-	exit 1
+		--data-dir "$OUT/data" --node bench
+	wait_ready "http://127.0.0.1:$PRES_HTTP_PORT/readyz" "$OUT/presenced.log"
 }
 FAKE_PID=
 start_presenced_broker() {
 	rm -rf "$OUT/data"
 	"$OUT/rocketmqfake" -namesrv-addr 127.0.0.1:$FAKE_NAMESRV_PORT -broker-addr 127.0.0.1:$FAKE_BROKER_PORT >>"$OUT/fake.log" 2>&1 &
 	FAKE_PID=$!
-	wait_port "$FAKE_NAMESRV_PORT"
-	"$OUT/presenced" broker --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT --http-addr 127.0.0.1:$PRES_HTTP_PORT \
+	wait_port "$FAKE_NAMESRV_PORT" "$OUT/fake.log"
+	start_broker "$OUT/presenced-broker.log" "$OUT/presenced" broker --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT --http-addr 127.0.0.1:$PRES_HTTP_PORT \
 		--mqtts-addr 127.0.0.1:$PRES_MQTTS_PORT --mqtt-tls-cert "$OUT/server.pem" --mqtt-tls-key "$OUT/server.key" \
-		--rocketmq-namesrv 127.0.0.1:$FAKE_NAMESRV_PORT --data-dir "$OUT/data" --node bench >>"$OUT/presenced-broker.log" 2>&1 &
-	BROKER_PID=$!
-	wait_port "$PRES_MQTTS_PORT"
+		--rocketmq-namesrv 127.0.0.1:$FAKE_NAMESRV_PORT --data-dir "$OUT/data" --node bench
+	wait_port "$PRES_MQTTS_PORT" "$OUT/presenced-broker.log"
 }
-stop_broker() {
-	kill "$BROKER_PID" 2>/dev/null || true
-	wait "$BROKER_PID" 2>/dev/null || true
+stop_all() { # the broker, then the RocketMQ double it forwards to
+	stop_broker
 	if [ -n "$FAKE_PID" ]; then
 		kill "$FAKE_PID" 2>/dev/null || true
 		wait "$FAKE_PID" 2>/dev/null || true
 		FAKE_PID=
 	fi
 }
-trap stop_broker EXIT
+trap stop_all EXIT
 
 run_one() { # label start-command port
 	"$2" "${4:-}"
 	"$LOAD" idle-rss -mqtt 127.0.0.1:$3 -tls-ca "$OUT/ca.pem" -pid "$BROKER_PID" -n "$IDLE_CONNS" -workers 16 -label "$1" | tee -a "$RAW"
 	"$LOAD" connect-rate -mqtt 127.0.0.1:$3 -tls-ca "$OUT/ca.pem" -workers "$WORKERS" -max "$CONNECTS" -duration 5m -label "$1" | tee -a "$RAW"
-	stop_broker
+	stop_all
 }
 
 for _ in $(seq "$ROUNDS"); do

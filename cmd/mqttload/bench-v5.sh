@@ -36,40 +36,16 @@ LOAD=$OUT/mqttload
 printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\npersistence false\nlog_dest none\nset_tcp_nodelay true\n' \
 	"$MOSQ_PORT" >"$OUT/mosquitto.conf"
 
-BROKER_PID=
-wait_port() { # port
-	for _ in $(seq 600); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	echo "bench-v5.sh: nothing listens on $1" >&2
-	exit 1
-}
+. cmd/mqttload/benchlib.sh
 start_mosquitto() {
-	/usr/sbin/mosquitto -c "$OUT/mosquitto.conf" >>"$OUT/mosquitto.log" 2>&1 &
-	BROKER_PID=$!
-	wait_port "$MOSQ_PORT"
+	start_broker "$OUT/mosquitto.log" /usr/sbin/mosquitto -c "$OUT/mosquitto.conf"
+	wait_port "$MOSQ_PORT" "$OUT/mosquitto.log"
 }
 start_presenced() {
 	rm -rf "$OUT/data"
-	"$OUT/presenced" serve --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT --http-addr 127.0.0.1:$PRES_HTTP_PORT \
-		--data-dir "$OUT/data" --node bench >>"$OUT/presenced.log" 2>&1 &
-	BROKER_PID=$!
-	for _ in $(seq 600); do
-		if curl -fs "http://127.0.0.1:$PRES_HTTP_PORT/readyz" >/dev/null 2>&1; then return; fi
-		sleep 0.1
-	done
-	echo "bench-v5.sh: presenced did not start; see $OUT/presenced.log" >&2
-	exit 1
-}
-stop_broker() {
-	if [ -n "$BROKER_PID" ]; then
-		kill -TERM "$BROKER_PID" 2>/dev/null || true
-		for _ in $(seq 300); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$BROKER_PID" 2>/dev/null || true
-		wait "$BROKER_PID" 2>/dev/null || true
-		BROKER_PID=
-	fi
+	start_broker "$OUT/presenced.log" "$OUT/presenced" serve --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT \
+		--http-addr 127.0.0.1:$PRES_HTTP_PORT --data-dir "$OUT/data" --node bench
+	wait_ready "http://127.0.0.1:$PRES_HTTP_PORT/readyz" "$OUT/presenced.log"
 }
 trap stop_broker EXIT
 

@@ -53,39 +53,18 @@ mosq_conf() { # port extra-line
 mosq_conf "$MOSQ_PORT" "" >"$OUT/mosquitto.conf"
 mosq_conf "$MOSQ_PORT" "max_inflight_messages 0" >"$OUT/mosquitto-inflight0.conf"
 
-BROKER_PID=
+. cmd/mqttload/benchlib.sh
 start_mosquitto() { # config
-	mosquitto -c "$1" >>"$OUT/mosquitto.log" 2>&1 &
-	BROKER_PID=$!
-	for _ in $(seq 50); do
-		if (exec 3<>/dev/tcp/127.0.0.1/$MOSQ_PORT) 2>/dev/null; then return; fi
-		sleep 0.1
-	done
-	echo "bench.sh: mosquitto did not start; see $OUT/mosquitto.log" >&2
-	exit 1
+	start_broker "$OUT/mosquitto.log" mosquitto -c "$1"
+	wait_port "$MOSQ_PORT" "$OUT/mosquitto.log"
 }
 start_presenced() {
 	# A fresh store each round: the presence view loads every known client
 	# at start, which would otherwise swell the baseline of later rounds.
 	rm -rf "$OUT/data"
-	"$OUT/presenced" serve --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT --http-addr 127.0.0.1:$PRES_HTTP_PORT \
-		--data-dir "$OUT/data" --node bench >>"$OUT/presenced.log" 2>&1 &
-	BROKER_PID=$!
-	for _ in $(seq 600); do
-		if curl -fs "http://127.0.0.1:$PRES_HTTP_PORT/healthz" >/dev/null 2>&1; then return; fi
-		sleep 0.1
-	done
-	echo "bench.sh: presenced did not start; see $OUT/presenced.log" >&2
-	exit 1
-}
-stop_broker() {
-	if [ -n "$BROKER_PID" ]; then
-		kill -TERM "$BROKER_PID" 2>/dev/null || true
-		for _ in $(seq 300); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$BROKER_PID" 2>/dev/null || true
-		wait "$BROKER_PID" 2>/dev/null || true
-		BROKER_PID=
-	fi
+	start_broker "$OUT/presenced.log" "$OUT/presenced" serve --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT \
+		--http-addr 127.0.0.1:$PRES_HTTP_PORT --data-dir "$OUT/data" --node bench
+	wait_ready "http://127.0.0.1:$PRES_HTTP_PORT/healthz" "$OUT/presenced.log"
 }
 trap stop_broker EXIT
 
