@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/presenced/presenced/presence/durable"
 )
 
 // The checkpoint file holds the sequence number of the last acknowledged
@@ -60,7 +62,7 @@ func writeCheckpoint(dir string, dirFile *os.File, acked uint64) error {
 		f.Close()
 		return fmt.Errorf("write outbox checkpoint: %w", err)
 	}
-	if err := syncFile(f); err != nil {
+	if err := durable.SyncFile(f); err != nil {
 		f.Close()
 		return fmt.Errorf("write outbox checkpoint: %w", err)
 	}

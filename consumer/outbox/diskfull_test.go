@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/presenced/presenced/presence"
+
+	"github.com/presenced/presenced/presence/durable"
 )
 
 // mountTmpfs mounts a tmpfs of size (e.g. "16m") for the test, so the test
@@ -520,7 +522,7 @@ func TestSyncErrors(t *testing.T) {
 				if failures.Add(-1) >= 0 {
 					return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: tc.errno}
 				}
-				return syncFile(f)
+				return durable.SyncFile(f)
 			}
 			o := openOutbox(t, t.TempDir(), Options{syncData: syncData})
 			appendN(t, o, 0, 2)

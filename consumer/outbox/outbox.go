@@ -95,6 +95,8 @@ import (
 	"time"
 
 	"github.com/presenced/presenced/presence"
+
+	"github.com/presenced/presenced/presence/durable"
 )
 
 // Defaults of Options.
@@ -251,7 +253,7 @@ func Open(dir string, opts Options) (*Outbox, error) {
 		readable:    make(chan struct{}),
 	}
 	if o.sync == nil {
-		o.sync = syncFile
+		o.sync = durable.SyncFile
 	}
 	if o.closeWait <= 0 {
 		o.closeWait = DefaultCloseWait
@@ -271,7 +273,7 @@ func Open(dir string, opts Options) (*Outbox, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("open outbox: %w", err)
 	}
-	lock, err := lockDir(dir)
+	lock, err := durable.LockDir(dir, "outbox")
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/presenced/presenced/presence/durable"
 )
 
 // Segment files are named by the sequence number of their first record, in
@@ -81,7 +83,7 @@ func createSegment(dir string, dirFile *os.File, base uint64) (*segment, *os.Fil
 		f.Close()
 		return nil, nil, fmt.Errorf("create outbox segment %s: %w", path, err)
 	}
-	if err := syncFile(f); err != nil {
+	if err := durable.SyncFile(f); err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("create outbox segment %s: %w", path, err)
 	}

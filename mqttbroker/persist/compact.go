@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/presenced/presenced/presence/durable"
 )
 
 // Compaction replaces the snapshot and the journals before it by a new
@@ -150,7 +152,7 @@ func (s *Store) writeSnapshotTmp(snap []byte, count uint64, gen uint64) (size in
 		}
 	}
 	if err == nil {
-		err = syncFile(f)
+		err = durable.SyncFile(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr

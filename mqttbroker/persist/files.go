@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/presenced/presenced/presence/durable"
 )
 
 // Files of a store directory:
@@ -93,7 +95,7 @@ func createJournal(dir string, dirFile *os.File, gen uint64) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("create journal %s: %w", path, err)
 	}
-	if err := syncFile(f); err != nil {
+	if err := durable.SyncFile(f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("create journal %s: %w", path, err)
 	}

@@ -1,6 +1,10 @@
 package persist
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/presenced/presenced/presence/durable"
+)
 
 // group is one group commit: the records staged while the previous group
 // was being written.
@@ -74,7 +78,7 @@ func (s *Store) writeGroup(g *group) error {
 	off := s.journalSize.Load()
 	_, err := s.journal.WriteAt(g.buf, off)
 	if err == nil {
-		err = syncFile(s.journal)
+		err = durable.SyncFile(s.journal)
 	}
 	if err != nil {
 		s.log.Error("broker persistence: journal write failed; changes are refused until restart",

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/presenced/presenced/presence/durable"
 )
 
 // CorruptError reports a snapshot that is not whole and valid. A snapshot
@@ -221,7 +223,7 @@ func (s *Store) truncateJournal(path string, off, size int64, why string) error 
 	if err := f.Truncate(off); err != nil {
 		return fmt.Errorf("truncate journal %s: %w", path, err)
 	}
-	if err := syncFile(f); err != nil {
+	if err := durable.SyncFile(f); err != nil {
 		return fmt.Errorf("truncate journal %s: %w", path, err)
 	}
 	s.torn.Add(1)

@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+
+	"github.com/presenced/presenced/presence/durable"
 )
 
 // Defaults of Options.
@@ -118,7 +120,7 @@ func Open(dir string, opts Options) (*Store, *State, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("open broker persistence: %w", err)
 	}
-	lockFile, err := lockDir(dir)
+	lockFile, err := durable.LockDir(dir, "broker persistence")
 	if err != nil {
 		return nil, nil, err
 	}

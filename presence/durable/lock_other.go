@@ -1,6 +1,6 @@
 //go:build !unix
 
-package outbox
+package durable
 
 import (
 	"fmt"
@@ -8,11 +8,11 @@ import (
 	"path/filepath"
 )
 
-// lockDir only creates dir/LOCK where flock is unavailable.
-func lockDir(dir string) (*os.File, error) {
+// LockDir only creates dir/LOCK where flock is unavailable.
+func LockDir(dir, what string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("lock outbox: %w", err)
+		return nil, fmt.Errorf("lock %s: %w", what, err)
 	}
 	return f, nil
 }

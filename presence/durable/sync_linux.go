@@ -1,14 +1,14 @@
-package outbox
+package durable
 
 import (
 	"os"
 	"syscall"
 )
 
-// syncFile makes f's data durable. fdatasync skips the inode's timestamps,
+// SyncFile makes f's data durable. fdatasync skips the inode's timestamps,
 // which recovery does not need, and saves a metadata write per group
 // commit; the file size, which recovery does need, is still flushed.
-func syncFile(f *os.File) error {
+func SyncFile(f *os.File) error {
 	for {
 		err := syscall.Fdatasync(int(f.Fd()))
 		if err != syscall.EINTR {
