@@ -1,11 +1,9 @@
 package test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -24,24 +22,14 @@ func TestMQTTJSV5TopicAliases(t *testing.T) {
 	const clientID = "js-v5-alias"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "aliases.js", "mqtt://"+p.MQTTAddr, clientID)
-	cmd.Dir = dir
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr := &syncBuffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	js := startMQTTJS(t, ctx, dir, "aliases.js", "mqtt://"+p.MQTTAddr, clientID)
+	stderr := js.stderr
 	type message struct {
 		Topic, Payload string
 		Alias          int
 	}
 	var got []message
-	for lines := bufio.NewScanner(stdout); ; {
+	for lines := js.lines; ; {
 		if !lines.Scan() {
 			t.Fatalf("mqtt.js ended before done: %v\n%s", lines.Err(), stderr)
 		}
@@ -58,7 +46,7 @@ func TestMQTTJSV5TopicAliases(t *testing.T) {
 		}
 		got = append(got, m)
 	}
-	if err := cmd.Wait(); err != nil {
+	if err := js.wait(); err != nil {
 		t.Fatalf("mqtt.js exited: %v\n%s", err, stderr)
 	}
 	aliasOf := map[string]int{}

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bufio"
 	"context"
 	"net"
 	"os/exec"
@@ -99,23 +98,8 @@ func TestMQTTJSV5(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, "node", "client.js", tt.url, tt.clientID, "5")
-			cmd.Dir = dir
-			stdin, err := cmd.StdinPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			stderr := &syncBuffer{}
-			cmd.Stderr = stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
-			lines := bufio.NewScanner(stdout)
+			js := startMQTTJS(t, ctx, dir, "client.js", tt.url, tt.clientID, "5")
+			stdin, lines, stderr := js.stdin, js.lines, js.stderr
 			var connack string
 			for ready := false; !ready; {
 				if !lines.Scan() {
@@ -135,7 +119,7 @@ func TestMQTTJSV5(t *testing.T) {
 			}
 			waitChannel(t, p.HTTPAddr, tt.clientID, "an open channel", openFrom("127.0.0.1"))
 			stdin.Close() // the script ends with DISCONNECT
-			if err := cmd.Wait(); err != nil {
+			if err := js.wait(); err != nil {
 				t.Fatalf("mqtt.js exited: %v\n%s", err, stderr)
 			}
 			waitChannel(t, p.HTTPAddr, tt.clientID, "the channel closed by DISCONNECT", closedBecause(presence.ReasonClientDisconnect))

@@ -131,14 +131,19 @@ func mqttjsDir(t *testing.T) string {
 	return dir
 }
 
-func TestMQTTJSOverWebSocket(t *testing.T) {
-	dir := mqttjsDir(t)
-	wsAddr := freeAddr(t)
-	p := startServe(t, pgtest.URL(t), "--mqtt-ws-addr", wsAddr)
+// mqttjsProcess is a script of test/mqttjs running under node: its stdin,
+// its stdout line by line and its stderr (for failure messages).
+type mqttjsProcess struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  *bufio.Scanner
+	stderr *syncBuffer
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "client.js", "ws://"+wsAddr+"/mqtt", "ws-mqttjs")
+// startMQTTJS runs node script args… in dir until ctx ends or the test does.
+func startMQTTJS(t *testing.T, ctx context.Context, dir, script string, args ...string) *mqttjsProcess {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, "node", append([]string{script}, args...)...)
 	cmd.Dir = dir
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -153,8 +158,22 @@ func TestMQTTJSOverWebSocket(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-	lines := bufio.NewScanner(stdout)
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return &mqttjsProcess{cmd: cmd, stdin: stdin, lines: bufio.NewScanner(stdout), stderr: stderr}
+}
+
+// wait waits for the script to end and returns how it ended.
+func (p *mqttjsProcess) wait() error { return p.cmd.Wait() }
+
+func TestMQTTJSOverWebSocket(t *testing.T) {
+	dir := mqttjsDir(t)
+	wsAddr := freeAddr(t)
+	p := startServe(t, pgtest.URL(t), "--mqtt-ws-addr", wsAddr)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	js := startMQTTJS(t, ctx, dir, "client.js", "ws://"+wsAddr+"/mqtt", "ws-mqttjs")
+	stdin, lines, stderr := js.stdin, js.lines, js.stderr
 	for ready := false; !ready; {
 		if !lines.Scan() {
 			t.Fatalf("mqtt.js ended before ready: %v\n%s", lines.Err(), stderr)
@@ -168,7 +187,7 @@ func TestMQTTJSOverWebSocket(t *testing.T) {
 	}
 	ch := waitChannel(t, p.HTTPAddr, "ws-mqttjs", "an open channel from 127.0.0.1", openFrom("127.0.0.1"))
 	stdin.Close() // the script ends with DISCONNECT
-	if err := cmd.Wait(); err != nil {
+	if err := js.wait(); err != nil {
 		t.Fatalf("mqtt.js exited: %v\n%s", err, stderr)
 	}
 	closed := waitChannel(t, p.HTTPAddr, "ws-mqttjs", "the channel closed", closedWith(ch.ChannelID))
