@@ -62,16 +62,10 @@ func runBroker(ctx context.Context, args []string, getenv func(string) string, s
 	reg := prometheus.NewRegistry()
 	// Refused connects go to RocketMQ best-effort, beside the outbox and
 	// not through it: nothing was acknowledged for them (see refused.go).
-	publisher, err := rocketmq.NewPublisher(rocketmq.PublisherConfig{
-		NameServers:   cfg.RocketMQ.nameServers(),
-		ProducerGroup: cfg.RocketMQ.ProducerGroup,
-		AccessKey:     cfg.RocketMQ.AccessKey,
-		SecretKey:     cfg.RocketMQ.SecretKey,
-	})
+	publisher, err := startPublisher(cfg.RocketMQ, life)
 	if err != nil {
 		return life.abort(err)
 	}
-	life.add(publisherComponent(publisher))
 	refused := newRefusedForwarder(func(ctx context.Context, batch []presence.RefusedConnect) error {
 		return publisher.SendRefused(ctx, cfg.RocketMQ.Topic, batch)
 	}, reg, log)
@@ -147,10 +141,22 @@ func forwarderComponent(forwarder *rocketmq.Forwarder, box *outbox.Outbox, log *
 	}
 }
 
-// publisherComponent closes the publisher once what sends through it
-// (added after it) has stopped.
-func publisherComponent(p *rocketmq.Publisher) component {
-	return component{name: "rocketmq publisher", stop: func(context.Context) error { return p.Close() }}
+// startPublisher makes the RocketMQ producer of what a process sends
+// beside the outbox (broker: refused connects; api: kick commands) and adds
+// the component that closes it once what sends through it (added after
+// it) has stopped.
+func startPublisher(c rocketmqConfig, life *lifecycle) (*rocketmq.Publisher, error) {
+	p, err := rocketmq.NewPublisher(rocketmq.PublisherConfig{
+		NameServers:   c.nameServers(),
+		ProducerGroup: c.ProducerGroup,
+		AccessKey:     c.AccessKey,
+		SecretKey:     c.SecretKey,
+	})
+	if err != nil {
+		return nil, err
+	}
+	life.add(component{name: "rocketmq publisher", stop: func(context.Context) error { return p.Close() }})
+	return p, nil
 }
 
 // outboxSource adapts the outbox to the forwarder's Source.

@@ -176,16 +176,10 @@ func newAPIKicker(cfg config, db *database, life *lifecycle) (api.Kicker, error)
 	if !cfg.RocketMQ.enabled() {
 		return nil, nil
 	}
-	publisher, err := rocketmq.NewPublisher(rocketmq.PublisherConfig{
-		NameServers:   cfg.RocketMQ.nameServers(),
-		ProducerGroup: cfg.RocketMQ.ProducerGroup,
-		AccessKey:     cfg.RocketMQ.AccessKey,
-		SecretKey:     cfg.RocketMQ.SecretKey,
-	})
+	publisher, err := startPublisher(cfg.RocketMQ, life)
 	if err != nil {
 		return nil, err
 	}
-	life.add(publisherComponent(publisher))
 	return &scaleOutKicker{
 		channels: db.store.Channels,
 		send: func(ctx context.Context, k rocketmq.KickCommand) error {
