@@ -46,7 +46,7 @@ func runAPI(ctx context.Context, args []string, getenv func(string) string, stde
 	if err != nil {
 		return life.abort(err)
 	}
-	web := newHTTPAPI(cfg, db, kicker, log)
+	web := newHTTPAPI(cfg, db, kicker, nil, log)
 	db.registerMetrics(web.registry)
 	web.registry.MustRegister(certs)
 	life.add(certs.component())

@@ -32,9 +32,10 @@ type httpAPI struct {
 // runtime and process collectors and presenced_build_info; callers add
 // the broker's and the consumer's. The caller has checked the API's
 // access (apiConfig.checkAccess) before listening. kicker closes clients'
-// connections for DELETE /clients/{id}/connection; nil where the process
-// holds no broker.
-func newHTTPAPI(cfg config, db *database, kicker api.Kicker, log *slog.Logger) *httpAPI {
+// connections for DELETE /clients/{id}/connection (nil: none can be
+// reached); sessions reads live session counts where the process holds the
+// broker (serve), nil elsewhere.
+func newHTTPAPI(cfg config, db *database, kicker api.Kicker, sessions api.SessionInspector, log *slog.Logger) *httpAPI {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newBuildInfo(version))
 	live := api.NewLive(cfg.API.OfflineCache, cfg.API.StreamRing)
@@ -56,7 +57,7 @@ func newHTTPAPI(cfg config, db *database, kicker api.Kicker, log *slog.Logger) *
 		Registry:           registry,
 		Logger:             log.With("component", "api"),
 	}, api.Deps{Live: live, Channels: db.store, Nodes: db.store, History: db.store, Counter: db.store, Clients: db.store, Spans: db.store, Refused: db.store,
-		Ingester: apiIngester{db.store}, Readiness: db, Kicker: kicker, Sessions: sessionInspector(kicker)})
+		Ingester: apiIngester{db.store}, Readiness: db, Kicker: kicker, Sessions: sessions})
 	a.server = &http.Server{
 		Handler: a.api,
 		// No ReadTimeout or WriteTimeout: they would end /stream. The API
@@ -99,15 +100,16 @@ func newBuildInfo(version string) prometheus.Collector {
 // runFollower runs the follower until ctx ends.
 func (a *httpAPI) runFollower(ctx context.Context) error { return a.follower.Run(ctx) }
 
-// lateKicker is the serve mode's Kicker: the API is built before the
-// broker, which is set once it exists. The kick is direct, so it is
-// acknowledged once the connection's tcpclean has been emitted.
-type lateKicker struct {
+// lateBroker is the serve mode's broker as the API sees it — its Kicker
+// and its SessionInspector: the API is built before the broker, which is
+// set once it exists. The kick is direct, so it is acknowledged once the
+// connection's tcpclean has been emitted.
+type lateBroker struct {
 	node   string
 	broker atomic.Pointer[mqttbroker.Server]
 }
 
-func (k *lateKicker) Kick(ctx context.Context, clientID string, discardWill bool) (api.KickResult, bool, error) {
+func (k *lateBroker) Kick(ctx context.Context, clientID string, discardWill bool) (api.KickResult, bool, error) {
 	b := k.broker.Load()
 	if b == nil {
 		return api.KickResult{}, false, nil // not started yet: it holds no client
@@ -118,19 +120,10 @@ func (k *lateKicker) Kick(ctx context.Context, clientID string, discardWill bool
 
 // SessionCounts reads a connected client's session on the serve mode's
 // broker.
-func (k *lateKicker) SessionCounts(clientID string) (string, presence.SessionCounts, bool) {
+func (k *lateBroker) SessionCounts(clientID string) (string, presence.SessionCounts, bool) {
 	b := k.broker.Load()
 	if b == nil {
 		return "", presence.SessionCounts{}, false
 	}
 	return b.SessionCounts(clientID)
-}
-
-// sessionInspector is the live-counts reader of the broker behind kicker,
-// where the process holds one (serve: lateKicker); nil otherwise.
-func sessionInspector(kicker api.Kicker) api.SessionInspector {
-	if in, ok := kicker.(api.SessionInspector); ok {
-		return in
-	}
-	return nil
 }

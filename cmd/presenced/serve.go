@@ -58,8 +58,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return life.abort(err)
 	}
 
-	kicker := &lateKicker{node: cfg.Node}
-	web := newHTTPAPI(cfg, db, kicker, log)
+	late := &lateBroker{node: cfg.Node}
+	web := newHTTPAPI(cfg, db, late, late, log)
 	pipeline := newConsumerMetrics(web.registry)
 	applier := consumer.NewApplier(pipeline.observeBatches(db.apply), nil, log.With("component", "consumer"), time.Now)
 	pipeline.register(applier)
@@ -98,7 +98,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	refused := newRefusedRecorder(db.store, web.registry, log)
 	brokerConfig.OnRefused = refused.offer
 	broker := mqttbroker.New(brokerConfig, reporter.Stamp(pipeline.countEmitted(writer.event)))
-	kicker.broker.Store(broker)
+	late.broker.Store(broker)
 	reporter.OpenChannels = broker.OpenChannels
 	web.registry.MustRegister(brokerCollector{stats: broker.Stats}, certs, front)
 
