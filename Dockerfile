@@ -9,6 +9,9 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
+# CGO_ENABLED=0: the static base has no libcrypto, so an RSA certificate's
+# handshake signatures are Go's here (README, "RSA signatures by OpenSSL");
+# prefer an ECDSA certificate with this image.
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/presenced ./cmd/presenced
 # /data is where the outbox and local state go (PRESENCE_DATA_DIR in
 # docker-compose.yml): owned by the non-root user, so a named volume mounted

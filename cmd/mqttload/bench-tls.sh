@@ -20,6 +20,10 @@ CONNECTS=${CONNECTS:-5000}
 WORKERS=${WORKERS:-50}
 ROUNDS=${ROUNDS:-1}
 KEY=${KEY:-rsa}
+# SIGNERS: the --tls-rsa-signer values presenced runs with, each a column
+# (presenced-auto, presenced-go, ...): "auto go" compares OpenSSL's RSA
+# signature with Go's in one run.
+SIGNERS=${SIGNERS:-auto}
 MOSQ_PORT=${MOSQ_PORT:-28883}
 PRES_MQTT_PORT=${PRES_MQTT_PORT:-21894}
 PRES_MQTTS_PORT=${PRES_MQTTS_PORT:-28884}
@@ -74,20 +78,20 @@ start_mosquitto() { # config
 	start_broker "$OUT/mosquitto.log" /usr/sbin/mosquitto -c "$1"
 	wait_port "$MOSQ_PORT" "$OUT/mosquitto.log"
 }
-start_presenced() {
+start_presenced() { # signer
 	rm -rf "$OUT/data"
-	start_broker "$OUT/presenced.log" "$OUT/presenced" serve --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT --http-addr 127.0.0.1:$PRES_HTTP_PORT \
+	start_broker "$OUT/presenced.log" "$OUT/presenced" serve --tls-rsa-signer "$1" --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT --http-addr 127.0.0.1:$PRES_HTTP_PORT \
 		--mqtts-addr 127.0.0.1:$PRES_MQTTS_PORT --mqtt-tls-cert "$OUT/server.pem" --mqtt-tls-key "$OUT/server.key" \
 		--data-dir "$OUT/data" --node bench
 	wait_ready "http://127.0.0.1:$PRES_HTTP_PORT/readyz" "$OUT/presenced.log"
 }
 FAKE_PID=
-start_presenced_broker() {
+start_presenced_broker() { # signer
 	rm -rf "$OUT/data"
 	"$OUT/rocketmqfake" -namesrv-addr 127.0.0.1:$FAKE_NAMESRV_PORT -broker-addr 127.0.0.1:$FAKE_BROKER_PORT >>"$OUT/fake.log" 2>&1 &
 	FAKE_PID=$!
 	wait_port "$FAKE_NAMESRV_PORT" "$OUT/fake.log"
-	start_broker "$OUT/presenced-broker.log" "$OUT/presenced" broker --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT --http-addr 127.0.0.1:$PRES_HTTP_PORT \
+	start_broker "$OUT/presenced-broker.log" "$OUT/presenced" broker --tls-rsa-signer "$1" --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT --http-addr 127.0.0.1:$PRES_HTTP_PORT \
 		--mqtts-addr 127.0.0.1:$PRES_MQTTS_PORT --mqtt-tls-cert "$OUT/server.pem" --mqtt-tls-key "$OUT/server.key" \
 		--rocketmq-namesrv 127.0.0.1:$FAKE_NAMESRV_PORT --data-dir "$OUT/data" --node bench
 	wait_port "$PRES_MQTTS_PORT" "$OUT/presenced-broker.log"
@@ -112,7 +116,9 @@ run_one() { # label start-command port
 for _ in $(seq "$ROUNDS"); do
 	run_one mosquitto start_mosquitto "$MOSQ_PORT" "$OUT/mosquitto.conf"
 	run_one mosquitto-nodelay start_mosquitto "$MOSQ_PORT" "$OUT/mosquitto-nodelay.conf"
-	run_one presenced start_presenced "$PRES_MQTTS_PORT"
-	run_one presenced-broker start_presenced_broker "$PRES_MQTTS_PORT"
+	for signer in $SIGNERS; do
+		run_one "presenced-$signer" start_presenced "$PRES_MQTTS_PORT" "$signer"
+		run_one "presenced-broker-$signer" start_presenced_broker "$PRES_MQTTS_PORT" "$signer"
+	done
 done
 echo "raw results: $RAW" >&2

@@ -36,6 +36,10 @@ type tlsConfig struct {
 
 	HTTPCert, HTTPKey string
 
+	// RSASigner is who computes the signature of RSA certificates:
+	// auto, openssl or go (rsasigner.go).
+	RSASigner string
+
 	ReloadEvery time.Duration
 }
 
@@ -51,6 +55,7 @@ func registerTLSFlags(f *envFlags, c *tlsConfig, command string) {
 	}
 	f.String(&c.HTTPCert, "http-tls-cert", "", "PEM file of the HTTPS server certificate (chain): set with --http-tls-key, the HTTP listener serves HTTPS only; reloaded like the MQTT one")
 	f.String(&c.HTTPKey, "http-tls-key", "", "PEM file of the private key of --http-tls-cert")
+	f.String(&c.RSASigner, "tls-rsa-signer", rsaSignerAuto, "who computes the handshake signature of an RSA certificate (MQTT and HTTPS): auto (OpenSSL's libcrypto.so.3 when it can be loaded, about 4x faster; else Go's crypto/rsa), openssl (refuse to start without it) or go. ECDSA keys are always Go's")
 	f.Duration(&c.ReloadEvery, "tls-reload-every", 5*time.Second, "how often the TLS certificate and key files are checked for changes (0: only on SIGHUP)")
 }
 
@@ -73,6 +78,9 @@ func (c tlsConfig) validate() []error {
 	}
 	if (c.HTTPCert == "") != (c.HTTPKey == "") {
 		errs = append(errs, errors.New("--http-tls-cert and --http-tls-key go together: give both or neither"))
+	}
+	if !validRSASigner(c.RSASigner) {
+		errs = append(errs, fmt.Errorf("--tls-rsa-signer must be auto, openssl or go, not %q", c.RSASigner))
 	}
 	if c.ReloadEvery < 0 {
 		errs = append(errs, fmt.Errorf("--tls-reload-every must not be negative, not %v", c.ReloadEvery))
@@ -104,7 +112,7 @@ func (p *processTLS) wrapHTTP(l net.Listener) (net.Listener, error) {
 	if p.cfg.HTTPCert == "" {
 		return l, nil
 	}
-	r, err := newCertReloader("http", p.cfg.HTTPCert, p.cfg.HTTPKey, "", []string{"http/1.1"}, p.log)
+	r, err := newCertReloader("http", p.cfg.HTTPCert, p.cfg.HTTPKey, "", []string{"http/1.1"}, p.cfg.RSASigner, p.log)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +146,7 @@ func (p *processTLS) mqttServerConfig() (*tls.Config, error) {
 	if p.mqttConf != nil {
 		return p.mqttConf, nil
 	}
-	r, err := newCertReloader("mqtt", p.cfg.MQTTCert, p.cfg.MQTTKey, p.cfg.MQTTClientCA, nil, p.log)
+	r, err := newCertReloader("mqtt", p.cfg.MQTTCert, p.cfg.MQTTKey, p.cfg.MQTTClientCA, nil, p.cfg.RSASigner, p.log)
 	if err != nil {
 		return nil, err
 	}
@@ -231,11 +239,12 @@ var (
 	tlsFailuresDesc  = prometheus.NewDesc("presenced_tls_certificate_reload_failures_total", "Failed TLS certificate reloads (the previous certificate stays), by listener.", []string{"listener"}, nil)
 	tlsNotAfterDesc  = prometheus.NewDesc("presenced_tls_certificate_not_after_seconds", "Expiry (Unix time) of the TLS certificate served, by listener.", []string{"listener"}, nil)
 	tlsHandshakeDesc = prometheus.NewDesc("presenced_mqtt_tls_handshakes_total", "MQTT TLS handshakes completed.", nil, nil)
+	tlsSignerDesc    = prometheus.NewDesc("presenced_tls_signer_info", "Who computes the handshake signatures of the TLS certificate served (openssl <version>, go), by listener: always 1.", []string{"listener", "signer"}, nil)
 	tlsHSFailDesc    = prometheus.NewDesc("presenced_mqtt_tls_handshake_failures_total", "MQTT TLS handshakes that failed (no or a bad client certificate, not TLS, timeout).", nil, nil)
 )
 
 func (p *processTLS) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{tlsReloadsDesc, tlsFailuresDesc, tlsNotAfterDesc, tlsHandshakeDesc, tlsHSFailDesc} {
+	for _, d := range []*prometheus.Desc{tlsReloadsDesc, tlsFailuresDesc, tlsNotAfterDesc, tlsSignerDesc, tlsHandshakeDesc, tlsHSFailDesc} {
 		ch <- d
 	}
 }
@@ -245,6 +254,7 @@ func (p *processTLS) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(tlsReloadsDesc, prometheus.CounterValue, float64(r.reloads.Load()), r.name)
 		ch <- prometheus.MustNewConstMetric(tlsFailuresDesc, prometheus.CounterValue, float64(r.failures.Load()), r.name)
 		ch <- prometheus.MustNewConstMetric(tlsNotAfterDesc, prometheus.GaugeValue, float64(r.notAfter.Load()), r.name)
+		ch <- prometheus.MustNewConstMetric(tlsSignerDesc, prometheus.GaugeValue, 1, r.name, *r.signer.Load())
 	}
 	if p.broker != nil && p.mqtts != nil {
 		s := p.broker.TLSStats()
@@ -261,6 +271,7 @@ type certReloader struct {
 	name                      string // the listener, a metric label: "mqtt" or "http"
 	certFile, keyFile, caFile string
 	nextProtos                []string // ALPN
+	rsaSigner                 string   // --tls-rsa-signer
 	log                       *slog.Logger
 
 	mu      sync.Mutex // one load at a time
@@ -268,6 +279,7 @@ type certReloader struct {
 	current atomic.Pointer[tls.Config]
 
 	reloads, failures, notAfter atomic.Int64
+	signer                      atomic.Pointer[string] // who signs for the current key: a metric label
 }
 
 // fileStamp is what is checked for a change of a file.
@@ -276,8 +288,8 @@ type fileStamp struct {
 	size    int64
 }
 
-func newCertReloader(name, certFile, keyFile, caFile string, nextProtos []string, log *slog.Logger) (*certReloader, error) {
-	r := &certReloader{name: name, certFile: certFile, keyFile: keyFile, caFile: caFile, nextProtos: nextProtos, log: log.With("listener", name)}
+func newCertReloader(name, certFile, keyFile, caFile string, nextProtos []string, rsaSigner string, log *slog.Logger) (*certReloader, error) {
+	r := &certReloader{name: name, certFile: certFile, keyFile: keyFile, caFile: caFile, nextProtos: nextProtos, rsaSigner: rsaSigner, log: log.With("listener", name)}
 	r.stamps = r.stat()
 	if err := r.load(); err != nil {
 		return nil, err
@@ -311,6 +323,10 @@ func (r *certReloader) load() error {
 	if err != nil {
 		return fmt.Errorf("load TLS certificate %s with key %s: %w", r.certFile, r.keyFile, err)
 	}
+	signer, err := r.useRSASigner(&cert)
+	if err != nil {
+		return err
+	}
 	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: r.nextProtos}
 	if r.caFile != "" {
 		pem, err := os.ReadFile(r.caFile)
@@ -330,6 +346,9 @@ func (r *certReloader) load() error {
 		r.notAfter.Store(leaf.NotAfter.Unix())
 	}
 	r.current.Store(conf)
+	if old := r.signer.Swap(&signer); old == nil || *old != signer {
+		r.log.Info("TLS handshake signatures", "signer", signer)
+	}
 	return nil
 }
 

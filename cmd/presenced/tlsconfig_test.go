@@ -61,7 +61,7 @@ func TestCertReloader(t *testing.T) {
 	writeSelfSigned(t, "first", certFile, keyFile, 0o600)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	r, err := newCertReloader("mqtt", certFile, keyFile, "", nil, log)
+	r, err := newCertReloader("mqtt", certFile, keyFile, "", nil, rsaSignerAuto, log)
 	if err != nil {
 		t.Fatal(err)
 	}
