@@ -79,7 +79,7 @@ func (c tlsConfig) validate() []error {
 	if (c.HTTPCert == "") != (c.HTTPKey == "") {
 		errs = append(errs, errors.New("--http-tls-cert and --http-tls-key go together: give both or neither"))
 	}
-	if !validRSASigner(c.RSASigner) {
+	if c.RSASigner != "" && !validRSASigner(c.RSASigner) { // "": a command without TLS listeners (migrate)
 		errs = append(errs, fmt.Errorf("--tls-rsa-signer must be auto, openssl or go, not %q", c.RSASigner))
 	}
 	if c.ReloadEvery < 0 {
