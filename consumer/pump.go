@@ -192,12 +192,16 @@ func (p *Pump) Run(ctx context.Context) error {
 				writers.wait()
 				return err
 			}
-			// A channel's events are stored in the order the broker wrote
-			// them (their seqs, and so its history, in that order): a batch
-			// waits for the batches in flight that hold any of its channels.
-			channels := channelsOf(events)
-			writers.waitChannels(channels)
-			writers.run(func() error { return p.applyEvents(ctx, events, raws) }, upTo, channels)
+			// A client's events are stored in the order the broker wrote
+			// them (their seqs, and so each channel's history, in that
+			// order): a batch waits for the batches in flight that hold any
+			// of its clients. Per client, not per channel: in a takeover the
+			// new channel's connect is written before the old one's
+			// tcpclean, and storing the tcpclean first would show the
+			// client offline in between (TestTakeoversNeverShowOffline).
+			clients := clientsOf(events)
+			writers.waitClients(clients)
+			writers.run(func() error { return p.applyEvents(ctx, events, raws) }, upTo, clients)
 		}
 		p.stored(&acks, writers)
 		if acks.pending && !time.Now().Before(acks.due()) {
@@ -319,11 +323,11 @@ func (p *Pump) decodeEvents(ctx context.Context, entries []Entry) ([]presence.Ev
 	return events, raws, nil
 }
 
-// channelsOf is the set of channels events belong to.
-func channelsOf(events []presence.Event) map[string]struct{} {
+// clientsOf is the set of clients events belong to.
+func clientsOf(events []presence.Event) map[string]struct{} {
 	set := make(map[string]struct{}, len(events))
 	for _, e := range events {
-		set[e.ChannelID] = struct{}{}
+		set[e.ClientID] = struct{}{}
 	}
 	return set
 }

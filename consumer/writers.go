@@ -18,11 +18,11 @@ type writerPool struct {
 }
 
 // pumpBatch is one batch in a writer: the last log seq it holds and the
-// channels its events belong to; finished closes when its writer is done
+// clients its events belong to; finished closes when its writer is done
 // with it, stored or not.
 type pumpBatch struct {
 	upTo     uint64
-	channels map[string]struct{}
+	clients  map[string]struct{}
 	done     bool
 	finished chan struct{}
 }
@@ -58,19 +58,19 @@ func (w *writerPool) busy() bool {
 	return len(w.inFlight) > 0
 }
 
-// waitChannels waits until no batch in flight holds any of channels, so
-// that the events of one channel are stored one batch after the other, in
+// waitClients waits until no batch in flight holds any of clients, so
+// that the events of one client (and so of each of its channels) are stored one batch after the other, in
 // log order.
-func (w *writerPool) waitChannels(channels map[string]struct{}) {
+func (w *writerPool) waitClients(clients map[string]struct{}) {
 	for {
 		w.mu.Lock()
 		var busy *pumpBatch
 		for _, b := range w.inFlight {
-			if b.done || b.channels == nil {
+			if b.done || b.clients == nil {
 				continue
 			}
-			for ch := range channels {
-				if _, ok := b.channels[ch]; ok {
+			for ch := range clients {
+				if _, ok := b.clients[ch]; ok {
 					busy = b
 					break
 				}
@@ -87,10 +87,10 @@ func (w *writerPool) waitChannels(channels map[string]struct{}) {
 	}
 }
 
-// run stores a batch ending at log seq upTo, of the events of channels,
+// run stores a batch ending at log seq upTo, of the events of clients,
 // in the writer acquire took, and frees the writer when done.
-func (w *writerPool) run(apply func() error, upTo uint64, channels map[string]struct{}) {
-	b := &pumpBatch{upTo: upTo, channels: channels, finished: make(chan struct{})}
+func (w *writerPool) run(apply func() error, upTo uint64, clients map[string]struct{}) {
+	b := &pumpBatch{upTo: upTo, clients: clients, finished: make(chan struct{})}
 	w.mu.Lock()
 	w.inFlight = append(w.inFlight, b)
 	w.mu.Unlock()
@@ -103,7 +103,7 @@ func (w *writerPool) run(apply func() error, upTo uint64, channels map[string]st
 			w.err = err
 		}
 		b.done = err == nil
-		b.channels = nil // finished: no longer holds its channels
+		b.clients = nil // finished: no longer holds its clients
 		close(b.finished)
 		n := 0
 		for n < len(w.inFlight) && w.inFlight[n].done {
