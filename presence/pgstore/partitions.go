@@ -100,7 +100,7 @@ func dayPartitions(ctx context.Context, q querier) ([]dayPartition, error) {
 // go with the partition. The copy takes ordinary row locks; the detach at
 // the end takes the exclusive lock on events, held only until the commit
 // right after it.
-func (s *Store) dropPartition(ctx context.Context, p dayPartition) (copied int64, err error) {
+func (s *Store) dropPartition(ctx context.Context, p dayPartition, closedBefore time.Time) (copied int64, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", partitionLockKey); err != nil {
 			return err
@@ -114,7 +114,8 @@ func (s *Store) dropPartition(ctx context.Context, p dayPartition) (copied int64
 			    username, keepalive, clean_session, applied_at, node_seq, source, takeover_by)
 			SELECT seq, channel_id, event_type, client_id, time, client_ip, node, epoch, reason,
 			    username, keepalive, clean_session, applied_at, node_seq, source, takeover_by
-			FROM `+table+` e WHERE EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = e.channel_id)`)
+			FROM `+table+` e WHERE EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = e.channel_id
+			    AND NOT (c.has_tcpclean AND c.closed_at < $1))`, closedBefore)
 		if err != nil {
 			return err
 		}

@@ -73,7 +73,7 @@ func (s *Store) Prune(ctx context.Context, closedBefore time.Time) (Pruned, erro
 		if part.day.AddDate(0, 0, 1).After(closedBefore) || !part.day.Before(today) {
 			break // oldest first: the rest are newer
 		}
-		kept, err := s.dropPartition(ctx, part)
+		kept, err := s.dropPartition(ctx, part, closedBefore)
 		if err != nil {
 			return p, err
 		}
@@ -82,7 +82,16 @@ func (s *Store) Prune(ctx context.Context, closedBefore time.Time) (Pruned, erro
 	}
 	_, err = s.pool.Exec(ctx, `DELETE FROM events_default e WHERE e.applied_at < $1
 		AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = e.channel_id)`, closedBefore)
-	return p, storeErr("prune the default event partition", err)
+	if err != nil {
+		return p, storeErr("prune the default event partition", err)
+	}
+	// A channel that became prunable after the first step (its tcpclean
+	// committed meanwhile, or it was locked) had its events left out of
+	// the copy forward above: delete it now, so that no channel stays
+	// without its history.
+	tag, err := s.pool.Exec(ctx, pruneChannelsSQL, closedBefore, pruneBatch)
+	p.Channels += tag.RowsAffected()
+	return p, storeErr("prune closed channels", err)
 }
 
 // RejectEvent parks a message that could not be decoded or validated.
