@@ -70,6 +70,39 @@ func openFDs(t *testing.T) int {
 	return len(entries)
 }
 
+// connectionGoroutines returns the stacks of the goroutines serving an
+// HTTP connection (net/http's per-connection goroutine and what it runs).
+// Counting only these, rather than runtime.NumGoroutine, keeps the pool's
+// and the runtime's own short-lived goroutines out of the comparison.
+func connectionGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var serving []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "net/http.(*conn).serve") {
+			serving = append(serving, g)
+		}
+	}
+	return serving
+}
+
+// noConnectionGoroutines is a condition for eventually: no goroutine
+// serves an HTTP connection; it reports the first one left.
+func noConnectionGoroutines() (bool, string) {
+	left := connectionGoroutines()
+	if len(left) == 0 {
+		return true, ""
+	}
+	return false, fmt.Sprintf("%d goroutines serving connections, the first:\n%s", len(left), left[0])
+}
+
 // eventually waits until cond holds, for at most 10s; it reports the last
 // observation when it does not.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
@@ -119,7 +152,7 @@ func TestStreamClosesNeverReadingSubscribers(t *testing.T) {
 		h.apply(events...)
 	}
 	churn(10) // warm the pool and the feed before the baseline
-	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
+	fds := openFDs(t)
 
 	const clients = 30
 	for round := range 3 {
@@ -139,12 +172,9 @@ func TestStreamClosesNeverReadingSubscribers(t *testing.T) {
 			}
 			churn(50)
 		}
-		// The server side of every connection is gone: goroutines back to
-		// the baseline, open files to it plus the clients' own sockets.
-		eventually(t, "goroutines back to baseline", func() (bool, string) {
-			n := runtime.NumGoroutine()
-			return n <= goroutines, fmt.Sprintf("%d goroutines, baseline %d", n, goroutines)
-		})
+		// The server side of every connection is gone: no goroutine serves
+		// one, open files back to the baseline plus the clients' own sockets.
+		eventually(t, "connection goroutines gone", noConnectionGoroutines)
 		eventually(t, "open files back to baseline", func() (bool, string) {
 			n := openFDs(t)
 			return n <= fds+clients, fmt.Sprintf("%d open files, baseline %d + %d clients", n, fds, clients)
@@ -173,7 +203,6 @@ func TestStreamHeartbeatCannotBlock(t *testing.T) {
 		c.StreamWriteTimeout = 200 * time.Millisecond
 	})
 	addr := startSmallBufferServer(t, h)
-	goroutines := runtime.NumGoroutine()
 	conn := dialNeverReading(t, addr)
 	defer conn.Close()
 	eventually(t, "subscribed", func() (bool, string) {
@@ -183,10 +212,7 @@ func TestStreamHeartbeatCannotBlock(t *testing.T) {
 		n := h.live.Stream.subscribers()
 		return n == 0, fmt.Sprintf("%d subscribers", n)
 	})
-	eventually(t, "goroutines back to baseline", func() (bool, string) {
-		n := runtime.NumGoroutine()
-		return n <= goroutines, fmt.Sprintf("%d goroutines, baseline %d", n, goroutines)
-	})
+	eventually(t, "connection goroutines gone", noConnectionGoroutines)
 	if err := closedByServer(conn); err != nil {
 		t.Fatalf("connection not closed by the server: %v", err)
 	}
