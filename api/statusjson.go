@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/presenced/presenced/presence"
 )
@@ -18,11 +17,11 @@ import (
 // appendStatus appends st as JSON.
 func appendStatus(b []byte, st presence.Status) []byte {
 	b = append(b, `{"clientId":`...)
-	b = appendJSONString(b, st.ClientID)
+	b = presence.AppendJSONString(b, st.ClientID)
 	b = append(b, `,"online":`...)
 	b = strconv.AppendBool(b, st.Online)
 	b = append(b, `,"state":`...)
-	b = appendJSONString(b, string(st.State))
+	b = presence.AppendJSONString(b, string(st.State))
 	b = append(b, `,"openChannels":`...)
 	b = strconv.AppendInt(b, int64(st.OpenChannels), 10)
 	if st.Since != nil {
@@ -35,7 +34,7 @@ func appendStatus(b []byte, st presence.Status) []byte {
 	}
 	if st.Node != "" {
 		b = append(b, `,"node":`...)
-		b = appendJSONString(b, st.Node)
+		b = presence.AppendJSONString(b, st.Node)
 	}
 	return append(b, '}')
 }
@@ -43,58 +42,6 @@ func appendStatus(b []byte, st presence.Status) []byte {
 func appendJSONTime(b []byte, t time.Time) []byte {
 	b = append(b, '"')
 	b = t.AppendFormat(b, time.RFC3339Nano)
-	return append(b, '"')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string, escaped as encoding/json
-// escapes it (HTML-safe, invalid UTF-8 replaced, U+2028/U+2029 escaped).
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
 	return append(b, '"')
 }
 

@@ -254,13 +254,27 @@ func (c *conn) waitNext() {
 }
 
 // accept reads and handles CONNECT; it reports whether the client is
-// connected.
+// connected. Reading and handling are calls of their own, so that the
+// reading's frame is gone before the connect event is emitted (see
+// Server.emit).
 func (c *conn) accept() (connected bool) {
 	defer c.recoverPanic()
+	p := c.readConnect()
+	if p == nil {
+		return false
+	}
+	return c.handleConnect(p)
+}
+
+// readConnect reads and decodes CONNECT. It returns nil when the
+// connection ends: the failure is recorded, or the CONNECT refused.
+//
+//go:noinline
+func (c *conn) readConnect() *connectPacket {
 	cfg := &c.s.cfg
 	c.nc.SetReadDeadline(time.Now().Add(cfg.ConnectTimeout))
 	if !c.handshakeTLS() {
-		return false
+		return nil
 	}
 	first, body, err := c.reader.readPacket(c.nc, cfg.MaxPacketSize)
 	if err != nil {
@@ -268,12 +282,12 @@ func (c *conn) accept() (connected bool) {
 			c.s.stats.connectTimeouts.Add(1)
 		}
 		c.fail(err)
-		return false
+		return nil
 	}
 	c.s.stats.bytesIn.Add(int64(1 + remainingLengthSize(len(body)) + len(body)))
 	if t := packetType(first >> 4); t != typeConnect {
 		c.fail(malformed("MQTT-3.1.0-1", "first packet is %s, not CONNECT", t))
-		return false
+		return nil
 	}
 	p, err := decodePacket(first, body)
 	if err != nil {
@@ -283,12 +297,13 @@ func (c *conn) accept() (connected bool) {
 			if refused.ClientID != "" {
 				known = &connectPacket{ClientID: refused.ClientID}
 			}
-			return c.refuse(refused.Code, known, refused)
+			c.refuse(refused.Code, known, refused)
+			return nil
 		}
 		c.fail(err)
-		return false
+		return nil
 	}
-	return c.handleConnect(p.(*connectPacket))
+	return p.(*connectPacket)
 }
 
 // readPackets reads and handles packets. It returns false when the
@@ -382,6 +397,23 @@ func (c *conn) publishWill() {
 	c.s.publishWill(c, will)
 }
 
+// emitTCPClean emits the channel's tcpclean and publishes its presence
+// message: a call of its own, so that the event stays out of finish's
+// frame (see Server.emit).
+//
+//go:noinline
+func (c *conn) emitTCPClean(reason presence.Reason, successor string) {
+	var e presence.Event
+	c.s.event(&e, c, presence.EventTCPClean)
+	e.Reason, e.TakeoverBy = reason, successor
+	if code, ok := c.disconnectReasonCode(); ok { // MQTT 5: what the peers told each other
+		n := int(code)
+		e.ReasonCode = &n
+	}
+	c.s.emit(&e)
+	c.s.publishDisconnected(&e, c)
+}
+
 // finish ends the connection: close the socket, publish the will unless
 // DISCONNECT discarded it, release the session, and emit tcpclean — exactly
 // once, and only for a channel whose connect was emitted.
@@ -405,14 +437,7 @@ func (c *conn) finish() {
 		if c.sess != nil { // nil when the server stopped during a takeover
 			c.s.detach(c)
 		}
-		e := c.s.event(c, presence.EventTCPClean)
-		e.Reason, e.TakeoverBy = reason, successor
-		if code, ok := c.disconnectReasonCode(); ok { // MQTT 5: what the peers told each other
-			n := int(code)
-			e.ReasonCode = &n
-		}
-		c.s.emit(e)
-		c.s.publishDisconnected(e, c)
+		c.emitTCPClean(reason, successor)
 		c.connected.Store(false)
 		c.s.stats.channels.Add(-1)
 	} else if c.sess != nil {

@@ -235,10 +235,11 @@ func (c *conn) handleDisconnectV5(p *disconnectPacket) error {
 		c.will = nil
 	}
 	c.disconnectSent = true
-	e := c.s.event(c, presence.EventDisconnect)
+	var e presence.Event
+	c.s.event(&e, c, presence.EventDisconnect)
 	code := int(p.Reason)
 	e.ReasonCode = &code
-	c.s.emit(e)
+	c.s.emit(&e)
 	return errDisconnected
 }
 

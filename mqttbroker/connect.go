@@ -15,55 +15,10 @@ import (
 // answers CONNACK. It reports whether the connection is accepted.
 func (c *conn) handleConnect(p *connectPacket) bool {
 	s := c.s
-	clientID := p.ClientID
 	v5 := p.ProtocolLevel == 5
-	assigned := ""
-	switch {
-	case v5 && p.Props.has(propAuthMethod):
-		// No enhanced authentication is configured [MQTT-3.1.2.11.9].
-		return c.refuseWith(connRefusedBadAuth, rcBadAuthMethod, p, errors.New("authentication method "+truncateForLog(p.Props.AuthMethod)+" not supported"))
-	case clientID == "" && v5:
-		// [MQTT-3.1.3-6], [MQTT-3.1.3-7] the server assigns an id and
-		// returns it in CONNACK, whatever Clean Start says.
-		clientID = "auto-" + newID()
-		assigned = clientID
-	case clientID == "" && (!p.CleanSession || p.ProtocolLevel == 3):
-		// [MQTT-3.1.3-8] a zero-byte id needs CleanSession=1; 3.1 never
-		// allowed one.
-		return c.refuse(connRefusedIdentifier, p, malformed("MQTT-3.1.3-8", "empty client id with cleanSession=0"))
-	case clientID == "":
-		clientID = "auto-" + newID() // [MQTT-3.1.3-6] the server assigns a unique id
-	default:
-		if err := presence.ValidateClientID(clientID); err != nil { // [MQTT-3.1.3-9]
-			return c.refuse(connRefusedIdentifier, p, err)
-		}
-	}
-	certUser, code, err := c.tlsAdmission(clientID)
-	if code != connAccepted {
-		return c.refuse(code, p, err)
-	}
-	if certUser != "" {
-		// The client certificate authenticated the client; its CN is the
-		// user name (TLSIdentityCN).
-		p.Username, p.HasUsername = certUser, true
-	} else if code, err := s.authenticate(p, clientID, c.remoteAddr()); code != connAccepted {
-		return c.refuse(code, p, err)
-	}
-	if p.Will != nil {
-		if !validPayloadFormat(p.Will.Props, p.Will.Payload) {
-			return c.refuseWith(connRefusedNotAuth, rcPayloadFormatInvalid, p, errors.New("will payload is not the UTF-8 it says it is"))
-		}
-		if err := s.checkTopicLimits(p.Will.Topic); err != nil {
-			return c.refuse(connRefusedNotAuth, p, err)
-		}
-		if isPresenceTopic(p.Will.Topic) {
-			s.stats.presenceForged.Add(1)
-			return c.refuse(connRefusedNotAuth, p, errors.New("will topic is the broker's presence topic"))
-		}
-		if s.cfg.Authorizer != nil && !s.cfg.Authorizer.CanPublish(clientID, p.Username, p.Will.Topic) {
-			s.stats.deniedPublishes.Add(1)
-			return c.refuse(connRefusedNotAuth, p, errors.New("will topic not authorized"))
-		}
+	clientID, assigned, ok := c.admitConnect(p)
+	if !ok {
+		return false
 	}
 
 	var ackProps *properties
@@ -115,6 +70,66 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 	return true
 }
 
+// admitConnect validates and authenticates CONNECT: it returns the client
+// id (assigned, when the server assigned it), or ok false when the CONNECT
+// was refused. A call of its own, so that its frame is gone before the
+// connect event is emitted (see Server.emit).
+//
+//go:noinline
+func (c *conn) admitConnect(p *connectPacket) (clientID, assigned string, ok bool) {
+	s := c.s
+	clientID = p.ClientID
+	v5 := p.ProtocolLevel == 5
+	switch {
+	case v5 && p.Props.has(propAuthMethod):
+		// No enhanced authentication is configured [MQTT-3.1.2.11.9].
+		return "", "", c.refuseWith(connRefusedBadAuth, rcBadAuthMethod, p, errors.New("authentication method "+truncateForLog(p.Props.AuthMethod)+" not supported"))
+	case clientID == "" && v5:
+		// [MQTT-3.1.3-6], [MQTT-3.1.3-7] the server assigns an id and
+		// returns it in CONNACK, whatever Clean Start says.
+		clientID = "auto-" + newID()
+		assigned = clientID
+	case clientID == "" && (!p.CleanSession || p.ProtocolLevel == 3):
+		// [MQTT-3.1.3-8] a zero-byte id needs CleanSession=1; 3.1 never
+		// allowed one.
+		return "", "", c.refuse(connRefusedIdentifier, p, malformed("MQTT-3.1.3-8", "empty client id with cleanSession=0"))
+	case clientID == "":
+		clientID = "auto-" + newID() // [MQTT-3.1.3-6] the server assigns a unique id
+	default:
+		if err := presence.ValidateClientID(clientID); err != nil { // [MQTT-3.1.3-9]
+			return "", "", c.refuse(connRefusedIdentifier, p, err)
+		}
+	}
+	certUser, code, err := c.tlsAdmission(clientID)
+	if code != connAccepted {
+		return "", "", c.refuse(code, p, err)
+	}
+	if certUser != "" {
+		// The client certificate authenticated the client; its CN is the
+		// user name (TLSIdentityCN).
+		p.Username, p.HasUsername = certUser, true
+	} else if code, err := s.authenticate(p, clientID, c.remoteAddr()); code != connAccepted {
+		return "", "", c.refuse(code, p, err)
+	}
+	if p.Will != nil {
+		if !validPayloadFormat(p.Will.Props, p.Will.Payload) {
+			return "", "", c.refuseWith(connRefusedNotAuth, rcPayloadFormatInvalid, p, errors.New("will payload is not the UTF-8 it says it is"))
+		}
+		if err := s.checkTopicLimits(p.Will.Topic); err != nil {
+			return "", "", c.refuse(connRefusedNotAuth, p, err)
+		}
+		if isPresenceTopic(p.Will.Topic) {
+			s.stats.presenceForged.Add(1)
+			return "", "", c.refuse(connRefusedNotAuth, p, errors.New("will topic is the broker's presence topic"))
+		}
+		if s.cfg.Authorizer != nil && !s.cfg.Authorizer.CanPublish(clientID, p.Username, p.Will.Topic) {
+			s.stats.deniedPublishes.Add(1)
+			return "", "", c.refuse(connRefusedNotAuth, p, errors.New("will topic not authorized"))
+		}
+	}
+	return clientID, assigned, true
+}
+
 // errNotRecorded: the connect event could not be recorded (see EventSink).
 var errNotRecorded = errors.New("connect event not recorded")
 
@@ -123,16 +138,17 @@ var errNotRecorded = errors.New("connect event not recorded")
 // connection must be refused and nothing more emitted for it.
 func (c *conn) emitConnect(p *connectPacket) error {
 	s := c.s
-	e := s.event(c, presence.EventConnect)
+	var e presence.Event
+	s.event(&e, c, presence.EventConnect)
 	e.Username = p.Username
 	e.Keepalive = int(p.Keepalive)
 	e.CleanSession = &p.CleanSession
 	e.ProtocolLevel = int(p.ProtocolLevel)
-	c.tlsDetails(&e)
+	c.addTLSDetails(&e)
 	// Counted as held before its connect is emitted, so a channel-set report
 	// (OpenChannels) never misses a channel whose connect came before it.
 	c.held.Store(true)
-	if err := s.emit(e); err != nil {
+	if err := s.emit(&e); err != nil {
 		c.held.Store(false)
 		return fmt.Errorf("%w: %w", errNotRecorded, err)
 	}
@@ -142,9 +158,16 @@ func (c *conn) emitConnect(p *connectPacket) error {
 	if c.v5 != nil {
 		s.stats.v5Connects.Add(1)
 	}
-	s.publishConnected(e, p.ProtocolLevel)
+	s.publishConnected(&e, p.ProtocolLevel)
 	return nil
 }
+
+// addTLSDetails is tlsDetails kept out of emitConnect's frame, which
+// would otherwise hold a tls.ConnectionState on every connect, TLS or
+// not (see Server.emit).
+//
+//go:noinline
+func (c *conn) addTLSDetails(e *presence.Event) { c.tlsDetails(e) }
 
 // refuse answers CONNECT with a refusing CONNACK and reports false; the
 // connection then closes [MQTT-3.2.2-5] with no events emitted. p is the

@@ -56,11 +56,7 @@ func (c *conn) handle(p packet) error {
 		case typePingreq:
 			return c.send(&emptyPacket{Type: typePingresp}) // [MQTT-3.12.4-1]
 		case typeDisconnect:
-			// [MQTT-3.14.4-3] discard the will without publishing it.
-			c.will = nil
-			c.disconnectSent = true
-			s.emit(s.event(c, presence.EventDisconnect))
-			return errDisconnected // the server closes the connection if the client has not [MQTT-3.14.4]
+			return c.handleDisconnect()
 		}
 	case *disconnectPacket:
 		return c.handleDisconnectV5(p)
@@ -72,6 +68,20 @@ func (c *conn) handle(p packet) error {
 	}
 	// CONNACK, SUBACK, UNSUBACK, PINGRESP travel only server to client.
 	return malformed("MQTT-2.2.1", "client sent %s, a server-only packet", p.kind())
+}
+
+// handleDisconnect handles a 3.1.1 DISCONNECT: a call of its own, so
+// that its event stays out of handle's frame (see Server.emit).
+//
+//go:noinline
+func (c *conn) handleDisconnect() error {
+	// [MQTT-3.14.4-3] discard the will without publishing it.
+	c.will = nil
+	c.disconnectSent = true
+	var e presence.Event
+	c.s.event(&e, c, presence.EventDisconnect)
+	c.s.emit(&e)
+	return errDisconnected // the server closes the connection if the client has not [MQTT-3.14.4]
 }
 
 // handlePublish routes a message from the client and acknowledges it:

@@ -95,7 +95,7 @@ type presenceDisconnected struct {
 
 // publishConnected publishes the presence message of a recorded connect
 // event e of a client that connected with protocolLevel.
-func (s *Server) publishConnected(e presence.Event, protocolLevel byte) {
+func (s *Server) publishConnected(e *presence.Event, protocolLevel byte) {
 	if !s.cfg.PresenceTopics {
 		return
 	}
@@ -113,7 +113,7 @@ func (s *Server) publishConnected(e presence.Event, protocolLevel byte) {
 // tcpclean e of c. It follows the tcpclean even when the sink failed to
 // take it (a sink must not refuse one, see EventSink): a subscriber that
 // saw a channel connect always learns that it closed.
-func (s *Server) publishDisconnected(e presence.Event, c *conn) {
+func (s *Server) publishDisconnected(e *presence.Event, c *conn) {
 	if !s.cfg.PresenceTopics {
 		return
 	}

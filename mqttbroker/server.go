@@ -333,13 +333,13 @@ func (s *Server) OpenChannels() []string {
 
 // callSink calls the sink, turning a panic into an error: a faulty sink
 // must not take the broker down.
-func (s *Server) callSink(e presence.Event) (err error) {
+func (s *Server) callSink(e *presence.Event) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("event sink panicked: %v", r)
 		}
 	}()
-	return s.sink(e)
+	return s.sink(*e)
 }
 
 // newID returns 128 random bits as 32 lowercase hex digits (for
@@ -350,30 +350,52 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// event returns a lifecycle event of c stamped with the server clock.
-func (s *Server) event(c *conn, t presence.EventType) presence.Event {
-	return presence.Event{
-		ClientID:  c.clientID,
-		ChannelID: c.channelID(),
-		Type:      t,
-		Time:      s.cfg.Now().UnixMilli(),
-		ClientIP:  c.remoteAddr(),
-		Node:      s.cfg.Node,
-		Epoch:     s.cfg.Epoch,
-	}
+// event makes *e, a zero Event, a lifecycle event of c stamped with the
+// server clock. It fills the caller's variable field by field: returning
+// the Event, or assigning a composite literal, puts a second copy of it
+// in the caller's frame (see emit).
+func (s *Server) event(e *presence.Event, c *conn, t presence.EventType) {
+	e.ClientID = c.clientID
+	e.ChannelID = c.channelID()
+	e.Type = t
+	e.Time = s.cfg.Now().UnixMilli()
+	e.ClientIP = c.remoteAddr()
+	e.Node = s.cfg.Node
+	e.Epoch = s.cfg.Epoch
 }
 
 // emit hands e to the sink. Errors are logged and counted; the caller
 // decides whether they matter (only for connect).
-func (s *Server) emit(e presence.Event) error {
-	if e.Type == presence.EventTCPClean && s.cfg.DropTCPClean != nil && s.cfg.DropTCPClean(e) {
-		s.stats.eventsDropped.Add(1)
+//
+// The event goes by pointer down to callSink, the one copy the sink's
+// signature asks for, and the rare paths (a dropped tcpclean, a logged
+// error) are calls of their own: every frame between a connection
+// goroutine's start and the sink's deepest call counts, since crossing
+// a stack size makes the runtime copy the whole stack (runtime.newstack)
+// on every connect, and that was a tenth of the broker's CPU in the
+// connect storm (issue 15).
+func (s *Server) emit(e *presence.Event) error {
+	if e.Type == presence.EventTCPClean && s.cfg.DropTCPClean != nil && s.dropTCPClean(e) {
 		return nil
 	}
 	err := s.callSink(e)
 	if err != nil {
-		s.stats.sinkErrors.Add(1)
-		s.log.Warn("lifecycle event not accepted by the sink", "event", e.String(), "err", err)
+		s.sinkFailed(e, err)
 	}
 	return err
+}
+
+//go:noinline
+func (s *Server) dropTCPClean(e *presence.Event) bool {
+	if !s.cfg.DropTCPClean(*e) {
+		return false
+	}
+	s.stats.eventsDropped.Add(1)
+	return true
+}
+
+//go:noinline
+func (s *Server) sinkFailed(e *presence.Event, err error) {
+	s.stats.sinkErrors.Add(1)
+	s.log.Warn("lifecycle event not accepted by the sink", "event", e.String(), "err", err)
 }

@@ -27,6 +27,16 @@ func newGroup(firstSeq uint64) *group {
 
 func (g *group) add(kind Kind, payload []byte, mustAccept bool) {
 	g.buf = appendRecord(g.buf, kind, payload)
+	g.counted(mustAccept)
+}
+
+// addRecord adds a record already framed.
+func (g *group) addRecord(rec []byte, mustAccept bool) {
+	g.buf = append(g.buf, rec...)
+	g.counted(mustAccept)
+}
+
+func (g *group) counted(mustAccept bool) {
 	g.count++
 	if !mustAccept {
 		g.refusable++

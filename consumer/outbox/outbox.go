@@ -313,11 +313,17 @@ func Open(dir string, opts Options) (*Outbox, error) {
 // or tcpclean while the disk is full, until space returns or Close gives
 // up.
 func (o *Outbox) Append(ctx context.Context, ev presence.Event) error {
-	payload, err := json.Marshal(ev)
+	// Encoded and framed (checksum included) outside the lock, into a
+	// pooled buffer that goes back as soon as the record is in its group.
+	rec := frameEvent(&ev)
+	mustAccept := alwaysAccepted(ev.Type)
+	g, err := o.admit(ctx, *rec, KindEvent, nil, mustAccept)
+	releaseRecord(rec)
 	if err != nil {
-		return fmt.Errorf("append event: %w", err)
+		return err
 	}
-	return o.append(ctx, KindEvent, payload, alwaysAccepted(ev.Type))
+	o.wakeFlusher()
+	return g.wait(mustAccept)
 }
 
 // alwaysAccepted says which events the outbox takes even when full: those
@@ -338,13 +344,29 @@ func (o *Outbox) AppendNode(ctx context.Context, ev presence.NodeEvent) error {
 }
 
 func (o *Outbox) append(ctx context.Context, kind Kind, payload []byte, mustAccept bool) error {
-	if err := ctx.Err(); err != nil {
+	g, err := o.admit(ctx, nil, kind, payload, mustAccept)
+	if err != nil {
 		return err
 	}
-	if 1+len(payload) > maxBodyBytes {
-		return presence.Errorf(presence.EINVALID, "outbox record of %d bytes is larger than %d", 1+len(payload), maxBodyBytes)
+	o.wakeFlusher()
+	return g.wait(mustAccept)
+}
+
+// admit queues one record unless it is refused: either rec, already
+// framed, or kind and payload, framed under the lock. It returns the
+// group to wait on.
+func (o *Outbox) admit(ctx context.Context, rec []byte, kind Kind, payload []byte, mustAccept bool) (*group, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	size := int64(recordHeaderBytes + 1 + len(payload))
+	body := 1 + len(payload)
+	if rec != nil {
+		body = len(rec) - recordHeaderBytes
+	}
+	if body > maxBodyBytes {
+		return nil, presence.Errorf(presence.EINVALID, "outbox record of %d bytes is larger than %d", body, maxBodyBytes)
+	}
+	size := int64(recordHeaderBytes + body)
 	// Outside o.mu: at most every diskCheckInterval one appender pays for
 	// the statfs calls, and it should not hold up the others meanwhile.
 	var lowDisk error
@@ -356,11 +378,11 @@ func (o *Outbox) append(ctx context.Context, kind Kind, payload []byte, mustAcce
 	switch {
 	case o.closed:
 		o.mu.Unlock()
-		return ErrClosed
+		return nil, ErrClosed
 	case o.failed != nil:
 		err := o.failed
 		o.mu.Unlock()
-		return presence.Errorf(presence.EUNAVAILABLE, "event outbox unusable after a disk failure: %v", err)
+		return nil, presence.Errorf(presence.EUNAVAILABLE, "event outbox unusable after a disk failure: %v", err)
 	case mustAccept:
 	case lowDisk != nil || o.retrying != nil:
 		if lowDisk == nil {
@@ -368,24 +390,42 @@ func (o *Outbox) append(ctx context.Context, kind Kind, payload []byte, mustAcce
 		}
 		o.mu.Unlock()
 		o.lowDiskRefused.Add(1)
-		return lowDisk
+		return nil, lowDisk
 	case o.disk+o.pending+size > o.maxBytes:
 		disk := o.disk + o.pending
 		o.mu.Unlock()
 		o.refused.Add(1)
-		return presence.Errorf(presence.EOVERLOADED, "event outbox full (%d of %d bytes waiting to be forwarded)", disk, o.maxBytes)
+		return nil, presence.Errorf(presence.EOVERLOADED, "event outbox full (%d of %d bytes waiting to be forwarded)", disk, o.maxBytes)
 	}
-	g := o.enqueue(kind, payload, mustAccept)
+	var g *group
+	if rec != nil {
+		g = o.enqueueRecord(rec, mustAccept)
+	} else {
+		g = o.enqueue(kind, payload, mustAccept)
+	}
 	o.mu.Unlock()
-
-	o.wakeFlusher()
-	return g.wait(mustAccept)
+	return g, nil
 }
 
 // enqueue adds a record to the newest group, or to a new one, and returns
 // the group. o.mu must be held.
 func (o *Outbox) enqueue(kind Kind, payload []byte, mustAccept bool) *group {
-	size := int64(recordHeaderBytes + 1 + len(payload))
+	g := o.groupFor(int64(recordHeaderBytes + 1 + len(payload)))
+	g.add(kind, payload, mustAccept)
+	return g
+}
+
+// enqueueRecord is enqueue for a record already framed. o.mu must be
+// held.
+func (o *Outbox) enqueueRecord(rec []byte, mustAccept bool) *group {
+	g := o.groupFor(int64(len(rec)))
+	g.addRecord(rec, mustAccept)
+	return g
+}
+
+// groupFor returns the group a record of size bytes goes into, and
+// counts it. o.mu must be held.
+func (o *Outbox) groupFor(size int64) *group {
 	var g *group
 	if n := len(o.groups); n > 0 && int64(len(o.groups[n-1].buf))+size <= maxGroupBytes {
 		g = o.groups[n-1]
@@ -394,7 +434,6 @@ func (o *Outbox) enqueue(kind Kind, payload []byte, mustAccept bool) *group {
 		g.buf, o.spare = o.spare, nil
 		o.groups = append(o.groups, g)
 	}
-	g.add(kind, payload, mustAccept)
 	o.nextSeq++
 	o.pending += size
 	return g
