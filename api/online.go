@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+
+	"github.com/go-chi/chi/v5"
 
 	"github.com/presenced/presenced/presence"
 )
@@ -14,12 +17,22 @@ import (
 // view: no database round trip for a client it holds (every online one,
 // and a bounded number of offline ones), one index lookup for the last
 // event time of any other. An unknown client is simply offline.
+//
+// ServeHTTP answers GET of the route ahead of the router (fastpath.go).
+// The router keeps the route all the same: it answers the other methods
+// of the path (405 with Allow: GET), and TestOnlineFastPathMatchesRouter
+// holds the two paths to the same answers.
 func (s *Server) handleOnline(w http.ResponseWriter, r *http.Request) {
 	clientID, err := s.clientIDParam(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	s.online(w, r, clientID)
+}
+
+// online answers the lookup of a valid client id.
+func (s *Server) online(w http.ResponseWriter, r *http.Request, clientID string) {
 	// RawQuery first: parsing an absent query would still allocate its map.
 	if r.URL.RawQuery != "" && r.URL.Query().Has("at") {
 		s.handleOnlineAt(w, r, clientID)
@@ -38,8 +51,13 @@ func (s *Server) handleOnline(w http.ResponseWriter, r *http.Request) {
 		}
 		st = statuses[0]
 	}
-	buf := make([]byte, 0, 256)
-	writeRawJSON(w, append(appendStatus(buf, st), '\n'))
+	bp := bodyPool.Get().(*[]byte)
+	buf := append(appendStatus((*bp)[:0], st), '\n')
+	writeRawJSON(w, buf)
+	if cap(buf) <= 4096 {
+		*bp = buf[:0]
+		bodyPool.Put(bp)
+	}
 }
 
 // lookup answers for every id from one consistent state of the view,
@@ -137,9 +155,19 @@ func (s *Server) handleOnlineBatch(w http.ResponseWriter, r *http.Request) {
 
 // clientIDParam returns the validated {clientId} of the path.
 func (s *Server) clientIDParam(r *http.Request) (string, error) {
-	clientID, err := pathParam(r, "clientId")
-	if err != nil {
-		return "", presence.FieldErrorf("clientId", "is not a valid escaped path segment")
+	return clientIDOf(r, chi.URLParam(r, "clientId"))
+}
+
+// clientIDOf decodes and validates a raw {clientId}: the router matches on
+// the escaped path when the request has one (so a client id may contain an
+// escaped '/'), and then hands back the escaped value.
+func clientIDOf(r *http.Request, raw string) (string, error) {
+	clientID := raw
+	if r.URL.RawPath != "" {
+		var err error
+		if clientID, err = url.PathUnescape(raw); err != nil {
+			return "", presence.FieldErrorf("clientId", "is not a valid escaped path segment")
+		}
 	}
 	if err := presence.ValidateClientID(clientID); err != nil {
 		return "", err

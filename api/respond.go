@@ -3,10 +3,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strconv"
-
-	"github.com/go-chi/chi/v5"
 )
 
 // writeJSON writes v as a JSON response with the given status. The body
@@ -24,15 +21,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
-}
-
-// pathParam returns a decoded path parameter. chi matches on the escaped
-// path when the request has one (so a client id may contain an escaped '/'),
-// and then hands back the escaped value.
-func pathParam(r *http.Request, name string) (string, error) {
-	v := chi.URLParam(r, name)
-	if r.URL.RawPath == "" {
-		return v, nil
-	}
-	return url.PathUnescape(v)
 }

@@ -40,7 +40,7 @@ func (s *Server) routes() http.Handler {
 		r.Group(func(r chi.Router) {
 			r.Use(s.limitInFlight, s.deadlines)
 			// Answered from the in-memory view.
-			r.Get("/clients/{clientId}/online", s.handleOnline)
+			r.Get(onlineRoute, s.handleOnline)
 			r.With(s.limitBody).Post("/clients/online", s.handleOnlineBatch)
 			r.Get("/clients", s.handleListClients)
 			// Answered by the store, within the request timeout.

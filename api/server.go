@@ -180,6 +180,10 @@ type Server struct {
 	counts   *countCache
 
 	metricsHandler http.Handler
+
+	// readScope and onlineOK serve the lookup's fast path (fastpath.go).
+	readScope scopeCheck
+	onlineOK  onlineObserver
 }
 
 // New returns the API handler. It registers its metrics on cfg.Registry.
@@ -197,11 +201,22 @@ func New(cfg Config, deps Deps) *Server {
 	s.metricsHandler = newMetricsHandler(s)
 	deps.Live.register(cfg.Registry)
 	deps.Live.Stream.configure(cfg.MaxStreams, cfg.StreamBuffer)
+	s.readScope = s.auth.check(scopeRead)
 	s.router = s.routes()
 	return s
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+// ServeHTTP answers GET /clients/{clientId}/online itself (fastpath.go) and
+// hands every other request to the router.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet {
+		if id, ok := onlineClientID(r.URL); ok {
+			s.serveOnline(w, r, id)
+			return
+		}
+	}
+	s.router.ServeHTTP(w, r)
+}
 
 // CloseStreams ends every /stream response, so that http.Server.Shutdown,
 // which waits for handlers, does not wait for streams that never end.
