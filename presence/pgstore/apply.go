@@ -104,7 +104,7 @@ WITH batch AS (
 const applyHoldCTEs = `, waiting AS (
     SELECT b.* FROM batch b
     WHERE $19::boolean AND b.takeover_by <> ''
-      AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = b.takeover_by)
+      AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = b.takeover_by OFFSET 0)
       AND NOT EXISTS (SELECT 1 FROM batch s WHERE s.channel_id = b.takeover_by)
 ), held AS (
     INSERT INTO takeovers_pending (channel_id, takeover_by, client_id, time, client_ip, node, epoch, reason, node_seq, reason_code, source)
@@ -132,6 +132,15 @@ const (
 
 // applyInsertCTEs ends released and inserts direct and released into
 // events: takeover tcpcleans last.
+//
+// Each look-up of a batch's channels in channels ends in OFFSET 0 (here and
+// in applyHoldCTEs), which keeps it a probe of channels_pkey per event
+// instead of an anti join: the planner hashed the whole of channels for
+// the join whenever its statistics said the table was small, as they do
+// for a young store until autoanalyze first runs (at most once a minute),
+// and a connect storm into a fresh store then read the whole table once
+// per batch. A batch is at most a few thousand events; probing is right
+// at any table size.
 const applyInsertCTEs = `    RETURNING p.channel_id, 'tcpclean'::text AS event_type, p.client_id, p.time, p.client_ip, p.node, p.epoch, p.reason,
               ''::text AS username, 0 AS keepalive, NULL::boolean AS clean_session, p.node_seq, p.takeover_by,
               ''::text AS tls_version, ''::text AS tls_client_subject, NULL::smallint AS protocol_level, p.reason_code, p.source
@@ -151,7 +160,8 @@ const applyInsertCTEs = `    RETURNING p.channel_id, 'tcpclean'::text AS event_t
     WHERE NOT EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = i.channel_id
                       AND CASE i.event_type WHEN 'connect' THEN c.has_connect
                                             WHEN 'disconnect' THEN c.has_disconnect
-                                            ELSE c.has_tcpclean END)
+                                            ELSE c.has_tcpclean END
+                      OFFSET 0)
     ORDER BY takeover_by <> '', channel_id, event_type
     RETURNING seq, channel_id, event_type, client_id, time, client_ip, node, epoch, reason, applied_at, node_seq, takeover_by,
               username, keepalive, clean_session, tls_version, tls_client_subject, protocol_level, reason_code
