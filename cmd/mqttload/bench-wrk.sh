@@ -9,6 +9,8 @@
 # COMPARE_BIN: a second presenced binary (another build, for an A/B), served
 # beside this tree's on the same database and measured with wrk in the same
 # rounds, right after it.
+# PERF_OUT: a file for `perf record -g` of this tree's serve during the first
+# round's wrk run (6 s of its 8), for `perf report -i "$PERF_OUT"`.
 #
 # Needs Go, PostgreSQL 15 server binaries and client tools (pgbench, psql),
 # and wrk (apt-get install wrk). Loopback only; every run is bounded.
@@ -53,6 +55,9 @@ for round in $(seq "$ROUNDS"); do
   ports=18080; [ -n "$COMPARE_BIN" ] && { [ $((round % 2)) = 1 ] && ports="18080 18081" || ports="18081 18080"; }
   for p in $ports; do
     label=wrk; [ "$p" = 18081 ] && label="wrk COMPARE_BIN"
+    if [ -n "${PERF_OUT:-}" ] && [ "$round" = 1 ] && [ "$p" = 18080 ]; then
+      (sleep 1; perf record -g -F 1999 -p "$SERVE" -o "$PERF_OUT" -- sleep 6 >/dev/null 2>&1) &
+    fi
     echo -n "$label: "; wrk -t2 -c16 -d8s -s "$LUA" http://127.0.0.1:$p | grep -E "Requests/sec|Non-2xx" | tr '\n' ' '; echo
   done
 done
