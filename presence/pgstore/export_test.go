@@ -47,3 +47,8 @@ func (s *Store) Watermark() (final, pending int64) {
 // WriteConflicts counts the Apply transactions of this Store retried after
 // a conflict with a concurrent writer.
 func (s *Store) WriteConflicts() uint64 { return s.writes.conflicts.Load() }
+
+// ApplyStatement is the statement and arguments Apply sends for events.
+func ApplyStatement(events []presence.Event) (string, []any) {
+	return applyStatement(dedupe(events), sourceBroker, true)
+}

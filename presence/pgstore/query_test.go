@@ -263,6 +263,54 @@ func TestOnlineUsesIndexes(t *testing.T) {
 	}
 }
 
+// TestApplyProbesChannelsByKey checks Apply's plans on a young store: a
+// populated channels table that was never analyzed, as it is until
+// autoanalyze first runs. A batch's events must be looked up in channels
+// through its primary key, with or without a takeover to hold: a plan
+// that scans channels reads the whole table for every batch (it did,
+// throughout a connect storm into a fresh store).
+func TestApplyProbesChannelsByKey(t *testing.T) {
+	s := pgtest.NewStore(t)
+	_, err := s.Pool().Exec(ctx, `
+		INSERT INTO channels (channel_id, client_id, connect_at, has_connect, first_seq, last_seq)
+		SELECT 'ch' || i, 'client-' || i, 1732240000000 + i, true, i, i
+		FROM generate_series(1, 20000) i`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fresh, takeover []presence.Event
+	for i := range 500 {
+		fresh = append(fresh, ev(fmt.Sprintf("new-%d", i), fmt.Sprintf("new-ch-%d", i), presence.EventConnect, int64(i)))
+		close := ev(fmt.Sprintf("client-%d", i+1), fmt.Sprintf("ch%d", i+1), presence.EventTCPClean, int64(i))
+		close.Reason, close.TakeoverBy = presence.ReasonTakeover, fmt.Sprintf("successor-%d", i)
+		takeover = append(takeover, close)
+	}
+	for _, q := range []struct {
+		name   string
+		events []presence.Event
+	}{{"new channels", fresh}, {"takeovers to hold", takeover}} {
+		sql, args := pgstore.ApplyStatement(q.events)
+		rows, err := s.Pool().Query(ctx, "EXPLAIN "+sql, args...)
+		if err != nil {
+			t.Fatalf("EXPLAIN %s: %v", q.name, err)
+		}
+		var plan strings.Builder
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan.WriteString(line + "\n")
+		}
+		if rows.Err() != nil {
+			t.Fatal(rows.Err())
+		}
+		if strings.Contains(plan.String(), "Seq Scan on channels") || !strings.Contains(plan.String(), "channels_pkey") {
+			t.Fatalf("%s: the plan does not probe channels_pkey without scanning channels:\n%s", q.name, plan.String())
+		}
+	}
+}
+
 // TestPruneDropsDaysAndKeepsOpenChannels ages most of a client's history
 // into a day partition 30 days back: retention deletes the channel closed
 // back then, drops the whole partition, and copies forward the events of
