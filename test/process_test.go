@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -57,6 +58,25 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// warnings returns the last max lines of a process's text log at level
+// WARN or ERROR: a failing test shows what its processes complained of
+// (a lost change feed, a retried batch) without their whole debug log.
+func warnings(log string, max int) string {
+	var lines []string
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) > max {
+		lines = lines[len(lines)-max:]
+	}
+	if len(lines) == 0 {
+		return "(none)\n"
+	}
+	return strings.Join(lines, "")
 }
 
 // freeAddr returns a loopback address with a port that was free a moment
@@ -131,6 +151,12 @@ func (p *proc) start(extraArgs ...string) {
 		close(p.done)
 	}()
 	p.t.Cleanup(p.kill)
+	logs := p.logs
+	p.t.Cleanup(func() { // after kill (cleanups run last first)
+		if p.t.Failed() {
+			p.t.Logf("presenced %s (%s): its warnings and errors\n%s", command, p.HTTPAddr, warnings(logs.String(), 60))
+		}
+	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get("http://" + p.HTTPAddr + "/readyz")
