@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,7 +48,7 @@ type feedConn interface {
 // committed a moment ago may be held back until the transactions that were
 // running alongside it have ended.
 func (s *Store) ChangesSince(ctx context.Context, afterSeq int64, limit int) ([]presence.ChannelState, error) {
-	states, err := s.changesSince(ctx, s.pool, afterSeq, limit)
+	states, _, err := s.changesSince(ctx, s.pool, afterSeq, limit, true)
 	return states, storeErr("read channel feed", err)
 }
 
@@ -55,10 +56,13 @@ func (s *Store) ChangesSince(ctx context.Context, afterSeq int64, limit int) ([]
 // and the changes up to it in one round trip: the watermark first, in its
 // own statement, so that it is learnt even when no channel changed; the
 // changes' statement, with a later snapshot, may only find it higher.
-func (s *Store) changesSince(ctx context.Context, q feedConn, afterSeq int64, limit int) ([]presence.ChannelState, error) {
+//
+// With holdTakeovers, a takeover close may be held back for a later read
+// (holdBackTakeovers); held says one was.
+func (s *Store) changesSince(ctx context.Context, q feedConn, afterSeq int64, limit int, holdTakeovers bool) (states []presence.ChannelState, held bool, err error) {
 	w := &s.watermark
 	if _, err := w.sample(ctx, q); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	args := w.horizonArgs()
 	var b pgx.Batch
@@ -68,19 +72,72 @@ func (s *Store) changesSince(ctx context.Context, q feedConn, afterSeq int64, li
 	defer results.Close()
 	var final int64
 	if err := results.QueryRow().Scan(&final); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	rows, _ := results.Query()
-	states, err := scanStates(rows, nil)
-	if err != nil {
-		return nil, err
+	if states, err = scanStates(rows, nil); err != nil {
+		return nil, false, err
 	}
 	if len(states) > 0 {
 		final = max(final, states[len(states)-1].Seq)
 	}
+	if err := results.Close(); err != nil {
+		return nil, false, err
+	}
 	w.advance(final)
-	return states, results.Close()
+	if !holdTakeovers || len(states) == 0 || len(states) >= limit {
+		return states, false, nil
+	}
+	kept, err := s.holdBackTakeovers(ctx, q, states)
+	return kept, len(kept) < len(states), err
 }
+
+// holdBackTakeovers cuts states before the first takeover close of a
+// client that has a channel changed after the watermark: that channel's
+// state when the close was stored is not in the feed. The feed gives each
+// channel's current row, and a row changed again by a commit above the
+// watermark is left out of this read, even though its earlier change came
+// before the close. In a takeover chain X → Y → Z that was Y, opened
+// before X closed: the view saw X close with no successor and showed the
+// client offline until Y and Z came (TestTakeoversNeverShowOffline caught
+// it under load; TestTakeoverChainNeverShowsOffline reproduces it). Held
+// back, the close comes in a later read together with the client's newer
+// channels, once they are final, and the view sees the successor in the
+// same batch.
+//
+// states is a page that was not full, so every row changed after the last
+// of states is above the watermark. (A full page is never cut: its
+// newer rows may only be beyond the page, and a takeover at a page
+// boundary can still show offline for a moment.)
+func (s *Store) holdBackTakeovers(ctx context.Context, q querier, states []presence.ChannelState) ([]presence.ChannelState, error) {
+	var clients []string
+	for _, st := range states {
+		if !st.Open && st.Reason == presence.ReasonTakeover {
+			clients = append(clients, st.ClientID)
+		}
+	}
+	if len(clients) == 0 {
+		return states, nil
+	}
+	rows, err := q.Query(ctx, newerChannelsSQL, clients, states[len(states)-1].Seq)
+	if err != nil {
+		return nil, err
+	}
+	newer, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(newer) == 0 {
+		return states, err
+	}
+	for i, st := range states {
+		if !st.Open && st.Reason == presence.ReasonTakeover && slices.Contains(newer, st.ClientID) {
+			return states[:i], nil
+		}
+	}
+	return states, nil
+}
+
+// newerChannelsSQL returns which of the clients $1 have a channel changed
+// after seq $2 (channels_client_last_seq).
+const newerChannelsSQL = `SELECT DISTINCT client_id FROM channels WHERE client_id = ANY($1::text[]) AND last_seq > $2`
 
 // Snapshot returns the state a view starts from, read in one consistent
 // snapshot: every open channel, then one closed state per online client

@@ -59,6 +59,10 @@ type Follower struct {
 	log      *slog.Logger
 	notified atomic.Bool // a notification arrived while a query ran
 	cursor   atomic.Int64
+	// heldAt is the cursor at which the feed first held a takeover close
+	// back, at heldSince (-1: none held); see maxTakeoverHold.
+	heldAt    int64
+	heldSince time.Time
 }
 
 // NewFollower returns a Follower feeding sink; call Run.
@@ -72,7 +76,7 @@ func (s *Store) NewFollower(sink FeedSink, opts FollowOptions) *Follower {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Follower{store: s, sink: sink, opts: opts, log: opts.Logger}
+	return &Follower{store: s, sink: sink, opts: opts, log: opts.Logger, heldAt: -1}
 }
 
 // Cursor returns the seq of the newest change handed to the sink.
@@ -186,12 +190,30 @@ func (f *Follower) readSilentNodes(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
+// maxTakeoverHold bounds how long the feed holds a takeover close back
+// at one cursor (holdBackTakeovers): the whole feed waits behind it, and a
+// client taken over again and again (two devices sharing an id) could
+// otherwise keep it waiting. Past it the close is handed on, and the view
+// may show that client offline for a moment.
+const maxTakeoverHold = 250 * time.Millisecond
+
 // drain reads the feed from the cursor until it is exhausted.
 func (f *Follower) drain(ctx context.Context, conn *pgx.Conn) error {
 	for {
-		states, err := f.store.changesSince(ctx, conn, f.cursor.Load(), f.opts.BatchSize)
+		cursor := f.cursor.Load()
+		hold := cursor != f.heldAt || time.Since(f.heldSince) < maxTakeoverHold
+		if !hold {
+			f.log.Warn("change feed: a takeover close held back too long is handed on; its client may show offline for a moment", "cursor", cursor, "held", time.Since(f.heldSince).Round(time.Millisecond))
+		}
+		states, held, err := f.store.changesSince(ctx, conn, cursor, f.opts.BatchSize, hold)
 		if err != nil {
 			return storeErr("read channel feed", err)
+		}
+		switch {
+		case !held:
+			f.heldAt = -1
+		case cursor != f.heldAt:
+			f.heldAt, f.heldSince = cursor, time.Now()
 		}
 		if len(states) > 0 {
 			f.sink.Apply(states)

@@ -1,0 +1,85 @@
+package pgstore_test
+
+import (
+	"testing"
+
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/presence/pgstore/pgtest"
+)
+
+// TestTakeoverChainNeverShowsOffline: a client's channel X is taken over
+// by Y, and Y by Z, and the batch that closes Y (and opens Z) commits while
+// the watermark is below it (a writer of another client is still open).
+// The feed gives channel rows up to the watermark, so Y's row, changed by
+// that batch, is left out; X's takeover close must then wait too (see
+// holdBackTakeovers), or the view would see the client's last channel
+// close with no successor and show it offline — as
+// TestTakeoversNeverShowOffline caught now and then under load.
+func TestTakeoverChainNeverShowsOffline(t *testing.T) {
+	s := pgtest.NewStore(t)
+	takeover := func(e presence.Event, by string) presence.Event {
+		e.Reason, e.TakeoverBy = presence.ReasonTakeover, by
+		return e
+	}
+	mustApply(t, s, ev("c", "X", presence.EventConnect, 1))
+	states, asOf, err := s.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := presence.NewView(1000)
+	view.Load(states, asOf)
+
+	// B1: Y opens, X closes (taken over by Y). A read moves the
+	// watermark past B1; its rows are not given to the view (another
+	// read of the same feed, or the sample of this one, came first).
+	mustApply(t, s, ev("c", "Y", presence.EventConnect, 2), takeover(ev("c", "X", presence.EventTCPClean, 3), "Y"))
+	if _, err := s.ChangesSince(ctx, asOf, 100); err != nil {
+		t.Fatal(err)
+	}
+	// A writer of another client takes a seq and stays open: the
+	// watermark cannot pass it.
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := s.BeginApply(ctx, tx, []presence.Event{ev("other", "o1", presence.EventConnect, 4)}); err != nil {
+		t.Fatal(err)
+	}
+	// B2, committed: Z opens, Y closes (taken over by Z).
+	mustApply(t, s, ev("c", "Z", presence.EventConnect, 5), takeover(ev("c", "Y", presence.EventTCPClean, 6), "Z"))
+
+	changes, err := s.ChangesSince(ctx, asOf, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := func(changes []presence.ChannelState) {
+		t.Helper()
+		for _, c := range view.Apply(changes) {
+			if c.ClientID == "c" {
+				t.Errorf("client c changed (online %v) while it was taken over from X to Y to Z: %+v", c.Online, c)
+			}
+		}
+		if st, _ := view.Lookup("c"); !st.Online {
+			t.Errorf("client c answered %+v during the takeovers", st)
+		}
+	}
+	apply(changes)
+	// The other writer commits: the close comes with the rest of the chain.
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := asOf
+	if len(changes) > 0 {
+		after = changes[len(changes)-1].Seq
+	}
+	changes, err = s.ChangesSince(ctx, after, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(changes)
+	st, _ := view.Lookup("c")
+	if !st.Online || st.OpenChannels != 1 {
+		t.Fatalf("client c after the takeovers: %+v (feed %+v), want online on Z", st, changes)
+	}
+}
