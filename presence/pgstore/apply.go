@@ -45,14 +45,15 @@ const (
 )
 
 // releaseStoredSuccessorsWhere selects the held takeover tcpcleans whose
-// successor is stored after all. Apply decides to hold a close when its
+// successor is settled after all (see applySQL). Apply decides to hold a close when its
 // snapshot lacks the successor; a concurrent writer may be storing the
 // successor meanwhile, unseen, and not see the held row either, so nobody
 // would release it but by age. An Apply that held something therefore
 // runs releaseHeld with this once it committed: under the exclusive lock
 // every writer that ran alongside it has ended, and one that starts later
 // sees the held row and releases it itself.
-const releaseStoredSuccessorsWhere = `EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = takeovers_pending.takeover_by)`
+const releaseStoredSuccessorsWhere = `EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = takeovers_pending.takeover_by
+    AND (c.has_connect OR (c.has_tcpclean AND c.reason IS DISTINCT FROM 'takeover')))`
 
 // applySQL inserts the batch into events, absorbing duplicates on the
 // natural key (channel, event type) — an event whose channel's row already
@@ -72,10 +73,16 @@ const releaseStoredSuccessorsWhere = `EXISTS (SELECT 1 FROM channels c WHERE c.c
 // are upserted in channel_id order, so two writers lock shared channels in
 // the same order and cannot deadlock there.
 //
-// A takeover's tcpclean whose successor channel is neither stored nor in
-// the batch is held in takeovers_pending instead ($19 turns holding off);
-// the batch that brings the successor's first event releases it (migration
-// 0007). Events are inserted in (channel_id, event_type) order, takeover
+// A takeover's tcpclean whose successor is not settled — neither its
+// connect nor a close of its own other than a takeover is stored or in the
+// batch — is held in takeovers_pending instead ($19 turns holding off);
+// the batch that settles the successor releases it (migration 0007).
+// Not any event of the successor: delivered out of order (RocketMQ), a
+// successor's own takeover close may come before its connect, and a close
+// stored on that left a chain X → Y → Z with every channel closed until Z's
+// connect came — offline in the store itself for that moment. A successor
+// that closed for good (its client left) does release it: the client is
+// offline then, truly. Events are inserted in (channel_id, event_type) order, takeover
 // tcpcleans last, so a successor's connect always has a lower seq than
 // the close of the channel it took over: a follower of the change feed
 // sees the client's new channel open before its old one closes.
@@ -104,8 +111,10 @@ WITH batch AS (
 const applyHoldCTEs = `, waiting AS (
     SELECT b.* FROM batch b
     WHERE $19::boolean AND b.takeover_by <> ''
-      AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = b.takeover_by OFFSET 0)
-      AND NOT EXISTS (SELECT 1 FROM batch s WHERE s.channel_id = b.takeover_by)
+      AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.channel_id = b.takeover_by
+                      AND (c.has_connect OR (c.has_tcpclean AND c.reason IS DISTINCT FROM 'takeover')) OFFSET 0)
+      AND NOT EXISTS (SELECT 1 FROM batch s WHERE s.channel_id = b.takeover_by
+                      AND (s.event_type = 'connect' OR (s.event_type = 'tcpclean' AND s.reason <> 'takeover')))
 ), held AS (
     INSERT INTO takeovers_pending (channel_id, takeover_by, client_id, time, client_ip, node, epoch, reason, node_seq, reason_code, source)
     SELECT channel_id, takeover_by, client_id, time, client_ip, node, epoch, reason, node_seq, reason_code, source FROM waiting
@@ -116,17 +125,15 @@ const applyHoldCTEs = `, waiting AS (
     WHERE NOT EXISTS (SELECT 1 FROM waiting w WHERE w.channel_id = b.channel_id AND w.event_type = b.event_type)
 )`
 
-// applyReleaseCTE releases the closes held for channels of direct, and
-// inserts direct and them. In applyNoHoldSQL, direct is the whole batch and
-// the channel ids of the parameter stand for it: each CTE is then used
-// once, and PostgreSQL folds them into the insert instead of
-// materializing them.
+// applyReleaseCTE releases the closes held for the channels direct
+// settles (see applySQL), and inserts direct and them. In applyNoHoldSQL, direct is the whole
+// batch, read once more for its connects.
 const (
 	applyReleaseCTE = `, released AS (
-    DELETE FROM takeovers_pending p WHERE p.takeover_by IN (SELECT channel_id FROM direct)
+    DELETE FROM takeovers_pending p WHERE p.takeover_by IN (SELECT channel_id FROM direct WHERE event_type = 'connect' OR (event_type = 'tcpclean' AND reason <> 'takeover'))
 ` + applyInsertCTEs
 	applyReleaseOfBatchCTE = `, released AS (
-    DELETE FROM takeovers_pending p WHERE p.takeover_by = ANY($1::text[])
+    DELETE FROM takeovers_pending p WHERE p.takeover_by IN (SELECT channel_id FROM batch WHERE event_type = 'connect' OR (event_type = 'tcpclean' AND reason <> 'takeover'))
 ` + applyInsertCTEs
 )
 

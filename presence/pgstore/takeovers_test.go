@@ -198,3 +198,32 @@ func TestReleaseTakeoversByAge(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestTakeoverChainWaitsForTheSuccessorsConnect: in a chain X → Y → Z,
+// delivered out of order, Z's disconnect and Y's takeover close come
+// before any connect of Y or Z. A successor's row alone (Z's, from its
+// disconnect; Y's, from its close) must not release the close it
+// succeeds: the store would then hold every channel of the client closed,
+// offline, until Z's connect came.
+func TestTakeoverChainWaitsForTheSuccessorsConnect(t *testing.T) {
+	s := pgtest.NewStore(t)
+	online := func(when string, open int) {
+		t.Helper()
+		st := mustOnline(t, s, "cl")
+		if !st.Online || st.OpenChannels != open {
+			t.Fatalf("%s: %+v, want online on %d channels", when, st, open)
+		}
+	}
+	mustApply(t, s, ev("cl", "X", presence.EventConnect, 0))
+	mustApply(t, s, ev("cl", "Z", presence.EventDisconnect, 30))
+	mustApply(t, s, takeoverClose("cl", "Y", "Z", 20))
+	mustApply(t, s, takeoverClose("cl", "X", "Y", 10))
+	online("closes of X and Y stored before any successor connected", 1)
+	mustApply(t, s, ev("cl", "Z", presence.EventConnect, 19))
+	online("Z connected, Y not yet", 2)
+	mustApply(t, s, ev("cl", "Y", presence.EventConnect, 9))
+	online("every connect stored", 1)
+	if st := s.TakeoverStats(); st.Held != 2 || st.Released != 2 {
+		t.Fatalf("takeover stats %+v, want 2 held and 2 released", st)
+	}
+}
