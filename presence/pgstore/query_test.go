@@ -208,6 +208,27 @@ func TestSnapshotHoldsEveryOpenChannel(t *testing.T) {
 	}
 }
 
+// explain returns the plan PostgreSQL chooses for sql with args.
+func explain(t *testing.T, s *pgstore.Store, name, sql string, args ...any) string {
+	t.Helper()
+	rows, err := s.Pool().Query(ctx, "EXPLAIN "+sql, args...)
+	if err != nil {
+		t.Fatalf("EXPLAIN %s: %v", name, err)
+	}
+	var plan strings.Builder
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(line + "\n")
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	return plan.String()
+}
+
 // TestOnlineUsesIndexes checks the plans on a populated table: the online
 // lookup reads the partial index of open channels and the newest event from
 // an index, and scans no table.
@@ -237,24 +258,10 @@ func TestOnlineUsesIndexes(t *testing.T) {
 		{"OnlineMany", pgstore.OnlineManySQL, []any{[]string{"client-7", "client-8"}}, "channels_open_client"},
 		{"Channels", pgstore.ChannelsSQL, []any{"client-7", 100}, "channels_client_last_seq"},
 	} {
-		rows, err := s.Pool().Query(ctx, "EXPLAIN "+q.sql, q.args...)
-		if err != nil {
-			t.Fatalf("EXPLAIN %s: %v", q.name, err)
-		}
-		var plan strings.Builder
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				t.Fatal(err)
-			}
-			plan.WriteString(line + "\n")
-		}
-		if rows.Err() != nil {
-			t.Fatal(rows.Err())
-		}
-		t.Logf("%s plan:\n%s", q.name, plan.String())
-		if strings.Contains(plan.String(), "Seq Scan") || !strings.Contains(plan.String(), q.index) {
-			t.Fatalf("%s plan does not use %s without scanning a table:\n%s", q.name, q.index, plan.String())
+		plan := explain(t, s, q.name, q.sql, q.args...)
+		t.Logf("%s plan:\n%s", q.name, plan)
+		if strings.Contains(plan, "Seq Scan") || !strings.Contains(plan, q.index) {
+			t.Fatalf("%s plan does not use %s without scanning a table:\n%s", q.name, q.index, plan)
 		}
 	}
 	st := mustOnline(t, s, "client-0") // channels 2000, 4000, … are the open ones
@@ -290,23 +297,9 @@ func TestApplyProbesChannelsByKey(t *testing.T) {
 		events []presence.Event
 	}{{"new channels", fresh}, {"takeovers to hold", takeover}} {
 		sql, args := pgstore.ApplyStatement(q.events)
-		rows, err := s.Pool().Query(ctx, "EXPLAIN "+sql, args...)
-		if err != nil {
-			t.Fatalf("EXPLAIN %s: %v", q.name, err)
-		}
-		var plan strings.Builder
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				t.Fatal(err)
-			}
-			plan.WriteString(line + "\n")
-		}
-		if rows.Err() != nil {
-			t.Fatal(rows.Err())
-		}
-		if strings.Contains(plan.String(), "Seq Scan on channels") || !strings.Contains(plan.String(), "channels_pkey") {
-			t.Fatalf("%s: the plan does not probe channels_pkey without scanning channels:\n%s", q.name, plan.String())
+		plan := explain(t, s, q.name, sql, args...)
+		if strings.Contains(plan, "Seq Scan on channels") || !strings.Contains(plan, "channels_pkey") {
+			t.Fatalf("%s: the plan does not probe channels_pkey without scanning channels:\n%s", q.name, plan)
 		}
 	}
 }
