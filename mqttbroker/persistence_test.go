@@ -138,32 +138,75 @@ func TestPersistenceFullRefusesPublish(t *testing.T) {
 // new persistent session gets no CONNACK 0 (v5: 0x97, 3.1.1: 0x03) and a
 // SUBSCRIBE of a persistent session no SUBACK (the connection closes). A
 // clean session, which the store does not hold, still connects.
+//
+// "Full" is the bound on the live state (MaxBytes/3), which only removals
+// lift, and this test removes nothing: the test fills it until the room
+// left is smaller than the smallest record it adds, which every record it
+// then expects refused is bigger than. The bound on the files also refuses
+// while a compaction is running and lifts once it is done: such a refusal
+// is waited out, not taken for a full store. The session that reconnects
+// has nothing queued, so its resumption moves nothing in flight.
 func TestPersistenceFullRefusesSessionsAndSubscriptions(t *testing.T) {
-	addr, srv, _ := persistentBroker(t, t.TempDir(), 48<<10)
-	sub := connectAs(t, addr, connectPacket{ClientID: "offline", Keepalive: 60}, false)
-	sub.subscribe(1, 1, "q")
-	sub.nc.Close()
-	// Fill the store with messages queued for the offline session.
+	const maxBytes = 48 << 10
+	addr, srv, _ := persistentBroker(t, t.TempDir(), maxBytes)
+	stats := srv.cfg.Persistence.Stats
+	offline := connectAs(t, addr, connectPacket{ClientID: "offline", Keepalive: 60}, false)
+	offline.subscribe(1, 1, "o")
+	offline.nc.Close()
+	filler := connectAs(t, addr, connectPacket{ClientID: "f", Keepalive: 60}, false)
+	filler.subscribe(1, 1, "q")
+	filler.nc.Close()
+	// A connection's last records (a session's expiry, at detach) are
+	// staged before the server forgets it. Waiting for that keeps them out
+	// of the steps that follow: the broker refuses a CONNECT or SUBSCRIBE
+	// when any record was refused on its way, its own or not.
+	settle := func() {
+		t.Helper()
+		waitUntil(t, "every connection to finish", func() bool { return srv.Stats().Connections == 0 })
+	}
+	settle() // from now on only the messages queued for the filler change the state
 	pub := dial(t, addr)
 	pub.connect(&connectPacket{ProtocolLevel: 5, ProtocolName: "MQTT", ClientID: "pub5", CleanSession: true})
+	publish := func(id uint16, payload []byte) (accepted bool) {
+		t.Helper()
+		pub.send(&publishPacket{Topic: "q", QoS: 1, ID: id, Payload: payload, V5: true})
+		return pub.expect(typePuback).(*ackPacket).Reason != rcQuotaExceeded
+	}
+	// What the smallest message queued for the filler adds to the live
+	// state.
+	before := stats().LiveBytes
+	if !publish(1, nil) {
+		t.Fatalf("an empty store refused a message: %+v", stats())
+	}
+	smallest := stats().LiveBytes - before
+	// Fill the store with messages queued for the filler session.
 	payload := make([]byte, 1000)
 	full := false
-	for i := 1; i < 200 && !full; i++ {
-		pub.send(&publishPacket{Topic: "q", QoS: 1, ID: uint16(i), Payload: payload, V5: true})
-		full = pub.expect(typePuback).(*ackPacket).Reason == rcQuotaExceeded
+	for i := 2; i < 200 && !full; i++ {
+		full = !publish(uint16(i), payload)
 	}
 	if !full {
 		t.Fatal("the 48 KiB store never filled")
 	}
-	// Then with the smallest messages, until not even one fits.
+	// Then with the smallest messages, until the live state has no room
+	// for one more.
 	full = false
 	for i := 200; i < 2000 && !full; i++ {
-		pub.send(&publishPacket{Topic: "q", QoS: 1, ID: uint16(i), Payload: []byte{1}, V5: true})
-		full = pub.expect(typePuback).(*ackPacket).Reason == rcQuotaExceeded
+		st := stats()
+		if publish(uint16(i), nil) {
+			continue
+		}
+		if full = maxBytes/3-st.LiveBytes < smallest; !full { // refused for the files: a compaction is running
+			waitUntil(t, "the compaction to finish", func() bool {
+				now := stats()
+				return now.Compactions+now.CompactionFailures > st.Compactions+st.CompactionFailures
+			})
+		}
 	}
 	if !full {
-		t.Fatal("the 48 KiB store took 1,800 small messages more")
+		t.Fatalf("the 48 KiB store took 1,800 small messages more: %+v", stats())
 	}
+	pub.nc.Close()
 	// New persistent sessions until the store has no room for one more:
 	// that one gets no CONNACK 0 (v5: 0x97; 3.1.1, next: 0x03).
 	refused := false
@@ -182,32 +225,27 @@ func TestPersistenceFullRefusesSessionsAndSubscriptions(t *testing.T) {
 		v5.nc.Close()
 	}
 	if !refused {
-		t.Fatalf("500 persistent sessions fit in a full store: %+v", srv.cfg.Persistence.Stats())
+		t.Fatalf("500 persistent sessions fit in a full store: %+v", stats())
 	}
 	v3 := dial(t, addr)
 	v3.send(&connectPacket{ProtocolLevel: 4, ProtocolName: "MQTT", ClientID: "new5-999", Keepalive: 60, CleanSession: false})
 	if ack := v3.expect(typeConnack).(*connackPacket); ack.ReturnCode != connRefusedUnavailable {
-		t.Fatalf("3.1.1 persistent session on a full store: CONNACK 0x%02x, want 0x03", ack.ReturnCode)
+		t.Fatalf("3.1.1 persistent session on a full store: CONNACK 0x%02x, want 0x03: %+v", ack.ReturnCode, stats())
 	}
-	// The offline session exists already: it connects, but a new
-	// subscription gets no SUBACK.
+	// The offline session exists already: it connects (which shrinks its
+	// expiry, a few bytes), but a new subscription gets no SUBACK.
+	settle() // the refused sessions' last records refused too
 	back := connectAs(t, addr, connectPacket{ClientID: "offline", Keepalive: 60}, true)
-	back.send(&subscribePacket{ID: 2, Subscriptions: []subscription{{Filter: "more/#", QoS: 1}}})
-	for { // its queued messages may come first; no SUBACK, then the close
-		p, err := back.next(5 * time.Second)
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !isConnReset(err) {
-				t.Fatalf("want the connection closed, got %v", err)
-			}
-			break
-		}
-		if p.kind() != typePublish {
-			t.Fatalf("got %s (%+v) on a full store, want no SUBACK and the connection closed", p.kind(), p)
-		}
+	back.send(&subscribePacket{ID: 2, Subscriptions: []subscription{{Filter: "more/subscriptions/#", QoS: 1}}})
+	if p, err := back.next(5 * time.Second); err == nil {
+		t.Fatalf("got %s (%+v) on a full store, want no SUBACK and the connection closed: %+v", p.kind(), p, stats())
+	} else if !errors.Is(err, io.EOF) && !isConnReset(err) {
+		t.Fatalf("want the connection closed, got %v", err)
 	}
 	if st := srv.Stats(); st.Connects == 0 {
 		t.Fatalf("stats %+v", st)
 	}
+	settle()
 	clean := connectOK(t, addr, "clean")
 	clean.subscribe(1, 0, "c")
 }
