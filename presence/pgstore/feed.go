@@ -3,7 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
-	"slices"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -112,7 +112,7 @@ func (s *Store) changesSince(ctx context.Context, q feedConn, afterSeq int64, li
 func (s *Store) holdBackTakeovers(ctx context.Context, q querier, states []presence.ChannelState) ([]presence.ChannelState, error) {
 	var clients []string
 	for _, st := range states {
-		if !st.Open && st.Reason == presence.ReasonTakeover {
+		if isTakeoverClose(st) {
 			clients = append(clients, st.ClientID)
 		}
 	}
@@ -127,12 +127,46 @@ func (s *Store) holdBackTakeovers(ctx context.Context, q querier, states []prese
 	if err != nil || len(newer) == 0 {
 		return states, err
 	}
+	return states[:takeoverSafePrefix(states, newer)], nil
+}
+
+// takeoverSafePrefix returns the length of the longest prefix of states
+// (in seq order) after which no client is left closed by a takeover whose
+// successor the prefix lacks: for every takeover close in the prefix,
+// every row of its client in states comes within the prefix too, and the
+// client is not one of newer (it has a row changed after states).
+//
+// Cutting before the first close of a newer client is not enough: the cut
+// also moves the end of the read, and a takeover close of another client
+// before the cut whose successor rows come after it would be handed on
+// alone (TestTakeoversNeverShowOfflineThroughRocketMQ caught this under
+// load; TestHoldBackKeepsOtherTakeoversWithTheirSuccessors reproduces it).
+func takeoverSafePrefix(states []presence.ChannelState, newer []string) int {
+	const beyond = int64(math.MaxInt64) // a row changed after states
+	lastOf := make(map[string]int64)    // client → its newest row's seq in states
+	for _, st := range states {
+		lastOf[st.ClientID] = st.Seq
+	}
+	for _, id := range newer {
+		lastOf[id] = beyond
+	}
+	// needed is the seq a prefix must reach to hold the successors of the
+	// takeover closes within it.
+	safe, needed := 0, int64(0)
 	for i, st := range states {
-		if !st.Open && st.Reason == presence.ReasonTakeover && slices.Contains(newer, st.ClientID) {
-			return states[:i], nil
+		if isTakeoverClose(st) {
+			needed = max(needed, lastOf[st.ClientID])
+		}
+		if needed <= st.Seq {
+			safe = i + 1
 		}
 	}
-	return states, nil
+	return safe
+}
+
+// isTakeoverClose reports whether st is a channel closed by a takeover.
+func isTakeoverClose(st presence.ChannelState) bool {
+	return !st.Open && st.Reason == presence.ReasonTakeover
 }
 
 // newerChannelsSQL returns which of the clients $1 have a channel changed

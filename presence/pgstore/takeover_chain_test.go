@@ -83,3 +83,81 @@ func TestTakeoverChainNeverShowsOffline(t *testing.T) {
 		t.Fatalf("client c after the takeovers: %+v (feed %+v), want online on Z", st, changes)
 	}
 }
+
+// TestHoldBackKeepsOtherTakeoversWithTheirSuccessors: one read holds the
+// takeover closes of two clients. B's successor changed again above the
+// watermark, so B's close is held back; A's close comes before B's, and
+// A's successors after it. Cut before B's close alone, the read would
+// hand on A's close without its successors, and A would show offline.
+func TestHoldBackKeepsOtherTakeoversWithTheirSuccessors(t *testing.T) {
+	s := pgtest.NewStore(t)
+	takeover := func(e presence.Event, by string) presence.Event {
+		e.Reason, e.TakeoverBy = presence.ReasonTakeover, by
+		return e
+	}
+	mustApply(t, s, ev("a", "A1", presence.EventConnect, 1), ev("b", "B1", presence.EventConnect, 1))
+	states, asOf, err := s.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := presence.NewView(1000)
+	view.Load(states, asOf)
+
+	// A1 → A2, B1 → B2, A2 → A3, each batch committed: in seq order A1's
+	// close, B1's close, A3's connect, A2's close.
+	mustApply(t, s, ev("a", "A2", presence.EventConnect, 2), takeover(ev("a", "A1", presence.EventTCPClean, 3), "A2"))
+	mustApply(t, s, ev("b", "B2", presence.EventConnect, 4), takeover(ev("b", "B1", presence.EventTCPClean, 5), "B2"))
+	mustApply(t, s, ev("a", "A3", presence.EventConnect, 6), takeover(ev("a", "A2", presence.EventTCPClean, 7), "A3"))
+	// A read moves the watermark past all of that (its rows are another
+	// reader's).
+	if _, err := s.ChangesSince(ctx, asOf, 100); err != nil {
+		t.Fatal(err)
+	}
+	// A writer of another client stays open, and B2 → B3 commits above
+	// the watermark: B2's row leaves the next read.
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := s.BeginApply(ctx, tx, []presence.Event{ev("other", "o1", presence.EventConnect, 8)}); err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, s, ev("b", "B3", presence.EventConnect, 9), takeover(ev("b", "B2", presence.EventTCPClean, 10), "B3"))
+
+	apply := func(changes []presence.ChannelState) {
+		t.Helper()
+		for _, c := range view.Apply(changes) {
+			if c.ClientID == "other" {
+				continue
+			}
+			t.Errorf("client %s changed (online %v) while it was taken over: %+v (read %+v)", c.ClientID, c.Online, c, changes)
+		}
+		for _, id := range []string{"a", "b"} {
+			if st, _ := view.Lookup(id); !st.Online {
+				t.Errorf("client %s answered %+v during the takeovers (read %+v)", id, st, changes)
+			}
+		}
+	}
+	changes, err := s.ChangesSince(ctx, asOf, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(changes)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := asOf
+	if len(changes) > 0 {
+		after = changes[len(changes)-1].Seq
+	}
+	if changes, err = s.ChangesSince(ctx, after, 100); err != nil {
+		t.Fatal(err)
+	}
+	apply(changes)
+	for id, channel := range map[string]string{"a": "A3", "b": "B3"} {
+		if open := view.OpenChannelsOf(id); len(open) != 1 || open[0].ChannelID != channel {
+			t.Errorf("client %s after the takeovers: open %+v, want %s", id, open, channel)
+		}
+	}
+}
