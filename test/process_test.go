@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -155,6 +157,9 @@ func (p *proc) start(extraArgs ...string) {
 	p.t.Cleanup(func() { // after kill (cleanups run last first)
 		if p.t.Failed() {
 			p.t.Logf("presenced %s (%s): its warnings and errors\n%s", command, p.HTTPAddr, warnings(logs.String(), 60))
+			if dir := os.Getenv("PRESENCED_TEST_LOG_DIR"); dir != "" {
+				_ = os.WriteFile(filepath.Join(dir, command+"-"+p.HTTPAddr+".log"), []byte(logs.String()), 0o644)
+			}
 		}
 	})
 	deadline := time.Now().Add(60 * time.Second)

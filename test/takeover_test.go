@@ -77,6 +77,7 @@ func runTakeovers(t *testing.T, mqttAddr string, api *proc, dbURL string) {
 	if _, code := rawConnect(t, mqttAddr, sentinel, 60); code != 0 {
 		t.Fatalf("CONNACK %d for the sentinel", code)
 	}
+	blipped := ""
 	for e := nextSSE(t, stream); ; e = nextSSE(t, stream) {
 		var c change
 		if err := json.Unmarshal([]byte(e.Data), &c); err != nil {
@@ -86,6 +87,12 @@ func runTakeovers(t *testing.T, mqttAddr string, api *proc, dbURL string) {
 			break
 		}
 		t.Errorf("the stream sent %s for %s during takeovers: %s", e.Event, c.ClientID, e.Data)
+		if blipped == "" {
+			blipped = c.ClientID
+		}
+	}
+	if blipped != "" {
+		logClientHistory(t, dbURL, blipped)
 	}
 
 	polls, bad := poller.stop()
@@ -172,5 +179,33 @@ func waitNoneHeld(t *testing.T, dbURL string, timeout time.Duration) {
 			t.Fatalf("%d takeover closes still held after %v", n, timeout)
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// logClientHistory logs a client's stored events in seq order, with the
+// transaction that stored each, to tell how a blip came about.
+func logClientHistory(t *testing.T, dbURL, clientID string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Errorf("connect: %v", err)
+		return
+	}
+	defer conn.Close(ctx)
+	rows, _ := conn.Query(ctx, `SELECT seq, xmin::text, channel_id, event_type, coalesce(reason, ''), takeover_by, applied_at
+		FROM events WHERE client_id = $1 ORDER BY seq`, clientID)
+	var (
+		seq                                  int64
+		xmin, channel, typ, reason, takeover string
+		applied                              time.Time
+	)
+	t.Logf("stored events of %s (seq xmin channel type reason takeover_by applied_at):", clientID)
+	if _, err := pgx.ForEachRow(rows, []any{&seq, &xmin, &channel, &typ, &reason, &takeover, &applied}, func() error {
+		t.Logf("  %d %s %.8s %s %s %.8s %s", seq, xmin, channel, typ, reason, takeover, applied.Format("15:04:05.000000"))
+		return nil
+	}); err != nil {
+		t.Errorf("read events: %v", err)
 	}
 }
