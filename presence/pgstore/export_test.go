@@ -52,3 +52,11 @@ func (s *Store) WriteConflicts() uint64 { return s.writes.conflicts.Load() }
 func ApplyStatement(events []presence.Event) (string, []any) {
 	return applyStatement(dedupe(events), sourceBroker, true)
 }
+
+// ChangesSince returns up to limit channels changed after seq afterSeq, in
+// seq order, each in its current state, as a Follower reads them
+// (changesSince).
+func (s *Store) ChangesSince(ctx context.Context, afterSeq int64, limit int) ([]presence.ChannelState, error) {
+	states, _, _, err := s.changesSince(ctx, s.pool, afterSeq, limit, true)
+	return states, storeErr("read channel feed", err)
+}

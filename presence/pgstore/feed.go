@@ -41,55 +41,60 @@ type feedConn interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// ChangesSince returns up to limit channels changed after seq afterSeq, in
-// seq order, each in its current state. Everything it returns is final: no
-// later call returns a seq at or below the highest one returned, whatever
-// the number of concurrent writers (see feedWatermark). A change
-// committed a moment ago may be held back until the transactions that were
-// running alongside it have ended.
-func (s *Store) ChangesSince(ctx context.Context, afterSeq int64, limit int) ([]presence.ChannelState, error) {
-	states, _, err := s.changesSince(ctx, s.pool, afterSeq, limit, true)
-	return states, storeErr("read channel feed", err)
-}
-
 // changesSince takes a sample for the watermark, then reads the watermark
 // and the changes up to it in one round trip: the watermark first, in its
 // own statement, so that it is learnt even when no channel changed; the
 // changes' statement, with a later snapshot, may only find it higher.
 //
 // With holdTakeovers, a takeover close may be held back for a later read
-// (holdBackTakeovers); held says one was.
-func (s *Store) changesSince(ctx context.Context, q feedConn, afterSeq int64, limit int, holdTakeovers bool) (states []presence.ChannelState, held bool, err error) {
+// (holdBackTakeovers); held says one was. full says the read reached
+// limit: more changes are final already, and the caller reads again at
+// once (a cut page is shorter than limit, and still full).
+func (s *Store) changesSince(ctx context.Context, q feedConn, afterSeq int64, limit int, holdTakeovers bool) (states []presence.ChannelState, held, full bool, err error) {
 	w := &s.watermark
 	if _, err := w.sample(ctx, q); err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
+	limit = max(limit, 1)
 	args := w.horizonArgs()
 	var b pgx.Batch
 	b.Queue("SELECT "+horizonSQL, args...)
-	b.Queue(changesSQL, append(args, afterSeq, max(limit, 1))...)
+	b.Queue(changesSQL, append(args, afterSeq, limit)...)
 	results := q.SendBatch(ctx, &b)
 	defer results.Close()
 	var final int64
 	if err := results.QueryRow().Scan(&final); err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	rows, _ := results.Query()
 	if states, err = scanStates(rows, nil); err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	if len(states) > 0 {
 		final = max(final, states[len(states)-1].Seq)
 	}
 	if err := results.Close(); err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	w.advance(final)
-	if !holdTakeovers || len(states) == 0 || len(states) >= limit {
-		return states, false, nil
+	full = len(states) >= limit
+	if !holdTakeovers || len(states) == 0 {
+		return states, false, full, nil
 	}
 	kept, err := s.holdBackTakeovers(ctx, q, states)
-	return kept, len(kept) < len(states), err
+	if err != nil {
+		return nil, false, false, err
+	}
+	if full {
+		// What a full page holds back is final already and comes in the
+		// next read, which starts at the cut; one cut to nothing would
+		// read the same page again, so it is handed on whole.
+		if len(kept) == 0 {
+			return states, false, true, nil
+		}
+		return kept, false, true, nil
+	}
+	return kept, len(kept) < len(states), false, nil
 }
 
 // holdBackTakeovers cuts states before the first takeover close of a
@@ -105,10 +110,9 @@ func (s *Store) changesSince(ctx context.Context, q feedConn, afterSeq int64, li
 // channels, once they are final, and the view sees the successor in the
 // same batch.
 //
-// states is a page that was not full, so every row changed after the last
-// of states is above the watermark. (A full page is never cut: its
-// newer rows may only be beyond the page, and a takeover at a page
-// boundary can still show offline for a moment.)
+// Of a page that was not full, every row changed after the last of states
+// is above the watermark; of a full page, it may only be beyond the page.
+// Either way the close waits for it.
 func (s *Store) holdBackTakeovers(ctx context.Context, q querier, states []presence.ChannelState) ([]presence.ChannelState, error) {
 	var clients []string
 	for _, st := range states {

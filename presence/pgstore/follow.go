@@ -46,7 +46,7 @@ type FollowOptions struct {
 
 // Follower keeps a FeedSink current with the store: it loads a snapshot,
 // then tails the feed (channels with last_seq after its cursor, up to the
-// watermark: see ChangesSince), woken by LISTEN/NOTIFY within milliseconds
+// watermark: see changesSince), woken by LISTEN/NOTIFY within milliseconds
 // of each commit, and polls every PollInterval in case a notification is
 // lost. It holds one connection of its own, outside the pool. When that
 // connection breaks it tells the sink, reconnects with backoff, and loads a
@@ -205,7 +205,7 @@ func (f *Follower) drain(ctx context.Context, conn *pgx.Conn) error {
 		if !hold {
 			f.log.Warn("change feed: a takeover close held back too long is handed on; its client may show offline for a moment", "cursor", cursor, "held", time.Since(f.heldSince).Round(time.Millisecond))
 		}
-		states, held, err := f.store.changesSince(ctx, conn, cursor, f.opts.BatchSize, hold)
+		states, held, full, err := f.store.changesSince(ctx, conn, cursor, f.opts.BatchSize, hold)
 		if err != nil {
 			return storeErr("read channel feed", err)
 		}
@@ -219,7 +219,7 @@ func (f *Follower) drain(ctx context.Context, conn *pgx.Conn) error {
 			f.sink.Apply(states)
 			f.cursor.Store(states[len(states)-1].Seq)
 		}
-		if len(states) < f.opts.BatchSize {
+		if !full {
 			return nil
 		}
 	}

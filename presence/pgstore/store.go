@@ -21,7 +21,7 @@ type Store struct {
 	takeovers takeoverCounters
 	writes    writeCounters
 	// watermark is shared by every feed reader of this Store (followers,
-	// ChangesSince): what one learns is final for all.
+	// changesSince): what one learns is final for all.
 	watermark feedWatermark
 }
 

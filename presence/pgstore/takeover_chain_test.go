@@ -161,3 +161,46 @@ func TestHoldBackKeepsOtherTakeoversWithTheirSuccessors(t *testing.T) {
 		}
 	}
 }
+
+// TestHoldBackAtAFullPage: a read that reaches its limit ends with a
+// takeover close whose successor's row comes after the page. The close is
+// held back for the next read, which starts at it and brings the
+// successor along.
+func TestHoldBackAtAFullPage(t *testing.T) {
+	s := pgtest.NewStore(t)
+	takeover := func(e presence.Event, by string) presence.Event {
+		e.Reason, e.TakeoverBy = presence.ReasonTakeover, by
+		return e
+	}
+	mustApply(t, s, ev("a", "A1", presence.EventConnect, 1))
+	states, asOf, err := s.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := presence.NewView(1000)
+	view.Load(states, asOf)
+	// In seq order: o1's connect, A1's close, A3's connect, A2's close.
+	mustApply(t, s, ev("other", "o1", presence.EventConnect, 2))
+	mustApply(t, s, ev("a", "A2", presence.EventConnect, 3), takeover(ev("a", "A1", presence.EventTCPClean, 4), "A2"))
+	mustApply(t, s, ev("a", "A3", presence.EventConnect, 5), takeover(ev("a", "A2", presence.EventTCPClean, 6), "A3"))
+
+	cursor, reads := asOf, 0
+	for ; reads < 10; reads++ {
+		changes, err := s.ChangesSince(ctx, cursor, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) == 0 {
+			break
+		}
+		for _, c := range view.Apply(changes) {
+			if c.ClientID == "a" {
+				t.Errorf("client a changed (online %v) while it was taken over: %+v (read %+v)", c.Online, c, changes)
+			}
+		}
+		cursor = changes[len(changes)-1].Seq
+	}
+	if open := view.OpenChannelsOf("a"); len(open) != 1 || open[0].ChannelID != "A3" {
+		t.Fatalf("client a after %d reads: open %+v, want A3", reads, open)
+	}
+}

@@ -56,7 +56,7 @@ const silentSpellsSQL = `SELECT node, epoch, (extract(epoch FROM silent_since) *
 const channelsUptoSQL = `SELECT ` + feedColumns + ` FROM channels WHERE last_seq > $1 AND last_seq <= $2 ORDER BY last_seq LIMIT $3`
 
 // WebhookFeed reads up to limit changes (both kinds together) after seq
-// afterSeq, under the feed's watermark exactly as ChangesSince: both lists
+// afterSeq, under the feed's watermark exactly as changesSince: both lists
 // are read up to one watermark, learnt first, so everything returned is
 // final and nothing at or below UptoSeq is left unread in either table.
 func (s *Store) WebhookFeed(ctx context.Context, afterSeq int64, limit int) (WebhookBatch, error) {

@@ -244,7 +244,7 @@ func TestConcurrentWritersKeepTheFeedExact(t *testing.T) {
 			read[st.ChannelID] = st.Seq
 			after = st.Seq
 		}
-		if len(page) < 97 {
+		if len(page) == 0 { // a page may be cut short before a takeover close
 			break
 		}
 	}
