@@ -118,7 +118,12 @@ type Config struct {
 	// Persistence, when set, journals persistent sessions and retained
 	// messages so that they survive a restart (persistence.go); Persisted
 	// is the state it recovered, which New rebuilds. The caller opens and
-	// closes the store (after Shutdown). nil: kept in memory only.
+	// closes the store (after Shutdown). nil: kept in memory only. When the
+	// store is full (persist.Options.MaxBytes) a QoS 1/2 PUBLISH it cannot
+	// keep for a persistent session, or as retained, is refused (v5: PUBACK
+	// or PUBREC 0x97; 3.1.1: the connection closes) and not delivered to
+	// that session; what the store already holds is never dropped for
+	// space (persist.Stats.RefusedForSpace counts the refusals).
 	Persistence *persist.Store
 	Persisted   *persist.State
 

@@ -11,28 +11,35 @@ import (
 // InflightWindow messages and wait in a bounded queue beyond it.
 
 // deliver hands one message to a session, then makes room in the session
-// budget if it is exceeded.
-func (s *Server) deliver(sess *session, d delivery) {
+// budget if it is exceeded. It reports whether the store refused, for
+// space, to hold the message for the session, which then does not have it
+// either (see deliverLocked).
+func (s *Server) deliver(sess *session, d delivery) (noSpace bool) {
 	sess.mu.Lock()
-	s.deliverLocked(sess, d)
+	noSpace = s.deliverLocked(sess, d)
 	sess.mu.Unlock()
 	if s.budget.bytes.Load() > s.budget.max {
 		s.evictOldest()
 	}
+	return noSpace
 }
 
-func (s *Server) deliverLocked(sess *session, d delivery) {
+// deliverLocked is deliver under sess.mu. A QoS 1 or 2 message the store
+// refuses for space is neither queued nor sent to a persistent session:
+// the publisher is refused (v5: PUBACK 0x97, see handlePublish), and what
+// the session holds in memory stays what it holds on disk.
+func (s *Server) deliverLocked(sess *session, d delivery) (noSpace bool) {
 	if sess.discarded {
-		return
+		return false
 	}
 	if d.msg.props.has(propMessageExpiry) && d.msg.props.expired(s.cfg.Now().UnixNano()) {
 		s.stats.messagesExpired.Add(1)
-		return
+		return false
 	}
 	c := sess.conn
 	if d.qos == 0 {
 		if c == nil {
-			return // QoS 0 is not kept for offline clients
+			return false // QoS 0 is not kept for offline clients
 		}
 		var ok bool
 		v5 := c.v5 != nil
@@ -56,47 +63,67 @@ func (s *Server) deliverLocked(sess *session, d delivery) {
 		if ok {
 			s.stats.messagesOut.Add(1)
 		}
-		return
+		return false
 	}
 	if !s.chargeLocked(d) {
 		s.stats.queueEvicted.Add(1) // the budget is all in flight: the newest goes
-		return
+		return false
 	}
 	if c != nil && len(sess.queue) == 0 && len(sess.inflight) < c.inflightWindow() {
-		s.sendLocked(sess, c, d)
-		return
+		return s.sendLocked(sess, c, d, false)
 	}
 	if len(sess.queue) >= s.cfg.MaxQueuedMessages {
-		s.releaseLocked(s.queuePopLocked(sess)) // drop the oldest
+		s.queueDropLocked(sess) // drop the oldest
 		s.stats.queueDropped.Add(1)
 	}
-	s.queuePushLocked(sess, d)
+	if !s.queuePushLocked(sess, d) {
+		s.releaseLocked(d)
+		return true
+	}
+	return false
 }
 
-// sendLocked puts d in flight and queues its PUBLISH on c.
-// A message larger than a v5 client's Maximum Packet Size is dropped as if
-// delivered [MQTT-3.1.2-25].
-func (s *Server) sendLocked(sess *session, c *conn, d delivery) {
+// sendLocked puts d in flight and queues its PUBLISH on c; queued says d
+// was the head of sess's queue, just popped. A message larger than a v5
+// client's Maximum Packet Size is dropped as if delivered
+// [MQTT-3.1.2-25]. It reports whether the store refused d for space, which
+// only a message not queued before can be: a queued one moves in flight
+// with persist.SendQueued, which the store never refuses, so a message
+// acknowledged to its publisher stays durable however full the store is.
+func (s *Server) sendLocked(sess *session, c *conn, d delivery, queued bool) (noSpace bool) {
 	var now int64 // read only for a message that can expire
 	if d.msg.props.has(propMessageExpiry) {
 		if now = s.cfg.Now().UnixNano(); d.msg.props.expired(now) { // expired while queued [MQTT-3.3.2-5]
-			s.releaseLocked(d)
+			s.dropLocked(sess, d, queued)
 			s.stats.messagesExpired.Add(1)
-			return
+			return false
 		}
 	}
 	m := &inflightMessage{delivery: d, id: sess.nextIDLocked()}
 	wire := m.wire(sess, false, c.v5 != nil, now)
 	if !s.fits(c, len(wire)) {
-		s.releaseLocked(d)
-		return
+		s.dropLocked(sess, d, queued)
+		return false
+	}
+	if queued {
+		s.persistSessionOp(sess, persist.SendQueued(sess.clientID, m.id))
+	} else if s.persistedSession(sess) && s.persist.stage(persist.Send(sess.clientID, m.id, persistedMessage(d.msg, d.qos, d.retain))) {
+		s.releaseLocked(d) // staged before it is sent, so that a refusal sends nothing
+		return true
 	}
 	sess.inflight = append(sess.inflight, m)
-	if s.persistedSession(sess) {
-		s.persist.stage(persist.Send(sess.clientID, m.id, persistedMessage(d.msg, d.qos, d.retain)))
-	}
 	if c.enqueue(wire, nil, false) {
 		s.stats.messagesOut.Add(1)
+	}
+	return false
+}
+
+// dropLocked releases d, which sendLocked did not send; when it was the
+// head of sess's queue the store drops it there too.
+func (s *Server) dropLocked(sess *session, d delivery, queued bool) {
+	s.releaseLocked(d)
+	if queued {
+		s.persistSessionOp(sess, persist.Dequeue(sess.clientID))
 	}
 }
 
@@ -116,7 +143,7 @@ func (m *inflightMessage) wire(sess *session, dup, v5 bool, now int64) []byte {
 func (s *Server) fillWindowLocked(sess *session) {
 	c := sess.conn
 	for c != nil && len(sess.queue) > 0 && len(sess.inflight) < c.inflightWindow() {
-		s.sendLocked(sess, c, s.queuePopLocked(sess))
+		s.sendLocked(sess, c, s.queuePopLocked(sess), true)
 	}
 }
 

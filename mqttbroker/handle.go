@@ -99,7 +99,7 @@ func (c *conn) handlePublish(p *publishPacket) error {
 	}
 	s.stats.messagesIn.Add(1)
 	mark := s.persist.mark()
-	deliverOnward := true
+	deliverOnward, noSpace := true, false
 	if p.QoS == 2 {
 		sess := c.sess
 		sess.mu.Lock()
@@ -114,18 +114,19 @@ func (c *conn) handlePublish(p *publishPacket) error {
 				sess.unreleased = make(map[uint16]struct{})
 			}
 			sess.unreleased[p.ID] = struct{}{}
-			s.persistSessionOp(sess, persist.HoldInbound(sess.clientID, p.ID)) // durable by the barrier before PUBREC
+			// Durable by the barrier before PUBREC. Refused for space, the
+			// message is refused (not delivered) below.
+			noSpace = s.persistSessionOp(sess, persist.HoldInbound(sess.clientID, p.ID))
 		}
 		sess.mu.Unlock()
 	}
 	var refusal byte
-	refusedBefore := s.persist.refusedCount()
-	if deliverOnward {
+	if deliverOnward && !noSpace {
 		if refusal = s.publishRefusal(c.clientID, c.username, p.Topic); refusal == rcSuccess && !validPayloadFormat(p.Props, p.Payload) {
 			refusal = rcPayloadFormatInvalid // [MQTT-3.3.2-4] checked, as a server may
 		}
 		if refusal == rcSuccess {
-			s.route(&message{topic: p.Topic, payload: p.Payload, qos: p.QoS, retain: p.Retain, props: p.Props.forwarded()}, c.sess)
+			noSpace = s.route(&message{topic: p.Topic, payload: p.Payload, qos: p.QoS, retain: p.Retain, props: p.Props.forwarded()}, c.sess)
 		}
 	}
 	if p.QoS > 0 {
@@ -135,10 +136,15 @@ func (c *conn) handlePublish(p *publishPacket) error {
 			c.setReason(reasonInternalError)
 			return fmt.Errorf("make a publish durable: %w", err)
 		}
-		if refusal == rcSuccess && s.persist.refusedCount() != refusedBefore {
-			// The store was full for some of it (possibly another
-			// publisher's at the same moment: full either way).
+		if refusal == rcSuccess && noSpace {
+			// The store was full for a record this message needed; no
+			// session it was refused for holds it (see route).
 			if c.v5 == nil { // 3.1.1 has no negative PUBACK: close
+				if p.QoS == 2 && deliverOnward {
+					// The client sends it again: it must not be taken for
+					// a duplicate of a message never delivered.
+					c.forgetInbound(p.ID)
+				}
 				c.setReason(reasonInternalError)
 				return fmt.Errorf("publish to %q: %w", p.Topic, persist.ErrNoSpace)
 			}
@@ -156,15 +162,22 @@ func (c *conn) handlePublish(p *publishPacket) error {
 	case 2:
 		if ack.Reason >= 0x80 {
 			// A refusing PUBREC ends the flow: no PUBREL follows [MQTT-4.3.3-4].
-			c.sess.mu.Lock()
-			delete(c.sess.unreleased, p.ID)
-			s.persistSessionOp(c.sess, persist.ReleaseInbound(c.sess.clientID, p.ID))
-			c.sess.mu.Unlock()
+			c.forgetInbound(p.ID)
 		}
 		ack.Type = typePubrec
 		return c.send(ack)
 	}
 	return nil
+}
+
+// forgetInbound drops the inbound QoS 2 packet id, awaiting PUBREL, of a
+// message that was refused.
+func (c *conn) forgetInbound(id uint16) {
+	sess := c.sess
+	sess.mu.Lock()
+	delete(sess.unreleased, id)
+	c.s.persistSessionOp(sess, persist.ReleaseInbound(sess.clientID, id))
+	sess.mu.Unlock()
 }
 
 // mayPublish reports whether publishRefusal lets a message through.

@@ -31,17 +31,19 @@ type persistence struct {
 
 func (p *persistence) on() bool { return p != nil && p.store != nil }
 
-// stage stages ops; a refusal for space is counted (and Stats of the store
-// count it too), any other failure is the store's and fails every later
-// barrier.
-func (p *persistence) stage(ops ...persist.Op) {
+// stage stages ops and reports whether the store refused any for space;
+// a refusal is counted (and Stats of the store count it too), any other
+// failure is the store's and fails every later barrier.
+func (p *persistence) stage(ops ...persist.Op) (noSpace bool) {
 	if !p.on() {
-		return
+		return false
 	}
 	p.staged.Add(1)
 	if _, err := p.store.Stage(ops...); errors.Is(err, persist.ErrNoSpace) {
 		p.refused.Add(1)
+		return true
 	}
+	return false
 }
 
 // refusedCount is the number of records refused for space so far.
@@ -98,16 +100,16 @@ func restoredMessage(pm persist.Message) *message {
 	return m
 }
 
-func (s *Server) persistDelivery(sess *session, op func(clientID string, m persist.Message) persist.Op, d delivery) {
-	if s.persistedSession(sess) {
-		s.persist.stage(op(sess.clientID, persistedMessage(d.msg, d.qos, d.retain)))
-	}
+// persistDelivery stages a record carrying d for a persistent session
+// and reports whether the store refused it for space.
+func (s *Server) persistDelivery(sess *session, op func(clientID string, m persist.Message) persist.Op, d delivery) (noSpace bool) {
+	return s.persistedSession(sess) && s.persist.stage(op(sess.clientID, persistedMessage(d.msg, d.qos, d.retain)))
 }
 
-func (s *Server) persistSessionOp(sess *session, op persist.Op) {
-	if s.persistedSession(sess) {
-		s.persist.stage(op)
-	}
+// persistSessionOp stages op for a persistent session and reports whether
+// the store refused it for space (only records that add can be).
+func (s *Server) persistSessionOp(sess *session, op persist.Op) (noSpace bool) {
+	return s.persistedSession(sess) && s.persist.stage(op)
 }
 
 // persistSessionInfo stages a persistent session's existence and expiry.
@@ -115,21 +117,39 @@ func (s *Server) persistSessionInfo(sess *session) {
 	s.persistSessionOp(sess, persist.PutSession(persist.SessionInfo{ClientID: sess.clientID, ExpireAt: sess.expireAt}))
 }
 
-// persistRetained stages what set did to the retained store.
-func (s *Server) persistRetained(m *message, change retainedChange) {
+// persistRetained stages what set did to the retained store and reports
+// whether the store refused the message for space. Then it is not
+// retained in memory either: the previous message of the topic is gone
+// from both (the rule of the retained budget: a later subscriber is never
+// given a value the publisher replaced), and a restart brings back
+// nothing the running broker did not have.
+func (s *Server) persistRetained(m *message, change retainedChange) (noSpace bool) {
 	switch {
 	case !s.persist.on():
 	case len(m.payload) == 0 || change.refused && change.count < 0:
 		s.persist.stage(persist.DeleteRetained(m.topic))
 	case !change.refused:
-		s.persist.stage(persist.SetRetained(persistedMessage(m, m.qos, true)))
+		if !s.persist.stage(persist.SetRetained(persistedMessage(m, m.qos, true))) {
+			return false
+		}
+		if removed := s.retained.unset(m); removed.count != 0 {
+			s.stats.retained.Add(int64(removed.count))
+			s.stats.retainedBytes.Add(removed.bytes)
+			s.persist.stage(persist.DeleteRetained(m.topic)) // the previous one, if the store had it
+		}
+		return true
 	}
+	return false
 }
 
 // restore rebuilds retained messages and persistent sessions from st,
 // before the server accepts anything. Sessions that were online when the
-// broker stopped start their expiry now.
-func (s *Server) restore(st *persist.State) {
+// broker stopped start their expiry now. It returns the records that drop
+// from the store what the session budget had no room for, so that the
+// store holds what the sessions do (queuePushLocked says why): they are
+// a prefix of each queue, since the budget refuses only while nothing is
+// queued.
+func (s *Server) restore(st *persist.State) (dropped []persist.Op) {
 	for _, pm := range st.Retained {
 		m := restoredMessage(pm)
 		m.retain = true
@@ -160,16 +180,20 @@ func (s *Server) restore(st *persist.State) {
 		}
 		for _, in := range ps.Inflight {
 			d := delivery{msg: restoredMessage(in.Message), qos: in.QoS, retain: in.Retain}
-			if s.chargeLocked(d) {
-				sess.inflight = append(sess.inflight, &inflightMessage{delivery: d, id: in.PacketID, released: in.Released})
-				sess.lastID = in.PacketID
+			if !s.chargeLocked(d) {
+				dropped = append(dropped, persist.Acked(id, in.PacketID))
+				continue
 			}
+			sess.inflight = append(sess.inflight, &inflightMessage{delivery: d, id: in.PacketID, released: in.Released})
+			sess.lastID = in.PacketID
 		}
 		for _, pm := range ps.Queue {
 			d := delivery{msg: restoredMessage(pm), qos: pm.QoS, retain: pm.Retain}
-			if s.chargeLocked(d) {
-				s.queuePushLocked(sess, d)
+			if !s.chargeLocked(d) {
+				dropped = append(dropped, persist.Dequeue(id))
+				continue
 			}
+			s.queuePushLocked(sess, d) // persistence is not on yet: nothing is staged
 		}
 		for pid := range ps.Unreleased {
 			if sess.unreleased == nil {
@@ -182,4 +206,5 @@ func (s *Server) restore(st *persist.State) {
 		s.stats.sessions.Add(1)
 		s.stats.persistent.Add(1)
 	}
+	return dropped
 }

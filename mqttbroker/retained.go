@@ -116,6 +116,25 @@ func (r *retainedStore) set(m *message) retainedChange {
 	return change
 }
 
+// unset removes the retained message of m's topic if it is still m (set
+// keeps m's payload, so the payload's first byte identifies it): a
+// message stored by a later publish stays. m's payload is not empty.
+func (r *retainedStore) unset(m *message) retainedChange {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	levels := strings.Split(m.topic, "/")
+	n := r.root
+	for _, level := range levels {
+		if n = n.children[level]; n == nil {
+			return retainedChange{}
+		}
+	}
+	if n.msg == nil || len(n.msg.payload) == 0 || &n.msg.payload[0] != &m.payload[0] {
+		return retainedChange{}
+	}
+	return r.removeLocked(levels)
+}
+
 func (r *retainedStore) removeLocked(levels []string) retainedChange {
 	path := []*topicNode{r.root}
 	n := r.root

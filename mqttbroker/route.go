@@ -5,7 +5,15 @@ import "time"
 // route delivers a message to every matching subscription and keeps it if
 // it is retained. from is the publisher's session (nil for the broker's
 // own messages), which a No Local subscription of its own skips.
-func (s *Server) route(m *message, from *session) {
+//
+// It reports whether the store refused, for space, a record the message
+// needed: the publisher is then refused (v5: PUBACK 0x97, see
+// handlePublish). No session the refusal was for holds the message; a
+// QoS 1 or 2 message refused as retained is delivered to nobody. What
+// reached other sessions before the store filled stays delivered: a
+// fan-out is not atomic (MQTT asks it of no server), so a publisher that
+// retries may duplicate the message there, as QoS 1 allows.
+func (s *Server) route(m *message, from *session) (noSpace bool) {
 	if m.props.has(propMessageExpiry) {
 		m.props.expiresAt = s.cfg.Now().UnixNano() + int64(m.props.MessageExpiry)*int64(time.Second)
 	}
@@ -13,9 +21,11 @@ func (s *Server) route(m *message, from *session) {
 		// [MQTT-3.3.1-5] store it (replacing the previous one); an empty
 		// payload removes the retained message [MQTT-3.3.1-10].
 		change := s.retained.set(m)
-		s.persistRetained(m, change)
 		s.stats.retained.Add(int64(change.count))
 		s.stats.retainedBytes.Add(change.bytes)
+		if noSpace = s.persistRetained(m, change); noSpace && m.qos > 0 {
+			return true // refused to the publisher: not delivered either
+		}
 		if change.refused {
 			// Still delivered below: the budget limits what is kept, not
 			// what passes through.
@@ -35,8 +45,11 @@ func (s *Server) route(m *message, from *session) {
 		// [MQTT-3.3.5-1] one copy per session at the highest QoS granted by
 		// its matching subscriptions, never above the message's QoS; the
 		// retain flag kept for Retain As Published [MQTT-3.3.1-12].
-		s.deliver(sess, delivery{msg: m, qos: min(grant&0x03, m.qos), retain: m.retain && grant&optRetainAsPublished != 0})
+		if s.deliver(sess, delivery{msg: m, qos: min(grant&0x03, m.qos), retain: m.retain && grant&optRetainAsPublished != 0}) {
+			noSpace = true
+		}
 	})
+	return noSpace
 }
 
 // mergeGrants combines the grants of two subscriptions of one session that

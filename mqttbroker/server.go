@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/presenced/presenced/mqttbroker/persist"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -83,10 +84,14 @@ func New(cfg Config, sink EventSink) *Server {
 	s.retained.init(cfg.MaxRetainedMessages, cfg.MaxRetainedBytes)
 	s.budget.max = cfg.MaxSessionBytes
 	if cfg.Persistence != nil {
+		var dropped []persist.Op
 		if cfg.Persisted != nil {
-			s.restore(cfg.Persisted) // before anything is journaled: nothing of it is again
+			dropped = s.restore(cfg.Persisted) // before anything is journaled: nothing of it is again
 		}
 		s.persist = &persistence{store: cfg.Persistence}
+		if len(dropped) > 0 {
+			s.persist.stage(dropped...) // removals: never refused
+		}
 	}
 	s.reserve, _ = os.Open(os.DevNull)
 	if s.idle = newIdlePoller(); s.idle != nil {

@@ -94,9 +94,15 @@ func (s *Server) releaseLocked(d delivery) {
 	s.budget.bytes.Add(-cost)
 }
 
-// queuePushLocked appends a charged delivery to sess's queue. The caller
-// holds sess.mu.
-func (s *Server) queuePushLocked(sess *session, d delivery) {
+// queuePushLocked appends a charged delivery to sess's queue, and reports
+// false, queueing nothing, when the store refused it for space: the queue
+// in memory and the store's hold the same messages in the same order,
+// which the moves in flight (SendQueued) and drops (Dequeue) of its head
+// depend on. The caller holds sess.mu and releases what was refused.
+func (s *Server) queuePushLocked(sess *session, d delivery) (queued bool) {
+	if s.persistDelivery(sess, persist.Enqueue, d) {
+		return false
+	}
 	b := &s.budget
 	b.mu.Lock()
 	b.lastSeq++
@@ -118,11 +124,15 @@ func (s *Server) queuePushLocked(sess *session, d delivery) {
 	}
 	b.mu.Unlock()
 	sess.queue = append(sess.queue, d)
-	s.persistDelivery(sess, persist.Enqueue, d)
+	return true
 }
 
 // queuePopLocked removes and returns the head of sess's queue, still
-// charged. The caller holds sess.mu.
+// charged, in memory only: the caller stages what became of it, in one
+// record — persist.SendQueued when it goes in flight, persist.Dequeue when
+// it is dropped (see queueDropLocked) — since a removal and a re-add as
+// two records would lose the message from the store whenever the store,
+// full, refused the re-add. The caller holds sess.mu.
 func (s *Server) queuePopLocked(sess *session) delivery {
 	d := sess.queue[0]
 	sess.queue[0] = delivery{}
@@ -134,8 +144,13 @@ func (s *Server) queuePopLocked(sess *session) delivery {
 		sess.headSeq.Store(math.MaxUint64)
 	}
 	s.budget.queued.Add(-1)
-	s.persistSessionOp(sess, persist.Dequeue(sess.clientID))
 	return d
+}
+
+// queueDropLocked drops the head of sess's queue. The caller holds sess.mu.
+func (s *Server) queueDropLocked(sess *session) {
+	s.releaseLocked(s.queuePopLocked(sess))
+	s.persistSessionOp(sess, persist.Dequeue(sess.clientID))
 }
 
 // releaseAllLocked releases everything a discarded session held.
@@ -173,7 +188,7 @@ func (s *Server) evictOldest() {
 		// Sent or dropped meanwhile, it is no longer the head: then it is
 		// gone already.
 		if len(sess.queue) > 0 && sess.queue[0].seq == oldest.seq {
-			s.releaseLocked(s.queuePopLocked(sess))
+			s.queueDropLocked(sess)
 			s.stats.queueEvicted.Add(1)
 		}
 		sess.mu.Unlock()
