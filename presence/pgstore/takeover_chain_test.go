@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/presence/pgstore"
 	"github.com/presenced/presenced/presence/pgstore/pgtest"
 )
 
@@ -17,22 +18,13 @@ import (
 // TestTakeoversNeverShowOffline caught now and then under load.
 func TestTakeoverChainNeverShowsOffline(t *testing.T) {
 	s := pgtest.NewStore(t)
-	takeover := func(e presence.Event, by string) presence.Event {
-		e.Reason, e.TakeoverBy = presence.ReasonTakeover, by
-		return e
-	}
 	mustApply(t, s, ev("c", "X", presence.EventConnect, 1))
-	states, asOf, err := s.Snapshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	view := presence.NewView(1000)
-	view.Load(states, asOf)
+	view, asOf := loadedView(t, s)
 
 	// B1: Y opens, X closes (taken over by Y). A read moves the
 	// watermark past B1; its rows are not given to the view (another
 	// read of the same feed, or the sample of this one, came first).
-	mustApply(t, s, ev("c", "Y", presence.EventConnect, 2), takeover(ev("c", "X", presence.EventTCPClean, 3), "Y"))
+	mustApply(t, s, ev("c", "Y", presence.EventConnect, 2), takenOver(ev("c", "X", presence.EventTCPClean, 3), "Y"))
 	if _, err := s.ChangesSince(ctx, asOf, 100); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +39,7 @@ func TestTakeoverChainNeverShowsOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	// B2, committed: Z opens, Y closes (taken over by Z).
-	mustApply(t, s, ev("c", "Z", presence.EventConnect, 5), takeover(ev("c", "Y", presence.EventTCPClean, 6), "Z"))
+	mustApply(t, s, ev("c", "Z", presence.EventConnect, 5), takenOver(ev("c", "Y", presence.EventTCPClean, 6), "Z"))
 
 	changes, err := s.ChangesSince(ctx, asOf, 100)
 	if err != nil {
@@ -91,23 +83,14 @@ func TestTakeoverChainNeverShowsOffline(t *testing.T) {
 // hand on A's close without its successors, and A would show offline.
 func TestHoldBackKeepsOtherTakeoversWithTheirSuccessors(t *testing.T) {
 	s := pgtest.NewStore(t)
-	takeover := func(e presence.Event, by string) presence.Event {
-		e.Reason, e.TakeoverBy = presence.ReasonTakeover, by
-		return e
-	}
 	mustApply(t, s, ev("a", "A1", presence.EventConnect, 1), ev("b", "B1", presence.EventConnect, 1))
-	states, asOf, err := s.Snapshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	view := presence.NewView(1000)
-	view.Load(states, asOf)
+	view, asOf := loadedView(t, s)
 
 	// A1 → A2, B1 → B2, A2 → A3, each batch committed: in seq order A1's
 	// close, B1's close, A3's connect, A2's close.
-	mustApply(t, s, ev("a", "A2", presence.EventConnect, 2), takeover(ev("a", "A1", presence.EventTCPClean, 3), "A2"))
-	mustApply(t, s, ev("b", "B2", presence.EventConnect, 4), takeover(ev("b", "B1", presence.EventTCPClean, 5), "B2"))
-	mustApply(t, s, ev("a", "A3", presence.EventConnect, 6), takeover(ev("a", "A2", presence.EventTCPClean, 7), "A3"))
+	mustApply(t, s, ev("a", "A2", presence.EventConnect, 2), takenOver(ev("a", "A1", presence.EventTCPClean, 3), "A2"))
+	mustApply(t, s, ev("b", "B2", presence.EventConnect, 4), takenOver(ev("b", "B1", presence.EventTCPClean, 5), "B2"))
+	mustApply(t, s, ev("a", "A3", presence.EventConnect, 6), takenOver(ev("a", "A2", presence.EventTCPClean, 7), "A3"))
 	// A read moves the watermark past all of that (its rows are another
 	// reader's).
 	if _, err := s.ChangesSince(ctx, asOf, 100); err != nil {
@@ -123,7 +106,7 @@ func TestHoldBackKeepsOtherTakeoversWithTheirSuccessors(t *testing.T) {
 	if _, err := s.BeginApply(ctx, tx, []presence.Event{ev("other", "o1", presence.EventConnect, 8)}); err != nil {
 		t.Fatal(err)
 	}
-	mustApply(t, s, ev("b", "B3", presence.EventConnect, 9), takeover(ev("b", "B2", presence.EventTCPClean, 10), "B3"))
+	mustApply(t, s, ev("b", "B3", presence.EventConnect, 9), takenOver(ev("b", "B2", presence.EventTCPClean, 10), "B3"))
 
 	apply := func(changes []presence.ChannelState) {
 		t.Helper()
@@ -168,21 +151,12 @@ func TestHoldBackKeepsOtherTakeoversWithTheirSuccessors(t *testing.T) {
 // successor along.
 func TestHoldBackAtAFullPage(t *testing.T) {
 	s := pgtest.NewStore(t)
-	takeover := func(e presence.Event, by string) presence.Event {
-		e.Reason, e.TakeoverBy = presence.ReasonTakeover, by
-		return e
-	}
 	mustApply(t, s, ev("a", "A1", presence.EventConnect, 1))
-	states, asOf, err := s.Snapshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	view := presence.NewView(1000)
-	view.Load(states, asOf)
+	view, asOf := loadedView(t, s)
 	// In seq order: o1's connect, A1's close, A3's connect, A2's close.
 	mustApply(t, s, ev("other", "o1", presence.EventConnect, 2))
-	mustApply(t, s, ev("a", "A2", presence.EventConnect, 3), takeover(ev("a", "A1", presence.EventTCPClean, 4), "A2"))
-	mustApply(t, s, ev("a", "A3", presence.EventConnect, 5), takeover(ev("a", "A2", presence.EventTCPClean, 6), "A3"))
+	mustApply(t, s, ev("a", "A2", presence.EventConnect, 3), takenOver(ev("a", "A1", presence.EventTCPClean, 4), "A2"))
+	mustApply(t, s, ev("a", "A3", presence.EventConnect, 5), takenOver(ev("a", "A2", presence.EventTCPClean, 6), "A3"))
 
 	cursor, reads := asOf, 0
 	for ; reads < 10; reads++ {
@@ -203,4 +177,23 @@ func TestHoldBackAtAFullPage(t *testing.T) {
 	if open := view.OpenChannelsOf("a"); len(open) != 1 || open[0].ChannelID != "A3" {
 		t.Fatalf("client a after %d reads: open %+v, want A3", reads, open)
 	}
+}
+
+// takenOver makes e a takeover's tcpclean, naming its successor by.
+func takenOver(e presence.Event, by string) presence.Event {
+	e.Reason, e.TakeoverBy = presence.ReasonTakeover, by
+	return e
+}
+
+// loadedView returns a view loaded from a snapshot of s, and the seq the
+// snapshot is as of.
+func loadedView(t *testing.T, s *pgstore.Store) (*presence.View, int64) {
+	t.Helper()
+	states, asOf, err := s.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := presence.NewView(1000)
+	view.Load(states, asOf)
+	return view, asOf
 }
