@@ -3,6 +3,8 @@ package pgstore_test
 import (
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/presence/pgstore"
 	"github.com/presenced/presenced/presence/pgstore/pgtest"
@@ -25,19 +27,9 @@ func TestTakeoverChainNeverShowsOffline(t *testing.T) {
 	// watermark past B1; its rows are not given to the view (another
 	// read of the same feed, or the sample of this one, came first).
 	mustApply(t, s, ev("c", "Y", presence.EventConnect, 2), takenOver(ev("c", "X", presence.EventTCPClean, 3), "Y"))
-	if _, err := s.ChangesSince(ctx, asOf, 100); err != nil {
-		t.Fatal(err)
-	}
 	// A writer of another client takes a seq and stays open: the
 	// watermark cannot pass it.
-	tx, err := s.Pool().Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := s.BeginApply(ctx, tx, []presence.Event{ev("other", "o1", presence.EventConnect, 4)}); err != nil {
-		t.Fatal(err)
-	}
+	tx := holdWatermark(t, s, asOf, 4)
 	// B2, committed: Z opens, Y closes (taken over by Z).
 	mustApply(t, s, ev("c", "Z", presence.EventConnect, 5), takenOver(ev("c", "Y", presence.EventTCPClean, 6), "Z"))
 
@@ -93,19 +85,9 @@ func TestHoldBackKeepsOtherTakeoversWithTheirSuccessors(t *testing.T) {
 	mustApply(t, s, ev("a", "A3", presence.EventConnect, 6), takenOver(ev("a", "A2", presence.EventTCPClean, 7), "A3"))
 	// A read moves the watermark past all of that (its rows are another
 	// reader's).
-	if _, err := s.ChangesSince(ctx, asOf, 100); err != nil {
-		t.Fatal(err)
-	}
 	// A writer of another client stays open, and B2 → B3 commits above
 	// the watermark: B2's row leaves the next read.
-	tx, err := s.Pool().Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := s.BeginApply(ctx, tx, []presence.Event{ev("other", "o1", presence.EventConnect, 8)}); err != nil {
-		t.Fatal(err)
-	}
+	tx := holdWatermark(t, s, asOf, 8)
 	mustApply(t, s, ev("b", "B3", presence.EventConnect, 9), takenOver(ev("b", "B2", presence.EventTCPClean, 10), "B3"))
 
 	apply := func(changes []presence.ChannelState) {
@@ -196,4 +178,25 @@ func loadedView(t *testing.T, s *pgstore.Store) (*presence.View, int64) {
 	view := presence.NewView(1000)
 	view.Load(states, asOf)
 	return view, asOf
+}
+
+// holdWatermark reads the feed after asOf, which moves the watermark past
+// everything committed (the rows are another reader's), then leaves a
+// writer of another client open with an event at time at: the watermark
+// cannot pass it until the test commits or rolls back the transaction
+// returned.
+func holdWatermark(t *testing.T, s *pgstore.Store, asOf, at int64) pgx.Tx {
+	t.Helper()
+	if _, err := s.ChangesSince(ctx, asOf, 100); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(ctx) })
+	if _, err := s.BeginApply(ctx, tx, []presence.Event{ev("other", "o1", presence.EventConnect, at)}); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }
