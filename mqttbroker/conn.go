@@ -202,6 +202,13 @@ func (c *conn) armKeepalive() {
 
 // idleExpired closes a parked connection whose keepalive ran out.
 func (c *conn) idleExpired() {
+	// The timer's goroutine is not the server's: counted, it may take the
+	// connection up (a goroutine of its own) while Shutdown runs. Once
+	// Shutdown has begun it kicks the connection itself.
+	if !c.s.enter() {
+		return
+	}
+	defer c.s.wg.Done()
 	if !c.s.idle.expire(c) {
 		return // taken up meanwhile: its reads enforce the deadline
 	}

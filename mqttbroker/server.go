@@ -107,16 +107,28 @@ func New(cfg Config, sink EventSink) *Server {
 // goFunc runs fn in a goroutine owned by the server: Shutdown waits for it.
 // It refuses (returns false) once Shutdown has begun.
 func (s *Server) goFunc(fn func()) bool {
+	if !s.enter() {
+		return false
+	}
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// enter counts the calling goroutine in the server's WaitGroup, so that
+// Shutdown waits for it (the caller calls s.wg.Done when it ends), unless
+// Shutdown has begun: then it reports false. A goroutine the server did
+// not start (a timer's) enters before it may start others: an Add while
+// Shutdown waits on an idle WaitGroup is a panic.
+func (s *Server) enter() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
 	}
 	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		fn()
-	}()
 	return true
 }
 
@@ -233,8 +245,9 @@ func (s *Server) pollIdle(idle *idlePoller) {
 }
 
 // takeUp runs the reading side of a connection taken out of the idle
-// poller on a new goroutine. The caller is the poller's goroutine, or holds
-// a connection that Shutdown has yet to kick, so the WaitGroup is not idle.
+// poller on a new goroutine. The caller is counted in the WaitGroup (the
+// poller's goroutine, a timer that entered) or is Shutdown kicking while
+// the poller still runs, so the WaitGroup is not idle.
 func (s *Server) takeUp(c *conn) {
 	s.wg.Add(1)
 	go c.readLoop()
