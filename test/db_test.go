@@ -11,9 +11,13 @@ import (
 // storedEvent is a row of the events table, read directly from Postgres as
 // independent evidence of what presenced stored.
 type storedEvent struct {
-	ChannelID string
-	EventType string
-	Reason    string
+	ChannelID  string
+	EventType  string
+	Reason     string
+	Seq        int64
+	Xmin       string // the transaction that stored it
+	TakeoverBy string
+	AppliedAt  time.Time
 }
 
 // storedEvents returns the events stored for clientID in arrival order.
@@ -26,7 +30,7 @@ func storedEvents(t *testing.T, dbURL, clientID string) []storedEvent {
 		t.Fatalf("connect to %s: %v", dbURL, err)
 	}
 	defer conn.Close(ctx)
-	rows, _ := conn.Query(ctx, `SELECT channel_id, event_type, coalesce(reason, '') FROM events WHERE client_id = $1 ORDER BY seq`, clientID)
+	rows, _ := conn.Query(ctx, `SELECT channel_id, event_type, coalesce(reason, ''), seq, xmin::text, takeover_by, applied_at FROM events WHERE client_id = $1 ORDER BY seq`, clientID)
 	events, err := pgx.CollectRows(rows, pgx.RowToStructByPos[storedEvent])
 	if err != nil {
 		t.Fatalf("query events of %q: %v", clientID, err)

@@ -186,26 +186,8 @@ func waitNoneHeld(t *testing.T, dbURL string, timeout time.Duration) {
 // transaction that stored each, to tell how a blip came about.
 func logClientHistory(t *testing.T, dbURL, clientID string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Errorf("connect: %v", err)
-		return
-	}
-	defer conn.Close(ctx)
-	rows, _ := conn.Query(ctx, `SELECT seq, xmin::text, channel_id, event_type, coalesce(reason, ''), takeover_by, applied_at
-		FROM events WHERE client_id = $1 ORDER BY seq`, clientID)
-	var (
-		seq                                  int64
-		xmin, channel, typ, reason, takeover string
-		applied                              time.Time
-	)
 	t.Logf("stored events of %s (seq xmin channel type reason takeover_by applied_at):", clientID)
-	if _, err := pgx.ForEachRow(rows, []any{&seq, &xmin, &channel, &typ, &reason, &takeover, &applied}, func() error {
-		t.Logf("  %d %s %.8s %s %s %.8s %s", seq, xmin, channel, typ, reason, takeover, applied.Format("15:04:05.000000"))
-		return nil
-	}); err != nil {
-		t.Errorf("read events: %v", err)
+	for _, e := range storedEvents(t, dbURL, clientID) {
+		t.Logf("  %d %s %.8s %s %s %.8s %s", e.Seq, e.Xmin, e.ChannelID, e.EventType, e.Reason, e.TakeoverBy, e.AppliedAt.Format("15:04:05.000000"))
 	}
 }

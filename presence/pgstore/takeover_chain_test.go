@@ -53,14 +53,7 @@ func TestTakeoverChainNeverShowsOffline(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	after := asOf
-	if len(changes) > 0 {
-		after = changes[len(changes)-1].Seq
-	}
-	changes, err = s.ChangesSince(ctx, after, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
+	changes = readAfter(t, s, asOf, changes)
 	apply(changes)
 	st, _ := view.Lookup("c")
 	if !st.Online || st.OpenChannels != 1 {
@@ -112,14 +105,7 @@ func TestHoldBackKeepsOtherTakeoversWithTheirSuccessors(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	after := asOf
-	if len(changes) > 0 {
-		after = changes[len(changes)-1].Seq
-	}
-	if changes, err = s.ChangesSince(ctx, after, 100); err != nil {
-		t.Fatal(err)
-	}
-	apply(changes)
+	apply(readAfter(t, s, asOf, changes))
 	for id, channel := range map[string]string{"a": "A3", "b": "B3"} {
 		if open := view.OpenChannelsOf(id); len(open) != 1 || open[0].ChannelID != channel {
 			t.Errorf("client %s after the takeovers: open %+v, want %s", id, open, channel)
@@ -199,4 +185,19 @@ func holdWatermark(t *testing.T, s *pgstore.Store, asOf, at int64) pgx.Tx {
 		t.Fatal(err)
 	}
 	return tx
+}
+
+// readAfter reads the feed on from the last of the changes read before
+// (from asOf when there were none).
+func readAfter(t *testing.T, s *pgstore.Store, asOf int64, changes []presence.ChannelState) []presence.ChannelState {
+	t.Helper()
+	after := asOf
+	if len(changes) > 0 {
+		after = changes[len(changes)-1].Seq
+	}
+	next, err := s.ChangesSince(ctx, after, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return next
 }
