@@ -157,7 +157,7 @@ func (p *proc) start(extraArgs ...string) {
 	p.t.Cleanup(func() { // after kill (cleanups run last first)
 		if p.t.Failed() {
 			p.t.Logf("presenced %s (%s): its warnings and errors\n%s", command, p.HTTPAddr, warnings(logs.String(), 60))
-			if dir := os.Getenv("PRESENCED_TEST_LOG_DIR"); dir != "" {
+			if dir := os.Getenv("PRESENCE_TEST_LOG_DIR"); dir != "" {
 				_ = os.WriteFile(filepath.Join(dir, command+"-"+p.HTTPAddr+".log"), []byte(logs.String()), 0o644)
 			}
 		}
