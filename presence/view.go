@@ -29,6 +29,11 @@ type ChannelState struct {
 	Reason Reason
 	// LastEventAt is the broker time of the newest event of the channel (ms).
 	LastEventAt int64
+	// OnlineSince is set only in a snapshot's per-client state (ChannelID
+	// empty): when the client's current online period began (ms), which
+	// may be a channel closed since — a takeover's, or one that overlapped
+	// it. 0 when not known: the earliest connect of its open channels.
+	OnlineSince int64
 	// Seq is the store sequence number of the newest event applied to the
 	// channel; changes are fed to the View in ascending Seq order.
 	Seq int64
@@ -241,8 +246,9 @@ func (c *clientEntry) index(channelID string) int {
 // Load replaces the whole view with a snapshot of the store taken as of
 // asOfSeq: the states of every open channel, and for every other client one
 // closed state that carries its last event time. Open channels of a client
-// may come in any order; its online period is taken to begin at the
-// earliest connect among them. The view is current afterwards.
+// may come in any order; its online period begins at the OnlineSince a
+// state carries, else at the earliest connect among them. The view is
+// current afterwards.
 //
 // Load returns the clients whose online state differs from the view it
 // replaces (none on the first load), sorted by client id. Their Channel
@@ -258,6 +264,9 @@ func (v *View) Load(states []ChannelState, asOfSeq int64) []Change {
 			fresh[s.ClientID] = c
 		}
 		c.lastEventAt = max(c.lastEventAt, s.LastEventAt)
+		if s.OnlineSince > 0 {
+			c.onlineSince = s.OnlineSince
+		}
 		if s.Open && c.index(s.ChannelID) < 0 {
 			c.open = append(c.open, newOpenChannel(s))
 			open++
@@ -267,8 +276,11 @@ func (v *View) Load(states []ChannelState, asOfSeq int64) []Change {
 		}
 	}
 	for _, c := range fresh {
-		if len(c.open) > 0 {
-			c.onlineSince = c.earliestConnect()
+		switch earliest := c.earliestConnect(); {
+		case len(c.open) == 0:
+			c.onlineSince = 0
+		case c.onlineSince == 0 || earliest > 0 && earliest < c.onlineSince:
+			c.onlineSince = earliest
 		}
 	}
 

@@ -108,7 +108,15 @@ func runTakeovers(t *testing.T, mqttAddr string, api *proc, dbURL string) {
 			t.Errorf("%s after %d takeovers: %+v, want online on one channel since %v", id, rounds, st, since[id])
 		}
 	}
-	t.Logf("%d takeovers; %d GETs during them, all online with since unchanged", clients*rounds, polls)
+	// An API process that starts now, and so never saw the takeovers,
+	// answers the same since: it learns the period's start from the store.
+	fresh := startAPIOnly(t, dbURL)
+	for _, id := range ids {
+		if st := fresh.status(id); !st.Online || st.Since == nil || !st.Since.Equal(since[id]) {
+			t.Errorf("%s from an API process started after the takeovers: %+v (since %v), want online since %v", id, st, st.Since, since[id])
+		}
+	}
+	t.Logf("%d takeovers; %d GETs during them, all online with since unchanged, also from a new API process", clients*rounds, polls)
 }
 
 // poller asks GET /clients/{id}/online for each id in turn until stopped,

@@ -179,7 +179,8 @@ const newerChannelsSQL = `SELECT DISTINCT client_id FROM channels WHERE client_i
 
 // Snapshot returns the state a view starts from, read in one consistent
 // snapshot: every open channel, then one closed state per online client
-// that carries the client's newest event time (ChannelID empty), and
+// that carries the client's newest event time and the start of its online
+// period (ChannelID empty; snapshotClientsSQL), and
 // asOfSeq, the feed's watermark in that snapshot: every change up to it is
 // final and in the snapshot, so following the feed from asOfSeq misses
 // nothing; it repeats at most changes the snapshot already holds (those
@@ -266,23 +267,72 @@ func readSnapshot(ctx context.Context, q querier, asOfSeq int64) ([]presence.Cha
 		return nil, err
 	}
 	// An online client's newest event may be on a closed channel (the
-	// old channel of a takeover closes after the new one opened).
-	rows, _ = q.Query(ctx, `SELECT client_id, max(greatest(connect_at, disconnect_at, tcpclean_at))
-		FROM channels
-		WHERE client_id IN (SELECT client_id FROM channels WHERE has_connect AND NOT has_tcpclean)
-		GROUP BY client_id`)
+	// old channel of a takeover closes after the new one opened), and so
+	// may the start of its online period (snapshotClientsSQL).
+	rows, _ = q.Query(ctx, snapshotClientsSQL)
 	var (
-		clientID string
-		last     *int64
+		clientID    string
+		last, since *int64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&clientID, &last}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&clientID, &last, &since}, func() error {
+		st := presence.ChannelState{ClientID: clientID, Seq: asOfSeq}
 		if last != nil {
-			states = append(states, presence.ChannelState{ClientID: clientID, LastEventAt: *last, Seq: asOfSeq})
+			st.LastEventAt = *last
 		}
+		if since != nil {
+			st.OnlineSince = *since
+		}
+		states = append(states, st)
 		return nil
 	})
 	return states, err
 }
+
+// snapshotClientsSQL returns, for each online client, the time of its
+// newest event and when its current online period began: the start of the
+// merged span of its channels (connect to tcpclean, broker time) that
+// reaches now, as OnlineIntervals merges them. A view that followed the
+// feed kept that start through takeovers and overlapping connections; a
+// view loaded later learns it here, so that every API process, and one
+// restarted, answers the same since.
+//
+// The walk back (spans) reads only the clients with a channel that closed
+// after their earliest open channel connected (overlapped): for the
+// others the period began at that connect. Their channels are ordered by
+// end, open ones first; a channel that ended before every later-ending one
+// began (gap) ends the walk, and the period began at the earliest connect
+// before it. Channel id breaks ties, so that both windows see one order.
+const snapshotClientsSQL = `
+WITH online AS (
+    SELECT client_id, min(connect_at) AS open_since
+    FROM channels WHERE has_connect AND NOT has_tcpclean
+    GROUP BY client_id
+), per_client AS (
+    SELECT o.client_id, o.open_since,
+           max(greatest(c.connect_at, c.disconnect_at, c.tcpclean_at)) AS last_at,
+           bool_or(c.has_connect AND c.has_tcpclean AND c.tcpclean_at >= o.open_since) AS overlapped
+    FROM online o JOIN channels c ON c.client_id = o.client_id
+    GROUP BY o.client_id, o.open_since
+), spans AS (
+    SELECT c.client_id, c.channel_id, c.connect_at,
+           CASE WHEN c.has_tcpclean THEN c.tcpclean_at END AS ended_at
+    FROM per_client p JOIN channels c ON c.client_id = p.client_id
+    WHERE p.overlapped AND c.has_connect
+), gaps AS (
+    SELECT client_id, channel_id, connect_at, ended_at,
+           coalesce(ended_at < min(connect_at) OVER (PARTITION BY client_id ORDER BY ended_at DESC NULLS FIRST, channel_id
+                                                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), false) AS gap
+    FROM spans
+), walked AS (
+    SELECT client_id, connect_at,
+           bool_or(gap) OVER (PARTITION BY client_id ORDER BY ended_at DESC NULLS FIRST, channel_id
+                              ROWS UNBOUNDED PRECEDING) AS past_gap
+    FROM gaps
+)
+SELECT p.client_id, p.last_at, coalesce(w.since, p.open_since)
+FROM per_client p
+LEFT JOIN (SELECT client_id, min(connect_at) AS since FROM walked WHERE NOT past_gap GROUP BY client_id) w
+       ON w.client_id = p.client_id`
 
 func scanStates(rows pgx.Rows, states []presence.ChannelState) ([]presence.ChannelState, error) {
 	var (

@@ -156,3 +156,66 @@ func viewStatus(v *presence.View, clientID string) presence.Status {
 	st, _ := v.Lookup(clientID)
 	return st
 }
+
+// A snapshot tells when each online client's current online period
+// began, walking back over the channels that closed after a later one
+// opened, as a view that followed the feed throughout kept it: the
+// takeovers and overlapping connections of a period are no gap, a channel
+// that closed before the next one connected is.
+func TestSnapshotOnlineSinceWalksBackOverTakeoversAndOverlaps(t *testing.T) {
+	s := pgtest.NewStore(t)
+	takeover := func(client, channel, by string, at int64) presence.Event {
+		e := withReason(ev(client, channel, presence.EventTCPClean, at), presence.ReasonTakeover)
+		e.TakeoverBy = by
+		return e
+	}
+	mustApply(t, s,
+		// a chain of takeovers, the second close at the same ms as its successor's connect
+		ev("take", "t1", presence.EventConnect, 100), ev("take", "t2", presence.EventConnect, 200),
+		takeover("take", "t1", "t2", 201), ev("take", "t3", presence.EventConnect, 300),
+		takeover("take", "t2", "t3", 300),
+		// offline from 150 to 200
+		ev("gap", "g1", presence.EventConnect, 100), ev("gap", "g1", presence.EventTCPClean, 150),
+		ev("gap", "g2", presence.EventConnect, 200),
+		// an older period, then one that an overlap carries
+		ev("overlap", "o0", presence.EventConnect, 10), ev("overlap", "o0", presence.EventTCPClean, 50),
+		ev("overlap", "o1", presence.EventConnect, 100), ev("overlap", "o2", presence.EventConnect, 150),
+		ev("overlap", "o1", presence.EventTCPClean, 180),
+		// n1 overlaps the open n3, and n2, which began before it, overlaps n1
+		ev("nested", "n1", presence.EventConnect, 100), ev("nested", "n1", presence.EventTCPClean, 500),
+		ev("nested", "n2", presence.EventConnect, 50), ev("nested", "n2", presence.EventTCPClean, 120),
+		ev("nested", "n3", presence.EventConnect, 400),
+		ev("plain", "p1", presence.EventConnect, 700),
+		// offline now: not in the snapshot
+		ev("left", "l1", presence.EventConnect, 100), ev("left", "l2", presence.EventConnect, 110),
+		ev("left", "l1", presence.EventTCPClean, 120), ev("left", "l2", presence.EventTCPClean, 130),
+	)
+	states, _, err := s.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := map[string]int64{}
+	for _, st := range states {
+		if st.ChannelID == "" {
+			since[st.ClientID] = st.OnlineSince - baseTime
+		}
+	}
+	want := map[string]int64{"take": 100, "gap": 200, "overlap": 100, "nested": 50, "plain": 700}
+	if len(since) != len(want) {
+		t.Errorf("online clients in the snapshot: %v, want %v", since, want)
+	}
+	for client, at := range want {
+		if since[client] != at {
+			t.Errorf("%s: online since %d, want %d", client, since[client], at)
+		}
+	}
+
+	// A view loaded from it answers those.
+	view := presence.NewView(0)
+	view.Load(states, 0)
+	for client, at := range want {
+		if st, _ := view.Lookup(client); !st.Online || st.Since == nil || st.Since.UnixMilli()-baseTime != at {
+			t.Errorf("view: %s answered %+v, want online since %d", client, st, at)
+		}
+	}
+}
