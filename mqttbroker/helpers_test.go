@@ -340,3 +340,6 @@ func connectAs(t *testing.T, addr string, p connectPacket, wantPresent bool) *ra
 	}
 	return c
 }
+
+// encodePacket returns the wire encoding of p.
+func encodePacket(p packet) []byte { return p.appendTo(nil) }

@@ -171,6 +171,3 @@ func decodePacket(first byte, body []byte) (packet, error) {
 	}
 	return nil, malformed("MQTT-2.2.1", "reserved packet type %d", t)
 }
-
-// encodePacket returns the wire encoding of p.
-func encodePacket(p packet) []byte { return p.appendTo(nil) }

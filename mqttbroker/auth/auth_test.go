@@ -206,7 +206,7 @@ func TestBrokerWithAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	device, err := connect("GID_x@@@d1", "AK1", Sign("SK1", "GID_x"))
+	device, err := connect("GID_x@@@d1", "AK1", sign([]byte("SK1"), "GID_x"))
 	if err != nil {
 		t.Fatal(err)
 	}

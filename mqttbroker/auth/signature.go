@@ -111,11 +111,7 @@ func ParseAccessKeys(r io.Reader, name string, instanceIDs []string) (*Signature
 	return NewSignature(secrets, instanceIDs), nil
 }
 
-// Sign returns the password a client computes: Base64(HMAC-SHA1(secretKey, text)).
-func Sign(secretKey, text string) string {
-	return sign([]byte(secretKey), text)
-}
-
+// sign returns the password a client computes: Base64(HMAC-SHA1(secretKey, text)).
 func sign(secretKey []byte, text string) string {
 	mac := hmac.New(sha1.New, secretKey)
 	mac.Write([]byte(text))

@@ -51,7 +51,7 @@ func TestAliyunPasswordMatchesTheKnownVector(t *testing.T) {
 	if got := aliyunPassword(docSecretKey, "GID_Test"); got != docGroupIDPassword {
 		t.Fatalf("aliyunPassword(group id) = %s, want %s", got, docGroupIDPassword)
 	}
-	if got := Sign(docSecretKey, docClientID); got != docClientIDPassword {
+	if got := sign([]byte(docSecretKey), docClientID); got != docClientIDPassword {
 		t.Fatalf("Sign = %s, want %s", got, docClientIDPassword)
 	}
 }

@@ -73,17 +73,6 @@ func (s *Store) encodeStateLocked() ([]byte, uint64) {
 	return buf, count
 }
 
-// compactWith runs every step with the encoded state, in the caller's
-// goroutine.
-func (s *Store) compactWith(snap []byte, count uint64) {
-	gen, err := s.startJournal()
-	if err != nil {
-		s.compactionFailed(err)
-		return
-	}
-	s.finishCompaction(snap, count, gen)
-}
-
 // compactInBackground takes step 1 and leaves the others to a goroutine
 // the flusher waits for before it returns.
 func (s *Store) compactInBackground(snap []byte, count uint64) {

@@ -75,3 +75,14 @@ func TestCrashDuringCompactionAtEachStep(t *testing.T) {
 		}
 	}
 }
+
+// compactWith runs every step with the encoded state, in the caller's
+// goroutine.
+func (s *Store) compactWith(snap []byte, count uint64) {
+	gen, err := s.startJournal()
+	if err != nil {
+		s.compactionFailed(err)
+		return
+	}
+	s.finishCompaction(snap, count, gen)
+}

@@ -177,24 +177,6 @@ func isTakeoverClose(st presence.ChannelState) bool {
 // after seq $2 (channels_client_last_seq).
 const newerChannelsSQL = `SELECT DISTINCT client_id FROM channels WHERE client_id = ANY($1::text[]) AND last_seq > $2`
 
-// Snapshot returns the state a view starts from, read in one consistent
-// snapshot: every open channel, then one closed state per online client
-// that carries the client's newest event time and the start of its online
-// period (ChannelID empty; snapshotClientsSQL), and
-// asOfSeq, the feed's watermark in that snapshot: every change up to it is
-// final and in the snapshot, so following the feed from asOfSeq misses
-// nothing; it repeats at most changes the snapshot already holds (those
-// after asOfSeq that were committed when it was read).
-//
-// Offline clients are not part of it: the view holds only some of them,
-// and learns those from the feed and from lookups (presence.View). The
-// snapshot's size, and the view's memory, follow the online set, not the
-// history.
-func (s *Store) Snapshot(ctx context.Context) (states []presence.ChannelState, asOfSeq int64, err error) {
-	states, asOfSeq, err = s.snapshot(ctx, s.pool)
-	return states, asOfSeq, storeErr("read view snapshot", err)
-}
-
 var snapshotTx = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 
 // snapshotConn is what a snapshot is read on: the pool or a connection.
@@ -210,15 +192,21 @@ const maxSnapshotWaits = 25
 // errNotFinal asks snapshot to read again, later.
 var errNotFinal = errors.New("the newest seqs are not final yet")
 
-// newestSeq is the highest last_seq committed (an index lookup on
-// channels_last_seq): the head of the feed, which may not be final yet.
-func newestSeq(ctx context.Context, q querier) (int64, error) {
-	var seq int64
-	err := q.QueryRow(ctx, "SELECT coalesce(max(last_seq), 0) FROM channels").Scan(&seq)
-	return seq, err
-}
-
-// snapshot reads a Snapshot on c. Its asOfSeq is the watermark, so it
+// snapshot reads the state a view starts from, in one consistent
+// snapshot: every open channel, then one closed state per online client
+// that carries the client's newest event time and the start of its online
+// period (ChannelID empty; snapshotClientsSQL), and asOfSeq, the feed's
+// watermark in that snapshot: every change up to it is final and in the
+// snapshot, so following the feed from asOfSeq misses nothing; it repeats
+// at most changes the snapshot already holds (those after asOfSeq that
+// were committed when it was read).
+//
+// Offline clients are not part of it: the view holds only some of them,
+// and learns those from the feed and from lookups (presence.View). The
+// snapshot's size, and the view's memory, follow the online set, not the
+// history.
+//
+// Its asOfSeq is the watermark, so it
 // first samples the seqs handed out so far and waits, a few milliseconds
 // at most while writers are busy, for the sample to become final: a
 // snapshot whose asOfSeq lagged far behind would make its follower read

@@ -20,7 +20,7 @@ const feedChannel = "presenced_channels"
 // FeedSink receives the channel feed of the store, from one goroutine, in
 // seq order, each change once (see feedWatermark).
 type FeedSink interface {
-	// Load replaces everything with a snapshot as of asOfSeq (Store.Snapshot).
+	// Load replaces everything with a snapshot as of asOfSeq (Store.snapshot).
 	Load(states []presence.ChannelState, asOfSeq int64)
 	// Apply folds channels changed after the previous Load or Apply.
 	Apply(states []presence.ChannelState)

@@ -25,22 +25,13 @@ type Store struct {
 	watermark feedWatermark
 }
 
-// Option adjusts the connection pool of a Store.
-type Option func(*pgxpool.Config)
-
-// MaxConns sets the size of the connection pool (default 20, unless the URL
-// sets pool_max_conns).
-func MaxConns(n int32) Option {
-	return func(c *pgxpool.Config) { c.MaxConns = n }
-}
-
 // defaultMaxConns serves the API and the consumer of one process; the
 // embedded cluster allows 200 connections.
 const defaultMaxConns = 20
 
 // Open connects to the database at url (a postgres:// URL or a libpq
 // keyword/value string) and checks that it answers. It does not migrate.
-func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
+func Open(ctx context.Context, url string) (*Store, error) {
 	config, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgconn redacts the password in this message.
@@ -51,9 +42,6 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	}
 	if _, ok := config.ConnConfig.RuntimeParams["application_name"]; !ok {
 		config.ConnConfig.RuntimeParams["application_name"] = "presenced"
-	}
-	for _, opt := range opts {
-		opt(config)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, config)
 	if err != nil {
