@@ -125,8 +125,7 @@ func (s *Server) handleOnlineBatch(w http.ResponseWriter, r *http.Request) {
 	var problems presence.Problems
 	for i, id := range req.ClientIDs {
 		if err := presence.ValidateClientID(id); err != nil {
-			pe := err.(*presence.Error)
-			problems = append(problems, presence.FieldErrorf(fmt.Sprintf("clientIds[%d]", i), "%s", pe.Message))
+			problems = append(problems, presence.FieldProblem(fmt.Sprintf("clientIds[%d]", i), err))
 		}
 	}
 	if err := problems.Err(); err != nil {

@@ -3,6 +3,7 @@ package mqttbroker
 import (
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -132,7 +133,7 @@ func (ws *wsConn) Read(p []byte) (int, error) {
 // failed sends the close frame a framing error or the client's close
 // calls for.
 func (ws *wsConn) failed(err error) {
-	if e, ok := err.(*wsProtocolError); ok {
+	if e, ok := errors.AsType[*wsProtocolError](err); ok {
 		ws.sendClose(e.code)
 	} else if ws.echoCode != 0 {
 		ws.sendClose(ws.echoCode)

@@ -92,3 +92,26 @@ func (p Problems) Err() error {
 	}
 	return p
 }
+
+// Add appends the problem err describes, if err is not nil: the *Error in
+// its chain, or, for any other error, an EINTERNAL one that reveals
+// nothing of it.
+func (p *Problems) Add(err error) {
+	if err != nil {
+		*p = append(*p, asError(err))
+	}
+}
+
+// FieldProblem returns the problem err describes as one about field: the
+// same message under the name the client used (a client id checked as
+// clientIds[3], a channel id as takeoverBy).
+func FieldProblem(field string, err error) *Error {
+	return FieldErrorf(field, "%s", asError(err).Message)
+}
+
+func asError(err error) *Error {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e
+	}
+	return &Error{Code: EINTERNAL, Message: "internal error"}
+}

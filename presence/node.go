@@ -53,13 +53,13 @@ func (n NodeEvent) Validate() error {
 	var problems Problems
 	if n.Node == "" {
 		problems = append(problems, FieldErrorf("node", "must not be empty"))
-	} else if err := validateText("node", n.Node, MaxNodeBytes); err != nil {
-		problems = append(problems, err.(*Error))
+	} else {
+		problems.Add(validateText("node", n.Node, MaxNodeBytes))
 	}
 	if n.Epoch == "" {
 		problems = append(problems, FieldErrorf("epoch", "must not be empty"))
-	} else if err := validateText("epoch", n.Epoch, MaxEpochBytes); err != nil {
-		problems = append(problems, err.(*Error))
+	} else {
+		problems.Add(validateText("epoch", n.Epoch, MaxEpochBytes))
 	}
 	if !n.Type.Valid() {
 		problems = append(problems, FieldErrorf("eventType", "%q is not one of node_start, node_heartbeat, node_stop, node_channels", truncate(string(n.Type), 32)))
@@ -72,7 +72,7 @@ func (n NodeEvent) Validate() error {
 	}
 	for i, id := range n.Channels {
 		if err := ValidateChannelID(id); err != nil {
-			problems = append(problems, FieldErrorf(fmt.Sprintf("channels[%d]", i), "%s", err.(*Error).Message))
+			problems = append(problems, FieldProblem(fmt.Sprintf("channels[%d]", i), err))
 			break
 		}
 	}

@@ -65,42 +65,37 @@ func ValidateChannelID(channelID string) error {
 // Problems, or nil.
 func (e Event) Validate() error {
 	var problems Problems
-	add := func(err error) {
-		if err != nil {
-			problems = append(problems, err.(*Error))
-		}
-	}
-	add(ValidateClientID(e.ClientID))
-	add(ValidateChannelID(e.ChannelID))
+	problems.Add(ValidateClientID(e.ClientID))
+	problems.Add(ValidateChannelID(e.ChannelID))
 	if !e.Type.Valid() {
 		if e.Type == "" {
-			add(FieldErrorf("eventType", "is missing; must be one of connect, disconnect, tcpclean"))
+			problems.Add(FieldErrorf("eventType", "is missing; must be one of connect, disconnect, tcpclean"))
 		} else {
-			add(FieldErrorf("eventType", "%q is not one of connect, disconnect, tcpclean", truncate(string(e.Type), 32)))
+			problems.Add(FieldErrorf("eventType", "%q is not one of connect, disconnect, tcpclean", truncate(string(e.Type), 32)))
 		}
 	}
 	if e.Time <= 0 {
-		add(FieldErrorf("time", "is missing or not positive; must be milliseconds since the Unix epoch"))
+		problems.Add(FieldErrorf("time", "is missing or not positive; must be milliseconds since the Unix epoch"))
 	}
-	add(validateClientIP(e.ClientIP))
-	add(validateText("node", e.Node, MaxNodeBytes))
-	add(validateText("epoch", e.Epoch, MaxEpochBytes))
-	add(validateText("reason", string(e.Reason), MaxReasonBytes))
-	add(validateText("username", e.Username, MaxUsernameBytes))
-	add(validateTakeoverBy(e))
+	problems.Add(validateClientIP(e.ClientIP))
+	problems.Add(validateText("node", e.Node, MaxNodeBytes))
+	problems.Add(validateText("epoch", e.Epoch, MaxEpochBytes))
+	problems.Add(validateText("reason", string(e.Reason), MaxReasonBytes))
+	problems.Add(validateText("username", e.Username, MaxUsernameBytes))
+	problems.Add(validateTakeoverBy(e))
 	if e.Keepalive < 0 || e.Keepalive > 65535 {
-		add(FieldErrorf("keepalive", "%d is outside 0..65535", e.Keepalive))
+		problems.Add(FieldErrorf("keepalive", "%d is outside 0..65535", e.Keepalive))
 	}
 	switch e.ProtocolLevel {
 	case 0, 3, 4, 5:
 	default:
-		add(FieldErrorf("protocolLevel", "%d is not an MQTT protocol level (3, 4 or 5)", e.ProtocolLevel))
+		problems.Add(FieldErrorf("protocolLevel", "%d is not an MQTT protocol level (3, 4 or 5)", e.ProtocolLevel))
 	}
 	if e.ReasonCode != nil {
 		if *e.ReasonCode < 0 || *e.ReasonCode > 255 {
-			add(FieldErrorf("reasonCode", "%d is outside 0..255", *e.ReasonCode))
+			problems.Add(FieldErrorf("reasonCode", "%d is outside 0..255", *e.ReasonCode))
 		} else if e.Type == EventConnect {
-			add(FieldErrorf("reasonCode", "is only allowed on a disconnect or tcpclean"))
+			problems.Add(FieldErrorf("reasonCode", "is only allowed on a disconnect or tcpclean"))
 		}
 	}
 	return problems.Err()
@@ -120,7 +115,7 @@ func validateTakeoverBy(e Event) error {
 		return FieldErrorf("takeoverBy", "names the event's own channel")
 	}
 	if err := ValidateChannelID(e.TakeoverBy); err != nil {
-		return FieldErrorf("takeoverBy", "%s", err.(*Error).Message)
+		return FieldProblem("takeoverBy", err)
 	}
 	return nil
 }

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strings"
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
 
 	"github.com/presenced/presenced/presence"
 )
@@ -52,7 +52,7 @@ func classify(err error) (code, message string) {
 	if pgconn.SafeToRetry(err) || errors.As(err, &netErr) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		strings.Contains(err.Error(), "closed pool") || strings.Contains(err.Error(), "conn closed") {
+		errors.Is(err, puddle.ErrClosedPool) { // a closed connection is SafeToRetry (pgconn's connLockError)
 		return presence.EUNAVAILABLE, "database unavailable"
 	}
 	return presence.EINTERNAL, "database error"
