@@ -59,6 +59,7 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\npersist
 	"$MOSQ_PORT" >"$OUT/mosquitto.conf"
 
 . cmd/mqttload/benchlib.sh
+require_free_ports "$MOSQ_PORT" "$PRES_MQTT_PORT" "$PRES_HTTP_PORT"
 start_mosquitto() {
 	start_broker "$OUT/mosquitto.log" mosquitto -c "$OUT/mosquitto.conf"
 	wait_port "$MOSQ_PORT" "$OUT/mosquitto.log"

@@ -74,6 +74,7 @@ mosq_conf "" >"$OUT/mosquitto.conf"
 mosq_conf "set_tcp_nodelay true" >"$OUT/mosquitto-nodelay.conf"
 
 . cmd/mqttload/benchlib.sh
+require_free_ports "$MOSQ_PORT" "$PRES_MQTT_PORT" "$PRES_MQTTS_PORT" "$PRES_HTTP_PORT" "$FAKE_NAMESRV_PORT" "$FAKE_BROKER_PORT"
 start_mosquitto() { # config
 	start_broker "$OUT/mosquitto.log" /usr/sbin/mosquitto -c "$1"
 	wait_port "$MOSQ_PORT" "$OUT/mosquitto.log"
@@ -90,7 +91,7 @@ start_presenced_broker() { # signer
 	rm -rf "$OUT/data"
 	"$OUT/rocketmqfake" -namesrv-addr 127.0.0.1:$FAKE_NAMESRV_PORT -broker-addr 127.0.0.1:$FAKE_BROKER_PORT >>"$OUT/fake.log" 2>&1 &
 	FAKE_PID=$!
-	wait_port "$FAKE_NAMESRV_PORT" "$OUT/fake.log"
+	wait_port "$FAKE_NAMESRV_PORT" "$OUT/fake.log" "$FAKE_PID"
 	start_broker "$OUT/presenced-broker.log" "$OUT/presenced" broker --tls-rsa-signer "$1" --mqtt-addr 127.0.0.1:$PRES_MQTT_PORT --http-addr 127.0.0.1:$PRES_HTTP_PORT \
 		--mqtts-addr 127.0.0.1:$PRES_MQTTS_PORT --mqtt-tls-cert "$OUT/server.pem" --mqtt-tls-key "$OUT/server.key" \
 		--rocketmq-namesrv 127.0.0.1:$FAKE_NAMESRV_PORT --data-dir "$OUT/data" --node bench

@@ -54,6 +54,7 @@ mosq_conf "$MOSQ_PORT" "" >"$OUT/mosquitto.conf"
 mosq_conf "$MOSQ_PORT" "max_inflight_messages 0" >"$OUT/mosquitto-inflight0.conf"
 
 . cmd/mqttload/benchlib.sh
+require_free_ports "$MOSQ_PORT" "$PRES_MQTT_PORT" "$PRES_HTTP_PORT"
 start_mosquitto() { # config
 	start_broker "$OUT/mosquitto.log" mosquitto -c "$1"
 	wait_port "$MOSQ_PORT" "$OUT/mosquitto.log"
