@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -86,7 +87,8 @@ func (s *Server) handleKick(w http.ResponseWriter, r *http.Request) {
 	res, ok, err := s.deps.Kicker.Kick(r.Context(), clientID, discardWill)
 	switch {
 	case err != nil:
-		s.writeError(w, r, presence.Errorf(presence.EUNAVAILABLE, "closing the connection of %s did not finish: %v", clientID, err))
+		// The client hears what failed, the log (writeError) why.
+		s.writeError(w, r, fmt.Errorf("%w: %w", presence.Errorf(presence.EUNAVAILABLE, "closing the connection of %s did not finish", clientID), err))
 	case !ok:
 		s.writeProblem(w, Problem{Status: http.StatusNotFound, Instance: r.URL.Path,
 			Detail: "client " + strconv.Quote(clientID) + " is not connected (no open connection)"})

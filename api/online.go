@@ -111,7 +111,7 @@ func (s *Server) handleOnlineBatch(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		s.writeError(w, r, presence.FieldErrorf("body", "must be {\"clientIds\": [\"…\", …]}: %v", err))
+		s.writeError(w, r, presence.FieldErrorf("body", "must be {\"clientIds\": [\"…\", …]}: %s", presence.JSONProblem(err)))
 		return
 	}
 	if req.ClientIDs == nil {

@@ -133,20 +133,33 @@ func TestOnlineBatchErrors(t *testing.T) {
 		name, body string
 		status     int
 		field      string
+		detail     string // in the problem's detail, when set
 	}{
-		{"too many ids", `{"clientIds":[` + strings.Join(ids, ",") + `]}`, http.StatusBadRequest, "clientIds"},
-		{"invalid id", `{"clientIds":["ok","bad#id",""]}`, http.StatusBadRequest, "clientIds[1]"},
-		{"empty id", `{"clientIds":["ok","bad#id",""]}`, http.StatusBadRequest, "clientIds[2]"},
-		{"missing ids", `{}`, http.StatusBadRequest, "clientIds"},
-		{"not JSON", `{"clientIds":`, http.StatusBadRequest, "body"},
-		{"unknown field", `{"clientIds":[],"x":1}`, http.StatusBadRequest, "body"},
-		{"wrong type", `{"clientIds":"a"}`, http.StatusBadRequest, "body"},
-		{"too large", `{"clientIds":["` + strings.Repeat("a", 70<<10) + `"]}`, http.StatusRequestEntityTooLarge, ""},
+		{"too many ids", `{"clientIds":[` + strings.Join(ids, ",") + `]}`, http.StatusBadRequest, "clientIds", ""},
+		{"invalid id", `{"clientIds":["ok","bad#id",""]}`, http.StatusBadRequest, "clientIds[1]", ""},
+		{"empty id", `{"clientIds":["ok","bad#id",""]}`, http.StatusBadRequest, "clientIds[2]", ""},
+		{"missing ids", `{}`, http.StatusBadRequest, "clientIds", ""},
+		{"not JSON", `{"clientIds":`, http.StatusBadRequest, "body", "the JSON ends early"},
+		{"syntax error", `{"clientIds":[x]}`, http.StatusBadRequest, "body", "syntax error at byte 15"},
+		{"empty body", ``, http.StatusBadRequest, "body", "the body is empty"},
+		{"unknown field", `{"clientIds":[],"x":1}`, http.StatusBadRequest, "body", `unknown field "x"`},
+		{"wrong type", `{"clientIds":"a"}`, http.StatusBadRequest, "body", `field "clientIds" must be a JSON array, not a JSON string`},
+		{"wrong element type", `{"clientIds":[1]}`, http.StatusBadRequest, "body", `field "clientIds" must be a JSON string, not a JSON number`},
+		{"not an object", `["a"]`, http.StatusBadRequest, "body", "must be a JSON object, not a JSON array"},
+		{"too large", `{"clientIds":["` + strings.Repeat("a", 70<<10) + `"]}`, http.StatusRequestEntityTooLarge, "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h.t = t
-			h.expectProblem(http.MethodPost, "/clients/online", tc.body, tc.status, tc.field)
+			p := h.expectProblem(http.MethodPost, "/clients/online", tc.body, tc.status, tc.field)
+			if !strings.Contains(p.Detail, tc.detail) {
+				t.Fatalf("detail %q, want it to say %q", p.Detail, tc.detail)
+			}
+			// The client is told what is wrong with its JSON, not how
+			// the server's Go types are named.
+			if strings.Contains(p.Detail, "Go ") || strings.Contains(p.Detail, "api.") {
+				t.Fatalf("detail %q names server internals", p.Detail)
+			}
 		})
 	}
 	h.t = t

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"reflect"
+	"strings"
 )
 
 // MaxEventBytes bounds the size of one encoded event; real events are a few
@@ -22,7 +25,7 @@ func DecodeEvent(data []byte) (Event, error) {
 	if !ok {
 		e = Event{}
 		if err := json.Unmarshal(data, &e); err != nil {
-			return Event{}, Errorf(EINVALID, "event is not valid JSON: %s", jsonProblem(err))
+			return Event{}, Errorf(EINVALID, "event is not valid JSON: %s", JSONProblem(err))
 		}
 	}
 	if err := e.Validate(); err != nil {
@@ -43,7 +46,7 @@ func DecodeEvents(data []byte, maxEvents int) ([]Event, error) {
 	var events []Event
 	if trimmed[0] == '[' {
 		if err := json.Unmarshal(trimmed, &events); err != nil {
-			return nil, Errorf(EINVALID, "body is not a valid JSON array of events: %s", jsonProblem(err))
+			return nil, Errorf(EINVALID, "body is not a valid JSON array of events: %s", JSONProblem(err))
 		}
 		if len(events) == 0 {
 			return nil, Errorf(EINVALID, "the array holds no events")
@@ -51,7 +54,7 @@ func DecodeEvents(data []byte, maxEvents int) ([]Event, error) {
 	} else {
 		var e Event
 		if err := json.Unmarshal(trimmed, &e); err != nil {
-			return nil, Errorf(EINVALID, "body is not a valid JSON event: %s", jsonProblem(err))
+			return nil, Errorf(EINVALID, "body is not a valid JSON event: %s", JSONProblem(err))
 		}
 		events = []Event{e}
 	}
@@ -77,18 +80,43 @@ func DecodeEvents(data []byte, maxEvents int) ([]Event, error) {
 	return events, nil
 }
 
-// jsonProblem turns an encoding/json error into a short message that names
-// the offending field or offset without echoing the input.
-func jsonProblem(err error) string {
+// JSONProblem turns an encoding/json error into a short message that names
+// the offending field or offset without echoing the input or naming Go
+// types (which are no business of a client).
+func JSONProblem(err error) string {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {
 	case errors.As(err, &typeErr):
-		return fmt.Sprintf("field %q must be a %s, not a JSON %s", typeErr.Field, typeErr.Type.Kind(), typeErr.Value)
+		if typeErr.Field == "" {
+			return fmt.Sprintf("must be a JSON %s, not a JSON %s", jsonKind(typeErr.Type), typeErr.Value)
+		}
+		return fmt.Sprintf("field %q must be a JSON %s, not a JSON %s", typeErr.Field, jsonKind(typeErr.Type), typeErr.Value)
 	case errors.As(err, &syntaxErr):
 		return fmt.Sprintf("syntax error at byte %d", syntaxErr.Offset)
+	case errors.Is(err, io.EOF):
+		return "the body is empty"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the JSON ends early"
 	}
-	return err.Error()
+	return strings.TrimPrefix(err.Error(), "json: ") // e.g. unknown field "x"
+}
+
+// jsonKind names the JSON type that decodes into t.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "object"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "number"
 }
 
 // MaxNodeEventBytes bounds one encoded node event: a channel-set report
@@ -102,7 +130,7 @@ func DecodeNodeEvent(data []byte) (NodeEvent, error) {
 		return n, Errorf(EINVALID, "node report is %d bytes; at most %d are allowed", len(data), MaxNodeEventBytes)
 	}
 	if err := json.Unmarshal(data, &n); err != nil {
-		return n, Errorf(EINVALID, "node report is not valid JSON: %s", jsonProblem(err))
+		return n, Errorf(EINVALID, "node report is not valid JSON: %s", JSONProblem(err))
 	}
 	if err := n.Validate(); err != nil {
 		return n, err
