@@ -19,30 +19,29 @@ import (
 func (s *Server) handleListClients(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var problems presence.Problems
-	add := func(err error) { addProblem(&problems, err) }
 	lq := presence.ListQuery{Prefix: q.Get("prefix")}
 	state := q.Get("state")
 	switch state {
 	case "", "online", "offline", "all":
 	default:
-		add(presence.FieldErrorf("state", "must be online, offline or all"))
+		problems.Add(presence.FieldErrorf("state", "must be online, offline or all"))
 	}
 	if len(lq.Prefix) > presence.MaxClientIDBytes {
-		add(presence.FieldErrorf("prefix", "is longer than %d bytes", presence.MaxClientIDBytes))
+		problems.Add(presence.FieldErrorf("prefix", "is longer than %d bytes", presence.MaxClientIDBytes))
 	}
 	limit, err := queryLimit(q)
-	add(err)
+	problems.Add(err)
 	lq.Limit = limit
 	if c := q.Get("cursor"); c != "" {
 		lq.After, err = decodeIDCursor(c)
-		add(err)
+		problems.Add(err)
 	}
 	// Filters on the open channels: online listings only.
 	lq.Node = q.Get("node")
 	from, err := queryTime(q, "connectedFrom")
-	add(err)
+	problems.Add(err)
 	to, err := queryTime(q, "connectedTo")
-	add(err)
+	problems.Add(err)
 	if !from.IsZero() {
 		lq.ConnectedFrom = presence.Millis(from)
 	}
@@ -51,14 +50,14 @@ func (s *Server) handleListClients(w http.ResponseWriter, r *http.Request) {
 	}
 	lq.Username = q.Get("username")
 	if len(lq.Username) > presence.MaxClientIDBytes {
-		add(presence.FieldErrorf("username", "is longer than %d bytes", presence.MaxClientIDBytes))
+		problems.Add(presence.FieldErrorf("username", "is longer than %d bytes", presence.MaxClientIDBytes))
 	}
 	if a := q.Get("address"); a != "" {
 		lq.Network, err = parseNetwork(a)
-		add(err)
+		problems.Add(err)
 	}
 	if lq.Filtered() && state != "" && state != "online" {
-		add(presence.FieldErrorf("state", "node, username, address, connectedFrom and connectedTo filter online clients (by their open channels): use them with state=online"))
+		problems.Add(presence.FieldErrorf("state", "node, username, address, connectedFrom and connectedTo filter online clients (by their open channels): use them with state=online"))
 	}
 	if err := problems.Err(); err != nil {
 		s.writeError(w, r, err)

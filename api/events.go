@@ -20,21 +20,20 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	var problems presence.Problems
-	add := func(err error) { addProblem(&problems, err) }
 	hq := presence.HistoryQuery{ClientID: clientID, Descending: true}
 	switch q.Get("order") {
 	case "", "desc":
 	case "asc":
 		hq.Descending = false
 	default:
-		add(presence.FieldErrorf("order", "must be asc or desc"))
+		problems.Add(presence.FieldErrorf("order", "must be asc or desc"))
 	}
 	hq.Limit, err = queryLimit(q)
-	add(err)
+	problems.Add(err)
 	hq.From, err = queryTime(q, "from")
-	add(err)
+	problems.Add(err)
 	hq.To, err = queryTime(q, "to")
-	add(err)
+	problems.Add(err)
 	switch {
 	case hq.From.IsZero() && hq.To.IsZero():
 	case hq.From.IsZero():
@@ -42,13 +41,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	case hq.To.IsZero():
 		hq.To = hq.From.Add(MaxHistoryRange)
 	case !hq.To.After(hq.From):
-		add(presence.FieldErrorf("to", "must be after from"))
+		problems.Add(presence.FieldErrorf("to", "must be after from"))
 	case hq.To.Sub(hq.From) > MaxHistoryRange:
-		add(presence.FieldErrorf("to", "the range from..to spans more than %d days", int(MaxHistoryRange.Hours()/24)))
+		problems.Add(presence.FieldErrorf("to", "the range from..to spans more than %d days", int(MaxHistoryRange.Hours()/24)))
 	}
 	if c := q.Get("cursor"); c != "" {
 		hq.AfterSeq, err = decodeSeqCursor(c)
-		add(err)
+		problems.Add(err)
 	}
 	if err := problems.Err(); err != nil {
 		s.writeError(w, r, err)

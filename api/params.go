@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/base64"
-	"errors"
 	"net/url"
 	"strconv"
 	"strings"
@@ -10,20 +9,6 @@ import (
 
 	"github.com/presenced/presenced/presence"
 )
-
-// addProblem adds err, the result of a parameter check, to problems: the
-// field error itself, or, should a check ever fail otherwise, its
-// client-safe message.
-func addProblem(problems *presence.Problems, err error) {
-	if err == nil {
-		return
-	}
-	if pe, ok := errors.AsType[*presence.Error](err); ok {
-		*problems = append(*problems, pe)
-		return
-	}
-	*problems = append(*problems, presence.Errorf(presence.EINVALID, "%s", presence.ErrorMessage(err)))
-}
 
 // queryLimit reads ?limit=: DefaultPageLimit when absent, 1..MaxPageLimit.
 func queryLimit(q url.Values) (int, error) {

@@ -46,11 +46,10 @@ func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	var problems presence.Problems
-	add := func(err error) { addProblem(&problems, err) }
 	from, err := queryTime(q, "from")
-	add(err)
+	problems.Add(err)
 	to, err := queryTime(q, "to")
-	add(err)
+	problems.Add(err)
 	now := time.Now().UTC()
 	if to.IsZero() || to.After(now) {
 		to = now
@@ -59,9 +58,9 @@ func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
 	case from.IsZero():
 		from = to.Add(-24 * time.Hour)
 	case !to.After(from):
-		add(presence.FieldErrorf("to", "must be after from, and from not in the future"))
+		problems.Add(presence.FieldErrorf("to", "must be after from, and from not in the future"))
 	case to.Sub(from) > MaxHistoryRange:
-		add(presence.FieldErrorf("to", "the range from..to spans more than %d days", int(MaxHistoryRange.Hours()/24)))
+		problems.Add(presence.FieldErrorf("to", "the range from..to spans more than %d days", int(MaxHistoryRange.Hours()/24)))
 	}
 	if err := problems.Err(); err != nil {
 		s.writeError(w, r, err)

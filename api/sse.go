@@ -32,7 +32,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		problems = append(problems, presence.FieldErrorf("clientId", "%d client ids; at most %d are allowed", len(clientIDs), MaxStreamClientIDs))
 	}
 	for _, id := range clientIDs {
-		addProblem(&problems, presence.ValidateClientID(id))
+		problems.Add(presence.ValidateClientID(id))
 	}
 	for _, p := range prefixes {
 		if p == "" || len(p) > presence.MaxClientIDBytes {
@@ -40,7 +40,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	lastSeq, err := lastEventID(r)
-	addProblem(&problems, err)
+	problems.Add(err)
 	if err := problems.Err(); err != nil {
 		s.writeError(w, r, err)
 		return

@@ -93,13 +93,18 @@ func (p Problems) Err() error {
 	return p
 }
 
-// Add appends the problem err describes, if err is not nil: the *Error in
-// its chain, or, for any other error, an EINTERNAL one that reveals
-// nothing of it.
+// Add appends the problems err describes, if err is not nil: those of a
+// Problems, the *Error in its chain, or, for any other error, an EINTERNAL
+// one that reveals nothing of it.
 func (p *Problems) Add(err error) {
-	if err != nil {
-		*p = append(*p, asError(err))
+	if err == nil {
+		return
 	}
+	if all, ok := errors.AsType[Problems](err); ok {
+		*p = append(*p, all...)
+		return
+	}
+	*p = append(*p, asError(err))
 }
 
 // FieldProblem returns the problem err describes as one about field: the
