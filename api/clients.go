@@ -63,8 +63,7 @@ func (s *Server) handleListClients(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if !s.deps.Live.View.Current() {
-		s.writeError(w, r, errViewNotCurrent)
+	if !s.viewCurrent(w, r) {
 		return
 	}
 	var out page[presence.Status]

@@ -13,6 +13,17 @@ import (
 // better than an answer that may be wrong.
 var errViewNotCurrent = presence.Errorf(presence.EUNAVAILABLE, "the presence view is not current (loading, or the database is unreachable); retry shortly")
 
+// viewCurrent reports whether the view is current, and answers the request
+// with errViewNotCurrent (503) when it is not: every answer read from the
+// view asks this first, after checking its parameters.
+func (s *Server) viewCurrent(w http.ResponseWriter, r *http.Request) bool {
+	if s.deps.Live.View.Current() {
+		return true
+	}
+	s.writeError(w, r, errViewNotCurrent)
+	return false
+}
+
 // handleHealthz is liveness: the process serves HTTP.
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -37,8 +48,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, presence.Errorf(presence.EUNAVAILABLE, "not ready: %s", why))
 		return
 	}
-	if !s.deps.Live.View.Current() {
-		s.writeError(w, r, errViewNotCurrent)
+	if !s.viewCurrent(w, r) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

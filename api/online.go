@@ -38,8 +38,7 @@ func (s *Server) online(w http.ResponseWriter, r *http.Request, clientID string)
 		s.handleOnlineAt(w, r, clientID)
 		return
 	}
-	if !s.deps.Live.View.Current() {
-		s.writeError(w, r, errViewNotCurrent)
+	if !s.viewCurrent(w, r) {
 		return
 	}
 	st, held := s.deps.Live.View.Lookup(clientID)
@@ -132,8 +131,7 @@ func (s *Server) handleOnlineBatch(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if !s.deps.Live.View.Current() {
-		s.writeError(w, r, errViewNotCurrent)
+	if !s.viewCurrent(w, r) {
 		return
 	}
 	statuses, err := s.lookup(r.Context(), req.ClientIDs)

@@ -45,8 +45,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if !s.deps.Live.View.Current() {
-		s.writeError(w, r, errViewNotCurrent)
+	if !s.viewCurrent(w, r) {
 		return
 	}
 	sub, err := s.deps.Live.Stream.subscribe(matcher(clientIDs, prefixes), lastSeq)

@@ -42,8 +42,7 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, presence.FieldErrorf("prefix", "is longer than %d bytes", presence.MaxClientIDBytes))
 		return
 	}
-	if !s.deps.Live.View.Current() {
-		s.writeError(w, r, errViewNotCurrent)
+	if !s.viewCurrent(w, r) {
 		return
 	}
 	counted, err := s.counts.get(r.Context(), prefix, s.countStored)
@@ -127,8 +126,7 @@ func (s *Server) handleStatsByGroup(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if !s.deps.Live.View.Current() {
-		s.writeError(w, r, errViewNotCurrent)
+	if !s.viewCurrent(w, r) {
 		return
 	}
 	groups, total := s.deps.Live.View.OnlineByGroup(limit)
