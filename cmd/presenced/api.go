@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"net"
 	"time"
 )
 
@@ -33,13 +31,8 @@ func runAPI(ctx context.Context, args []string, getenv func(string) string, stde
 		return err
 	}
 	life.add(db.component(cfg))
-	listener, err := net.Listen("tcp", cfg.HTTPAddr)
+	listener, certs, err := listenHTTP(cfg, life, log)
 	if err != nil {
-		return life.abort(fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err))
-	}
-	life.addListener("http listener", listener)
-	certs := newProcessTLS(cfg.TLS, log)
-	if listener, err = certs.wrapHTTP(listener); err != nil {
 		return life.abort(err)
 	}
 	kicker, err := newAPIKicker(cfg, db, life)

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,13 +38,8 @@ func runConsumer(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	life.add(db.component(cfg))
-	httpListener, err := net.Listen("tcp", cfg.HTTPAddr)
+	httpListener, certs, err := listenHTTP(cfg, life, log)
 	if err != nil {
-		return life.abort(fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err))
-	}
-	life.addListener("http listener", httpListener)
-	certs := newProcessTLS(cfg.TLS, log)
-	if httpListener, err = certs.wrapHTTP(httpListener); err != nil {
 		return life.abort(err)
 	}
 

@@ -302,6 +302,22 @@ func (f *mqttFront) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// listenHTTP opens the HTTP listener of every mode, added to life: HTTPS
+// when configured, with the process's TLS certificates returned for its
+// metrics and reloading.
+func listenHTTP(cfg config, life *lifecycle, log *slog.Logger) (net.Listener, *processTLS, error) {
+	listener, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err)
+	}
+	life.addListener("http listener", listener)
+	certs := newProcessTLS(cfg.TLS, log)
+	if listener, err = certs.wrapHTTP(listener); err != nil {
+		return nil, nil, err
+	}
+	return listener, certs, nil
+}
+
 // openBrokerListeners opens what a process with the broker (serve, broker)
 // listens on, each added to life: the plain MQTT listener (behind the
 // PROXY protocol when configured), the HTTP listener (HTTPS when
@@ -314,12 +330,7 @@ func openBrokerListeners(ctx context.Context, cfg config, life *lifecycle, log *
 		return nil, nil, nil, nil, fmt.Errorf("listen for MQTT on %s: %w", cfg.MQTTAddr, err)
 	}
 	life.addListener("mqtt listener", mqttListener)
-	if httpListener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err)
-	}
-	life.addListener("http listener", httpListener)
-	certs = newProcessTLS(cfg.TLS, log)
-	if httpListener, err = certs.wrapHTTP(httpListener); err != nil {
+	if httpListener, certs, err = listenHTTP(cfg, life, log); err != nil {
 		return nil, nil, nil, nil, err
 	}
 	if err := certs.listenMQTTS(ctx, life); err != nil {
