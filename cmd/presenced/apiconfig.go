@@ -31,9 +31,9 @@ type apiConfig struct {
 
 // registerAPIFlags adds the API's flags to f.
 func registerAPIFlags(f *envFlags, c *apiConfig) {
-	f.String(&c.ReadTokens, "api-read-tokens", "", "comma-separated bearer tokens for the read routes and /stream; with no token of either kind the API is open, which presenced allows only on a loopback --http-addr (see --api-open)")
+	f.Secret(&c.ReadTokens, "api-read-tokens", "comma-separated bearer tokens for the read routes and /stream; with no token of either kind the API is open, which presenced allows only on a loopback --http-addr (see --api-open)")
 	f.File(&c.ReadTokensFile, "api-read-tokens-file", "file of bearer tokens for the read routes and /stream, one per line or comma-separated (added to --api-read-tokens)")
-	f.String(&c.IngestTokens, "api-ingest-tokens", "", "comma-separated bearer tokens for POST /events")
+	f.Secret(&c.IngestTokens, "api-ingest-tokens", "comma-separated bearer tokens for POST /events")
 	f.File(&c.IngestTokensFile, "api-ingest-tokens-file", "file of bearer tokens for POST /events, one per line or comma-separated (added to --api-ingest-tokens)")
 	f.File(&c.AdminTokensFile, "api-admin-tokens-file", "file of bearer tokens for DELETE /clients/{id}/connection (closing a client's connection), one per line or comma-separated")
 	f.Bool(&c.Open, "api-open", false, "serve the HTTP API without tokens even when --http-addr is not loopback (anyone who reaches it can read and forge presence)")

@@ -77,6 +77,16 @@ func (e *envFlags) String(p *string, name, def, usage string) {
 	e.fs.StringVar(p, name, def, usage+" ("+envName(name)+")")
 }
 
+// Secret is String for a flag whose value is a secret (a token, a key, a
+// URL that may carry a password): its PRESENCE_* variable sets the value
+// but not the default that -h prints, so help output never shows it.
+func (e *envFlags) Secret(p *string, name, usage string) {
+	e.fs.StringVar(p, name, "", usage+" ("+envName(name)+"; never printed)")
+	if v := e.getenv(envName(name)); v != "" {
+		*p = v // after StringVar, which sets *p to the default
+	}
+}
+
 func (e *envFlags) Int(p *int, name string, def int, usage string) {
 	if v := e.getenv(envName(name)); v != "" {
 		n, err := strconv.Atoi(v)
@@ -180,7 +190,7 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	}
 	offer("mqtt-addr").String(&c.MQTTAddr, "mqtt-addr", ":1883", "MQTT listen address")
 	offer("http-addr").String(&c.HTTPAddr, "http-addr", ":8080", "HTTP API listen address")
-	offer("database-url").String(&c.DatabaseURL, "database-url", "", "PostgreSQL URL; empty starts a private PostgreSQL cluster under --data-dir")
+	offer("database-url").Secret(&c.DatabaseURL, "database-url", "PostgreSQL URL; empty starts a private PostgreSQL cluster under --data-dir")
 	f.String(&c.DataDir, "data-dir", defaultDataDir(getenv), "directory for the private PostgreSQL cluster and local state")
 	offer("node").String(&c.Node, "node", defaultNode(), "broker node id, stable across restarts")
 	f.String(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")

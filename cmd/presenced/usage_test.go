@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
 )
@@ -85,5 +86,39 @@ func TestHelpListsOnlyTheFlagsACommandUses(t *testing.T) {
 		if command != "migrate" && !strings.Contains(help, "-http-addr") {
 			t.Errorf("%s -h lacks -http-addr:\n%s", command, help)
 		}
+	}
+}
+
+// TestHelpNeverPrintsSecretsFromTheEnvironment: -h prints each flag's
+// default, and a PRESENCE_* variable sets the value of its flag; for a
+// secret the value is used but never shown.
+func TestHelpNeverPrintsSecretsFromTheEnvironment(t *testing.T) {
+	secrets := map[string]string{
+		"PRESENCE_DATABASE_URL":        "postgres://u:DBPASS@db.example/x",
+		"PRESENCE_API_READ_TOKENS":     "READTOKEN",
+		"PRESENCE_API_INGEST_TOKENS":   "INGESTTOKEN",
+		"PRESENCE_ROCKETMQ_ACCESS_KEY": "ACCESSKEY",
+		"PRESENCE_ROCKETMQ_SECRET_KEY": "SECRETKEY",
+		"PRESENCE_WEBHOOK_URL":         "ops=https://hooks.example/services/HOOKTOKEN",
+	}
+	for _, command := range []string{"serve", "api", "consumer", "broker", "migrate"} {
+		var stdout, stderr bytes.Buffer
+		if err := run(context.Background(), []string{command, "-h"}, env(secrets), &stdout, &stderr); exitCode(err) != 0 {
+			t.Fatalf("%s -h: %v", command, err)
+		}
+		help := stdout.String() + stderr.String()
+		for _, secret := range []string{"DBPASS", "READTOKEN", "INGESTTOKEN", "ACCESSKEY", "SECRETKEY", "HOOKTOKEN"} {
+			if strings.Contains(help, secret) {
+				t.Errorf("%s -h prints %s, set in the environment", command, secret)
+			}
+		}
+	}
+	delete(secrets, "PRESENCE_WEBHOOK_URL") // a hook would need its secret file too
+	cfg, err := parseServeConfig("serve", nil, env(secrets), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DatabaseURL != secrets["PRESENCE_DATABASE_URL"] || cfg.API.ReadTokens != "READTOKEN" || cfg.API.IngestTokens != "INGESTTOKEN" {
+		t.Fatalf("the environment's secrets were not used: database URL %q, tokens %q %q", cfg.DatabaseURL, cfg.API.ReadTokens, cfg.API.IngestTokens)
 	}
 }

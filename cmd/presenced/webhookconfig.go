@@ -79,7 +79,11 @@ func registerWebhookFlags(f *envFlags, c *webhookConfig) {
 
 // namedValues registers a repeatable name=value flag; its PRESENCE_*
 // variable holds comma-separated pairs, which the command line adds to.
+//
+// The variable is read after the flag is registered, so the default that -h
+// prints is empty: a webhook URL may carry a token in its path.
 func (e *envFlags) namedValues(p *namedValues, name, usage string) {
+	e.fs.Var(p, name, usage+" ("+envName(name)+")")
 	if v := e.getenv(envName(name)); v != "" {
 		for _, pair := range strings.Split(v, ",") {
 			if err := p.Set(strings.TrimSpace(pair)); err != nil {
@@ -87,7 +91,6 @@ func (e *envFlags) namedValues(p *namedValues, name, usage string) {
 			}
 		}
 	}
-	e.fs.Var(p, name, usage+" ("+envName(name)+")")
 }
 
 // offered reports whether the command has the webhook flags.
