@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 
 	"github.com/go-chi/chi/v5"
 
@@ -90,7 +92,54 @@ func (s *Server) lookup(ctx context.Context, clientIDs []string) ([]presence.Sta
 
 // onlineBatchRequest is the body of POST /clients/online.
 type onlineBatchRequest struct {
-	ClientIDs []string `json:"clientIds"`
+	ClientIDs clientIDList `json:"clientIds"`
+}
+
+// clientIDList decodes the clientIds array one id at a time and stops at
+// the first beyond MaxBatchClientIDs: decoded whole, a 4 MiB body of empty
+// strings became a million of them before their number was checked.
+type clientIDList []string
+
+func (l *clientIDList) UnmarshalJSON(data []byte) error {
+	switch data[0] {
+	case 'n': // null: left nil, "is missing"
+		return nil
+	case '[':
+	default:
+		// encoding/json names the field (clientIds) itself.
+		return &json.UnmarshalTypeError{Value: jsonValueName(data[0]), Type: reflect.TypeFor[[]string]()}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if _, err := dec.Token(); err != nil {
+		return err
+	}
+	ids := clientIDList{}
+	for dec.More() {
+		if len(ids) == MaxBatchClientIDs {
+			return presence.FieldErrorf("clientIds", "holds more than %d ids; at most %d are allowed", MaxBatchClientIDs, MaxBatchClientIDs)
+		}
+		var id string
+		if err := dec.Decode(&id); err != nil {
+			return err
+		}
+		ids = append(ids, id)
+	}
+	*l = ids
+	return nil
+}
+
+// jsonValueName names the JSON value that starts with b, as encoding/json
+// names it in an UnmarshalTypeError.
+func jsonValueName(b byte) string {
+	switch b {
+	case '"':
+		return "string"
+	case '{':
+		return "object"
+	case 't', 'f':
+		return "bool"
+	}
+	return "number"
 }
 
 // onlineBatchResponse has one result per requested id, in request order
@@ -110,15 +159,14 @@ func (s *Server) handleOnlineBatch(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		s.writeError(w, r, presence.FieldErrorf("body", "must be {\"clientIds\": [\"…\", …]}: %s", presence.JSONProblem(err)))
+		if _, tooMany := errors.AsType[*presence.Error](err); !tooMany {
+			err = presence.FieldErrorf("body", "must be {\"clientIds\": [\"…\", …]}: %s", presence.JSONProblem(err))
+		}
+		s.writeError(w, r, err)
 		return
 	}
 	if req.ClientIDs == nil {
 		s.writeError(w, r, presence.FieldErrorf("clientIds", "is missing"))
-		return
-	}
-	if len(req.ClientIDs) > MaxBatchClientIDs {
-		s.writeError(w, r, presence.FieldErrorf("clientIds", "holds %d ids; at most %d are allowed", len(req.ClientIDs), MaxBatchClientIDs))
 		return
 	}
 	var problems presence.Problems

@@ -2,8 +2,11 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -164,4 +167,21 @@ func TestOnlineBatchErrors(t *testing.T) {
 	}
 	h.t = t
 	h.expectProblem(http.MethodGet, "/clients/online", "", http.StatusMethodNotAllowed, "")
+}
+
+// TestOnlineBatchStopsDecodingAtTheLimit: a body of a million empty ids is
+// refused after MaxBatchClientIDs+1 of them, without building the rest.
+func TestOnlineBatchStopsDecodingAtTheLimit(t *testing.T) {
+	body := []byte(`{"clientIds":[` + strings.Repeat(`"",`, 1<<20) + `""]}`)
+	var req onlineBatchRequest
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err := json.Unmarshal(body, &req)
+	runtime.ReadMemStats(&after)
+	if allocated := after.TotalAlloc - before.TotalAlloc; allocated > 8<<20 {
+		t.Fatalf("decoding allocated %d MiB for a %d MiB body it refuses", allocated>>20, len(body)>>20)
+	}
+	if fe, ok := errors.AsType[*presence.Error](err); !ok || fe.Field != "clientIds" {
+		t.Fatalf("decoding %d ids: %v, want a clientIds problem", 1<<20+1, err)
+	}
 }

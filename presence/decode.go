@@ -45,8 +45,9 @@ func DecodeEvents(data []byte, maxEvents int) ([]Event, error) {
 	}
 	var events []Event
 	if trimmed[0] == '[' {
-		if err := json.Unmarshal(trimmed, &events); err != nil {
-			return nil, Errorf(EINVALID, "body is not a valid JSON array of events: %s", JSONProblem(err))
+		var err error
+		if events, err = decodeEventArray(trimmed, maxEvents); err != nil {
+			return nil, err
 		}
 		if len(events) == 0 {
 			return nil, Errorf(EINVALID, "the array holds no events")
@@ -76,6 +77,38 @@ func DecodeEvents(data []byte, maxEvents int) ([]Event, error) {
 	}
 	if err := problems.Err(); err != nil {
 		return nil, err
+	}
+	return events, nil
+}
+
+// decodeEventArray decodes a JSON array of events one element at a time and
+// stops at the first beyond maxEvents (0: no limit): decoded whole, a body
+// of a few MiB of empty objects ([{},{},…]) became over a million Events,
+// hundreds of MiB for one request.
+func decodeEventArray(data []byte, maxEvents int) ([]Event, error) {
+	invalid := func(err error) error {
+		return Errorf(EINVALID, "body is not a valid JSON array of events: %s", JSONProblem(err))
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if _, err := dec.Token(); err != nil { // the '[' the caller saw
+		return nil, invalid(err)
+	}
+	var events []Event
+	for dec.More() {
+		if maxEvents > 0 && len(events) == maxEvents {
+			return nil, Errorf(EINVALID, "more than %d events in one request; at most %d are allowed", maxEvents, maxEvents)
+		}
+		var e Event
+		if err := dec.Decode(&e); err != nil {
+			return nil, invalid(err)
+		}
+		events = append(events, e)
+	}
+	if _, err := dec.Token(); err != nil { // ']'
+		return nil, invalid(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, Errorf(EINVALID, "body is not a valid JSON array of events: data after the array")
 	}
 	return events, nil
 }

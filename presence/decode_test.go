@@ -2,6 +2,7 @@ package presence
 
 import (
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -80,4 +81,36 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("accepted an invalid event: %v", err)
 		}
 	})
+}
+
+// allocatedBy returns the bytes allocated while f ran.
+func allocatedBy(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestDecodeEventsStopsAtTheLimit: an array of a million empty objects
+// (3 MiB, within the API's body limit) is refused after the first
+// maxEvents+1, without building the rest — decoded whole, it took over
+// 200 MiB for one request.
+func TestDecodeEventsStopsAtTheLimit(t *testing.T) {
+	body := []byte("[" + strings.Repeat("{},", 1<<20) + "{}]")
+	var err error
+	allocated := allocatedBy(func() { _, err = DecodeEvents(body, 1000) })
+	if allocated > 8<<20 {
+		t.Fatalf("DecodeEvents allocated %d MiB for a %d MiB body it refuses", allocated>>20, len(body)>>20)
+	}
+	if err == nil || !strings.Contains(err.Error(), "more than 1000 events in one request") {
+		t.Fatalf("DecodeEvents of %d elements: %v, want the limit named", 1<<20+1, err)
+	}
+	// Within the limit, and malformed after it, arrays still decode and fail as before.
+	if _, err := DecodeEvents([]byte(`[{"clientId":"a","channelId":"c","eventType":"connect","time":1}] x`), 1000); err == nil {
+		t.Fatal("data after the array was accepted")
+	}
+	if events, err := DecodeEvents([]byte(` [{"clientId":"a","channelId":"c","eventType":"connect","time":1}] `), 1000); err != nil || len(events) != 1 {
+		t.Fatalf("one event in an array: %v, %v", events, err)
+	}
 }
