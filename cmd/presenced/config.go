@@ -17,18 +17,21 @@ import (
 // config is every setting of presenced. Each flag has a PRESENCE_*
 // environment variable; a flag given on the command line wins.
 type config struct {
-	MQTTAddr       string
-	HTTPAddr       string
-	DatabaseURL    string
-	DataDir        string
-	Node           string
-	LogLevel       string
-	LogFormat      string
-	BatchSize      int
-	StoreWriters   int // store transactions applying events at once
-	ShutdownWait   time.Duration
-	ConnectTimeout time.Duration
-	AllowAnonymous string // "auto", "true" or "false"
+	MQTTAddr    string
+	HTTPAddr    string
+	DatabaseURL string
+	// DatabaseURLFile holds the URL instead, so that a password in it is
+	// on neither the command line nor in the environment.
+	DatabaseURLFile secretFile
+	DataDir         string
+	Node            string
+	LogLevel        string
+	LogFormat       string
+	BatchSize       int
+	StoreWriters    int // store transactions applying events at once
+	ShutdownWait    time.Duration
+	ConnectTimeout  time.Duration
+	AllowAnonymous  string // "auto", "true" or "false"
 
 	// API is the HTTP API's configuration (see apiconfig.go).
 	API apiConfig
@@ -126,6 +129,7 @@ var flagUsers = map[string][]string{
 	"node-grace":        {"serve", "api", "consumer"},
 	"lease-check-every": {"serve", "api", "consumer"},
 	"database-url":      {"serve", "api", "consumer", "migrate"},
+	"database-url-file": {"serve", "api", "consumer", "migrate"},
 	"http-addr":         {"serve", "broker", "consumer", "api"},
 	// RocketMQ's, among broker, consumer and api (see rocketmqconfig.go).
 	"rocketmq-topic":            {"broker", "consumer"},
@@ -191,6 +195,8 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	offer("mqtt-addr").String(&c.MQTTAddr, "mqtt-addr", ":1883", "MQTT listen address")
 	offer("http-addr").String(&c.HTTPAddr, "http-addr", ":8080", "HTTP API listen address")
 	offer("database-url").Secret(&c.DatabaseURL, "database-url", "PostgreSQL URL; empty starts a private PostgreSQL cluster under --data-dir")
+	c.DatabaseURLFile = secretFile{into: &c.DatabaseURL, intoFlag: "database-url"}
+	offer("database-url-file").File(&c.DatabaseURLFile, "database-url-file", "file holding the PostgreSQL URL, so that its password is not on the command line (trailing whitespace ignored; PGPASSFILE and ~/.pgpass work too)")
 	f.String(&c.DataDir, "data-dir", defaultDataDir(getenv), "directory for the private PostgreSQL cluster and local state")
 	offer("node").String(&c.Node, "node", defaultNode(), "broker node id, stable across restarts")
 	f.String(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -247,6 +253,9 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 
 func (c config) validate() error {
 	var errs []error
+	if c.DatabaseURLFile.conflicts() {
+		errs = append(errs, errors.New("--database-url and --database-url-file are both set; give the URL one way only"))
+	}
 	if c.BatchSize < 1 || c.BatchSize > 10_000 {
 		errs = append(errs, fmt.Errorf("--batch-size must be within 1..10000, not %d", c.BatchSize))
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -81,5 +83,35 @@ func TestUnknownCommand(t *testing.T) {
 	err := run(t.Context(), []string{"frobnicate"}, env(nil), io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `unknown command "frobnicate"`) {
 		t.Fatalf("run(frobnicate) = %v", err)
+	}
+}
+
+// TestDatabaseURLFromAFile: --database-url-file (or its PRESENCE_*
+// variable) supplies the URL, so a password in it need not be on the
+// command line; given both ways, the start stops.
+func TestDatabaseURLFromAFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "database-url")
+	const url = "postgres://presenced:S3CRET@db.example/presenced"
+	if err := os.WriteFile(path, []byte(url+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+	}{
+		{[]string{"--database-url-file", path}, nil},
+		{nil, map[string]string{"PRESENCE_DATABASE_URL_FILE": path}},
+	} {
+		cfg, err := parseServeConfig("api", tc.args, env(tc.env), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.DatabaseURL != url {
+			t.Fatalf("database URL %q, want the file's", cfg.DatabaseURL)
+		}
+	}
+	_, err := parseServeConfig("api", []string{"--database-url-file", path, "--database-url", "postgres://other/x"}, env(nil), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "give the URL one way only") {
+		t.Fatalf("both ways: %v, want a refusal", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -351,5 +352,28 @@ func TestOpenUnreachableIsUnavailable(t *testing.T) {
 	}
 	if msg := presence.ErrorMessage(err); msg != "database unavailable" {
 		t.Fatalf("client message %q reveals internals", msg)
+	}
+}
+
+// TestOpenOfAMalformedURLNeverQuotesItsPassword: the password is kept out
+// of the error in every form a URL can carry it, where pgconn's own
+// redaction misses some.
+func TestOpenOfAMalformedURLNeverQuotesItsPassword(t *testing.T) {
+	for _, url := range []string{
+		"postgres://u:S3CRET@127.0.0.1:1/x?sslmode=bogus",
+		"postgres://u@127.0.0.1:1/x?password=S3CRET&sslmode=bogus",
+		"host=127.0.0.1 password = S3CRET sslmode=bogus",
+		"host=127.0.0.1 password='S3CRET' sslmode=bogus",
+	} {
+		_, err := pgstore.Open(ctx, url)
+		if presence.ErrorCode(err) != presence.EINVALID {
+			t.Fatalf("Open(%q): %v, want EINVALID", url, err)
+		}
+		if strings.Contains(err.Error(), "S3CRET") {
+			t.Fatalf("Open of a malformed URL quotes its password: %v", err)
+		}
+		if !strings.Contains(err.Error(), "sslmode") {
+			t.Fatalf("Open(%q): %v, want the reason (sslmode) named", url, err)
+		}
 	}
 }

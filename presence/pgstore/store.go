@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/presenced/presenced/migrations"
@@ -34,8 +35,7 @@ const defaultMaxConns = 20
 func Open(ctx context.Context, url string) (*Store, error) {
 	config, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		// pgconn redacts the password in this message.
-		return nil, presence.Errorf(presence.EINVALID, "open store: invalid database URL: %v", err)
+		return nil, presence.Errorf(presence.EINVALID, "open store: invalid database URL (not shown: it may hold a password): %s", parseProblem(err))
 	}
 	if !strings.Contains(url, "pool_max_conns") {
 		config.MaxConns = defaultMaxConns
@@ -115,4 +115,18 @@ func storeErr(op string, err error) error {
 	}
 	code, message := classify(err)
 	return &storeError{op: op, domain: presence.Errorf(code, "%s", message), cause: err}
+}
+
+// parseProblem says why a database URL could not be parsed without
+// quoting it: pgconn's message quotes the string with the password
+// redacted, but its redaction misses ?password= in a URL and
+// "password = x" in a keyword/value string.
+func parseProblem(err error) string {
+	pe, ok := errors.AsType[*pgconn.ParseConfigError](err)
+	if !ok {
+		return "it could not be parsed"
+	}
+	unquoted := *pe
+	unquoted.ConnString = ""
+	return strings.TrimPrefix(unquoted.Error(), "cannot parse ``: ")
 }
