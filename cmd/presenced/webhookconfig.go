@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -57,7 +58,8 @@ func (n *namedValues) String() string {
 func (n *namedValues) Set(s string) error {
 	name, value, ok := strings.Cut(s, "=")
 	if !ok || name == "" || value == "" {
-		return fmt.Errorf("want name=value, not %q", s)
+		// Not quoted: the value may be a URL with a token in it.
+		return errors.New("want name=value")
 	}
 	*n = append(*n, namedValue{name: name, value: value})
 	return nil

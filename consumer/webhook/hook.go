@@ -37,14 +37,15 @@ type Hook struct {
 	stats Stats
 }
 
-// Target is what logs say of the hook's URL: scheme, host and path,
-// without user information or query (either may hold a token).
+// Target is what logs say of the hook's URL: scheme and host only. User
+// information, path and query may each hold a token (Slack- and
+// Discord-style hooks carry theirs in the path).
 func (h *Hook) Target() string {
 	u, err := url.Parse(h.URL)
 	if err != nil {
 		return "(invalid url)"
 	}
-	return u.Scheme + "://" + u.Host + u.Path
+	return u.Scheme + "://" + u.Host
 }
 
 // Stats returns the hook's counters.
