@@ -9,7 +9,10 @@ package api
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -116,6 +119,12 @@ type Config struct {
 	ReadTokens, IngestTokens []string
 	// AdminTokens are accepted for DELETE /clients/{id}/connection.
 	AdminTokens []string
+	// HostAllowed, when set, decides which host names (the Host header,
+	// without its port) are served; a request for another is refused with
+	// 403. presenced sets it while the API is open on loopback: a web page
+	// whose name was rebound to 127.0.0.1 (DNS rebinding) would otherwise
+	// reach the open API from a browser on this machine as its own site.
+	HostAllowed func(host string) bool
 	// Heartbeat is the interval of SSE heartbeat comments.
 	Heartbeat time.Duration // default 15s
 	// StreamWriteTimeout bounds every write of a /stream response (a
@@ -184,6 +193,10 @@ type Server struct {
 	// readScope and onlineOK serve the lookup's fast path (fastpath.go).
 	readScope scopeCheck
 	onlineOK  onlineObserver
+
+	// crossOrigin refuses what a browser sends for a page of another
+	// site: POST /events, a kick (see ServeHTTP).
+	crossOrigin *http.CrossOriginProtection
 }
 
 // New returns the API handler. It registers its metrics on cfg.Registry.
@@ -196,6 +209,8 @@ func New(cfg Config, deps Deps) *Server {
 		auth:     newAuthenticator(cfg.ReadTokens, cfg.IngestTokens, cfg.AdminTokens),
 		inFlight: make(chan struct{}, cfg.MaxInFlight),
 		counts:   newCountCache(cfg.StatsCacheTTL, time.Now),
+
+		crossOrigin: http.NewCrossOriginProtection(),
 	}
 	s.metrics = newHTTPMetrics(cfg.Registry)
 	s.metricsHandler = newMetricsHandler(s)
@@ -207,8 +222,23 @@ func New(cfg Config, deps Deps) *Server {
 }
 
 // ServeHTTP answers GET /clients/{clientId}/online itself (fastpath.go) and
-// hands every other request to the router.
+// hands every other request to the router, once it is sure the request is
+// not a web page's that a browser sends on its behalf: one for a host name
+// HostAllowed refuses, or a state-changing request from a page of another
+// origin (a cross-site form or fetch needs no CORS to POST text/plain; a
+// bearer token is never attached by a browser, but an open API needs
+// none).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.HostAllowed != nil && !s.cfg.HostAllowed(hostName(r.Host)) {
+		s.writeProblem(w, Problem{Status: http.StatusForbidden, Instance: r.URL.Path,
+			Detail: "this API is open only to clients of this machine, and " + strconv.Quote(r.Host) + " is not a loopback host name; use 127.0.0.1 or localhost"})
+		return
+	}
+	if err := s.crossOrigin.Check(r); err != nil {
+		s.writeProblem(w, Problem{Status: http.StatusForbidden, Instance: r.URL.Path,
+			Detail: "cross-origin request refused: a web page of another site may not send " + r.Method + " requests here"})
+		return
+	}
 	if r.Method == http.MethodGet {
 		if id, ok := onlineClientID(r.URL); ok {
 			s.serveOnline(w, r, id)
@@ -222,3 +252,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // which waits for handlers, does not wait for streams that never end.
 // Register it with http.Server.RegisterOnShutdown.
 func (s *Server) CloseStreams() { s.deps.Live.Stream.Close() }
+
+// hostName is the host of a Host header, without port or IPv6 brackets.
+func hostName(hostport string) string {
+	if host, _, err := net.SplitHostPort(hostport); err == nil {
+		return host
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,11 @@ type WebSocketConfig struct {
 	// MaxHandshakes bounds the connections in their opening handshake at
 	// once; more are closed at once. Default 1024.
 	MaxHandshakes int
+	// OriginAllowed, when set, decides which web pages may connect: a
+	// handshake whose Origin header (a browser sends one; other clients
+	// do not) names a host it refuses, or is not a URL ("null"), gets
+	// 403. nil admits every origin.
+	OriginAllowed func(host string) bool
 	// Log receives diagnostics; default slog.Default().
 	Log *slog.Logger
 }
@@ -182,6 +188,15 @@ func (l *WebSocketListener) Stats() WebSocketStats {
 	return WebSocketStats{Accepted: l.accepted.Load(), Failed: l.closed.Load() - over, OverLimit: over}
 }
 
+// originAllowed applies OriginAllowed to a handshake's Origin header.
+func (l *WebSocketListener) originAllowed(origin string) bool {
+	if l.cfg.OriginAllowed == nil || origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && l.cfg.OriginAllowed(u.Hostname())
+}
+
 // upgrade answers the opening handshake [RFC 6455 4.2] and hands the
 // connection on.
 func (l *WebSocketListener) upgrade(w http.ResponseWriter, r *http.Request) {
@@ -213,6 +228,10 @@ func (l *WebSocketListener) upgrade(w http.ResponseWriter, r *http.Request) {
 	case r.Header.Get("Sec-WebSocket-Version") != "13":
 		w.Header().Set("Sec-WebSocket-Version", "13")
 		fail(http.StatusUpgradeRequired, "unsupported WebSocket version; 13 is supported")
+		return
+	}
+	if !l.originAllowed(r.Header.Get("Origin")) {
+		fail(http.StatusForbidden, "a web page of another site may not connect here (Origin refused)")
 		return
 	}
 	key := r.Header.Get("Sec-WebSocket-Key")

@@ -381,3 +381,43 @@ func TestWebSocketErrorBehindAPacket(t *testing.T) {
 		t.Fatalf("tcpclean reason %s", e.Reason)
 	}
 }
+
+// TestWebSocketOriginAllowed: a handshake from a web page whose Origin
+// OriginAllowed refuses (or an opaque "null" origin) gets 403 and never
+// reaches the broker; one without an Origin (no browser) or from an
+// allowed page connects.
+func TestWebSocketOriginAllowed(t *testing.T) {
+	srv, wl := startWSServer(t, Config{}, WebSocketConfig{OriginAllowed: func(host string) bool { return host == "localhost" }})
+	handshake := func(origin string) int {
+		nc, err := net.Dial("tcp", srv.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		req := "GET /mqtt HTTP/1.1\r\nHost: " + srv.addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n"
+		if origin != "" {
+			req += "Origin: " + origin + "\r\n"
+		}
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(nc, req+"\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+		if err != nil {
+			t.Fatalf("handshake response: %v", err)
+		}
+		return resp.StatusCode
+	}
+	for _, origin := range []string{"http://evil.example", "https://localhost.evil.example:8443", "null"} {
+		if code := handshake(origin); code != http.StatusForbidden {
+			t.Errorf("Origin %s: %d, want 403", origin, code)
+		}
+	}
+	for _, origin := range []string{"", "http://localhost:8080"} {
+		if code := handshake(origin); code != http.StatusSwitchingProtocols {
+			t.Errorf("Origin %q: %d, want 101", origin, code)
+		}
+	}
+	waitUntil(t, "two connections handed on, three refused", func() bool { s := wl.Stats(); return s.Accepted == 2 && s.Failed == 3 })
+}

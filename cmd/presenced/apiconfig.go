@@ -128,6 +128,28 @@ func isLoopback(addr string) bool {
 	return err == nil && tcp.IP != nil && tcp.IP.IsLoopback()
 }
 
+// hostAllowed is api.Config.HostAllowed: nil (every host name) unless the
+// API is open because it listens on loopback, when it serves only loopback
+// host names, which no DNS answer can make of a stranger's site.
+func (c apiConfig) hostAllowed() func(host string) bool {
+	if !c.open() || c.Open {
+		return nil
+	}
+	return loopbackHostname
+}
+
+// loopbackHostname reports whether host, a name or an IP literal, can only
+// mean this machine without asking DNS: localhost and its subdomains (RFC
+// 6761, as browsers treat them) and loopback addresses.
+func loopbackHostname(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // tokens splits a token list — comma-separated, one per line, or both —
 // dropping empty entries and surrounding whitespace.
 func tokens(list string) []string {

@@ -208,3 +208,24 @@ func TestServeRefusesOpenAPIOffLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAPIServesOnlyLoopbackHostNames: while the API is open because it
+// listens on loopback, it serves host names that mean this machine without
+// DNS; with tokens, or opened deliberately, every name.
+func TestOpenAPIServesOnlyLoopbackHostNames(t *testing.T) {
+	for host, want := range map[string]bool{
+		"127.0.0.1": true, "127.8.9.10": true, "::1": true, "::ffff:127.0.0.1": true,
+		"localhost": true, "LOCALHOST.": true, "app.localhost": true,
+		"": false, "0.0.0.0": false, "192.0.2.7": false, "evil.example": false, "localhost.evil.example": false,
+	} {
+		if got := loopbackHostname(host); got != want {
+			t.Errorf("loopbackHostname(%q) = %v, want %v", host, got, want)
+		}
+	}
+	if (apiConfig{}).hostAllowed() == nil {
+		t.Error("an open API serves every host name")
+	}
+	if (apiConfig{Open: true}).hostAllowed() != nil || (apiConfig{ReadTokens: "t"}).hostAllowed() != nil {
+		t.Error("an API with tokens, or opened with --api-open, refuses host names")
+	}
+}

@@ -51,6 +51,7 @@ func newHTTPAPI(cfg config, db *database, kicker api.Kicker, sessions api.Sessio
 		ReadTokens:         cfg.API.readTokens(),
 		IngestTokens:       cfg.API.ingestTokens(),
 		AdminTokens:        cfg.API.adminTokens(),
+		HostAllowed:        cfg.API.hostAllowed(),
 		Heartbeat:          cfg.API.Heartbeat,
 		StreamWriteTimeout: cfg.API.StreamWriteTimeout,
 		MaxStreams:         cfg.API.MaxStreams,

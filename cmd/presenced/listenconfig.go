@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -141,10 +142,27 @@ type mqttFront struct {
 	ws         *mqttbroker.WebSocketListener
 	wssProxy   *proxyproto.Listener
 	wss        *mqttbroker.WebSocketListener
+
+	// anonymous is whether the broker admits clients without credentials,
+	// true until configureBroker decides (the WebSocket listeners serve
+	// handshakes from the start): while it is, a web page of another site
+	// may not connect over WebSocket, or any page on the web could make a
+	// browser on this machine connect as any client id (wsOriginAllowed).
+	anonymous atomic.Bool
 }
 
 func newMQTTFront(cfg listenConfig, maxPacket int, log *slog.Logger) *mqttFront {
-	return &mqttFront{cfg: cfg, maxPacket: maxPacket, log: log.With("component", "mqtt")}
+	f := &mqttFront{cfg: cfg, maxPacket: maxPacket, log: log.With("component", "mqtt")}
+	f.anonymous.Store(true)
+	return f
+}
+
+// wsOriginAllowed is the WebSocket listeners' OriginAllowed: with clients
+// admitted without credentials, only pages served from this machine
+// (loopback host names); otherwise any, since a page must then bring
+// credentials of its own (a browser attaches none to MQTT).
+func (f *mqttFront) wsOriginAllowed(host string) bool {
+	return !f.anonymous.Load() || loopbackHostname(host)
 }
 
 // proxy puts the PROXY protocol in front of ln when versions is not off.
@@ -181,7 +199,7 @@ func (f *mqttFront) listenWS(ctx context.Context, life *lifecycle) error {
 }
 
 func (f *mqttFront) wsConfig() mqttbroker.WebSocketConfig {
-	return mqttbroker.WebSocketConfig{Path: f.cfg.WSPath, MaxMessageSize: f.maxPacket, Log: f.log}
+	return mqttbroker.WebSocketConfig{Path: f.cfg.WSPath, MaxMessageSize: f.maxPacket, OriginAllowed: f.wsOriginAllowed, Log: f.log}
 }
 
 // listenWSS opens MQTT over secure WebSocket on addr (--mqtt-wss-addr),
@@ -219,6 +237,7 @@ func (f *mqttFront) configureBroker(bc *mqttbroker.Config, allowAnonymousSetting
 		bc.AllowAnonymous = false
 		f.log.Info("MQTT clients without credentials are refused: behind the PROXY protocol clients come from anywhere (--allow-anonymous=auto); set --allow-anonymous=true or credentials")
 	}
+	f.anonymous.Store(bc.AllowAnonymous)
 }
 
 // addWS adds the components serving MQTT over WebSocket and secure

@@ -61,5 +61,18 @@ func TestAnonymousBehindProxyOrWebSocket(t *testing.T) {
 		if bc.AllowAnonymous != tc.want {
 			t.Errorf("%s: AllowAnonymous %v, want %v", tc.name, bc.AllowAnonymous, tc.want)
 		}
+		// While clients are admitted without credentials, web pages of other
+		// sites may not connect over WebSocket; pages of this machine may.
+		if got := front.wsOriginAllowed("evil.example"); got == tc.want {
+			t.Errorf("%s: a page of another site allowed %v with AllowAnonymous %v", tc.name, got, tc.want)
+		}
+		if !front.wsOriginAllowed("localhost") {
+			t.Errorf("%s: a page of this machine refused", tc.name)
+		}
+	}
+	// Before the broker is configured (the listeners already serve
+	// handshakes), as if anonymous.
+	if newMQTTFront(listenConfig{}, 1024, slog.New(slog.DiscardHandler)).wsOriginAllowed("evil.example") {
+		t.Error("a page of another site allowed before the broker's access was decided")
 	}
 }
