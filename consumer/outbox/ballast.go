@@ -68,7 +68,7 @@ func (b *ballast) ensure(now time.Time) {
 // make writes the ballast with real zeros (not a sparse or fallocated
 // file, whose blocks some filesystems allocate only when written).
 func (b *ballast) make() error {
-	f, err := os.OpenFile(b.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	f, err := os.OpenFile(b.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ func writeCheckpoint(dir string, dirFile *os.File, acked uint64) error {
 	data = binary.LittleEndian.AppendUint32(data, crc32.Checksum(data, castagnoli))
 
 	tmp := filepath.Join(dir, checkpointTmpName)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("write outbox checkpoint: %w", err)
 	}

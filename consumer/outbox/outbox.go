@@ -270,7 +270,7 @@ func Open(dir string, opts Options) (*Outbox, error) {
 	}
 	o.log = o.log.With("outbox", dir)
 
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open outbox: %w", err)
 	}
 	lock, err := durable.LockDir(dir, "outbox")

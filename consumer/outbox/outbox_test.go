@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -360,4 +361,39 @@ func TestReadWaitsForAppend(t *testing.T) {
 
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
+}
+
+// TestFilesArePrivateToTheOwner: the outbox holds client addresses and
+// user names; its directory and files are the owner's alone.
+func TestFilesArePrivateToTheOwner(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "outbox")
+	o := openOutbox(t, dir, Options{})
+	if err := o.Append(context.Background(), testEvent(presence.EventConnect, 1)); err != nil {
+		t.Fatal(err)
+	}
+	checkPrivate(t, dir)
+}
+
+// checkPrivate fails t unless dir and everything in it are inaccessible to
+// group and others.
+func checkPrivate(t *testing.T, dir string) {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v", path, info.Mode().Perm())
+		}
+		n++
+		return nil
+	})
+	if err != nil || n < 3 {
+		t.Fatalf("walked %d entries of %s: %v", n, dir, err)
+	}
 }

@@ -75,7 +75,7 @@ func listSegments(dir string) ([]*segment, error) {
 // header write itself was torn (recovery rewrites it).
 func createSegment(dir string, dirFile *os.File, base uint64) (*segment, *os.File, error) {
 	path := segmentPath(dir, base)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create outbox segment: %w", err)
 	}

@@ -130,7 +130,7 @@ func (s *Store) startJournal() (uint64, error) {
 // writeSnapshotTmp is step 2.
 func (s *Store) writeSnapshotTmp(snap []byte, count uint64, gen uint64) (size int64, err error) {
 	path := filepath.Join(s.dir, snapshotTmpName)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("write snapshot: %w", err)
 	}

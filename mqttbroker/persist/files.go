@@ -87,7 +87,7 @@ func listJournals(dir string) ([]uint64, error) {
 // the file and its name durable before any record goes into it.
 func createJournal(dir string, dirFile *os.File, gen uint64) (*os.File, error) {
 	path := filepath.Join(dir, journalName(gen))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create journal: %w", err)
 	}

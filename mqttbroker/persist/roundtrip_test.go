@@ -2,6 +2,7 @@ package persist
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -197,4 +198,31 @@ func TestStagedCoversEveryEarlierStage(t *testing.T) {
 	s, st := openStore(t, dir, Options{})
 	defer s.Close()
 	assertState(t, "reopened", st, wantEveryKind())
+}
+
+// TestFilesArePrivateToTheOwner: the broker's state holds sessions,
+// retained messages and queued payloads; its directory and files are the
+// owner's alone.
+func TestFilesArePrivateToTheOwner(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mqtt")
+	s, _ := openStore(t, dir, Options{})
+	defer s.Close()
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("%s holds %d files: %v", dir, len(entries), err)
+	}
+	modes := map[string]fs.FileMode{}
+	if info, err := os.Stat(dir); err == nil {
+		modes[dir] = info.Mode().Perm()
+	}
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil {
+			modes[e.Name()] = info.Mode().Perm()
+		}
+	}
+	for name, mode := range modes {
+		if mode&0o077 != 0 {
+			t.Errorf("%s has mode %v", name, mode)
+		}
+	}
 }

@@ -117,7 +117,7 @@ func Open(dir string, opts Options) (*Store, *State, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("open broker persistence: %w", err)
 	}
 	lockFile, err := durable.LockDir(dir, "broker persistence")

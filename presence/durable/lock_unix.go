@@ -15,7 +15,7 @@ import (
 // dies; the caller keeps the file open for as long as it writes.
 func LockDir(dir, what string) (*os.File, error) {
 	path := filepath.Join(dir, "LOCK")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", what, err)
 	}
