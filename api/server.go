@@ -101,6 +101,7 @@ const (
 	MaxPageLimit       = 1000 // largest page of /clients, /channels, /events
 	MaxEventsPerPost   = 1000 // events in one POST /events
 	MaxStreamClientIDs = 100  // clientId filters of one /stream
+	MaxStreamPrefixes  = 100  // prefix filters of one /stream (each change is matched against every one)
 	// MaxHistoryRange bounds the time range of one /events query.
 	MaxHistoryRange = 31 * 24 * time.Hour
 )

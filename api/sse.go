@@ -23,7 +23,8 @@ import (
 // missed, or a reset event when they are no longer remembered. A ready
 // event (id = the stream position) follows the replay; heartbeat comments
 // keep proxies from closing an idle stream. Filters: clientId (repeatable,
-// up to 100) and prefix (repeatable); a change is sent if it matches any.
+// up to 100) and prefix (repeatable, up to 100); a change is sent if it
+// matches any.
 func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	clientIDs, prefixes := q["clientId"], q["prefix"]
@@ -33,6 +34,9 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, id := range clientIDs {
 		problems.Add(presence.ValidateClientID(id))
+	}
+	if len(prefixes) > MaxStreamPrefixes {
+		problems = append(problems, presence.FieldErrorf("prefix", "%d prefixes; at most %d are allowed", len(prefixes), MaxStreamPrefixes))
 	}
 	for _, p := range prefixes {
 		if p == "" || len(p) > presence.MaxClientIDBytes {

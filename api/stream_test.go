@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -97,6 +98,7 @@ func TestStreamResumesWithLastEventID(t *testing.T) {
 	h.expectProblem(http.MethodGet, "/stream", "", http.StatusBadRequest, "Last-Event-ID", "Last-Event-ID", "abc")
 	h.expectProblem(http.MethodGet, "/stream?clientId=a%2Bb", "", http.StatusBadRequest, "clientId")
 	h.expectProblem(http.MethodGet, "/stream?prefix=", "", http.StatusBadRequest, "prefix")
+	h.expectProblem(http.MethodGet, "/stream?prefix=p"+strings.Repeat("&prefix=p", MaxStreamPrefixes), "", http.StatusBadRequest, "prefix")
 }
 
 func TestStreamResetsWhenResumePointIsForgotten(t *testing.T) {
