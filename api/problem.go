@@ -60,7 +60,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 	}
 	if status >= 500 {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+		s.log.Error("request failed", "method", r.Method, "path", loggedPath(r), "code", code, "err", err)
 	}
 	s.writeProblem(w, p)
 }
@@ -107,4 +107,14 @@ func (s *Server) forbidden(w http.ResponseWriter, r *http.Request, scope string)
 func (s *Server) tooLarge(w http.ResponseWriter, r *http.Request, limit int64) {
 	s.writeProblem(w, Problem{Status: http.StatusRequestEntityTooLarge,
 		Detail: "the request body is larger than " + strconv.FormatInt(limit, 10) + " bytes", Instance: r.URL.Path})
+}
+
+// loggedPath is a request's path as logs show it, cut to 256 bytes: a
+// client chooses its length (up to the header limit) and lines are
+// limited in number, not in size.
+func loggedPath(r *http.Request) string {
+	if p := r.URL.Path; len(p) > 256 {
+		return p[:256] + "…"
+	}
+	return r.URL.Path
 }

@@ -26,6 +26,6 @@ func (s *Server) recovered(w http.ResponseWriter, r *http.Request, v any) {
 	if v == http.ErrAbortHandler {
 		panic(v)
 	}
-	s.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+	s.log.Error("handler panicked", "method", r.Method, "path", loggedPath(r), "panic", v, "stack", string(debug.Stack()))
 	s.writeError(w, r, presence.Errorf(presence.EINTERNAL, "internal error"))
 }

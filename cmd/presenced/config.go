@@ -17,9 +17,11 @@ import (
 // config is every setting of presenced. Each flag has a PRESENCE_*
 // environment variable; a flag given on the command line wins.
 type config struct {
-	MQTTAddr    string
-	HTTPAddr    string
-	DatabaseURL string
+	MQTTAddr string
+	HTTPAddr string
+	// HTTPMaxConns is --http-max-connections; 0: from the file limit.
+	HTTPMaxConns int
+	DatabaseURL  string
 	// DatabaseURLFile holds the URL instead, so that a password in it is
 	// on neither the command line nor in the environment.
 	DatabaseURLFile secretFile
@@ -117,20 +119,21 @@ func (e *envFlags) Duration(p *time.Duration, name string, def time.Duration, us
 // flagUsers names the commands that use each common flag; one not listed
 // is offered by every command.
 var flagUsers = map[string][]string{
-	"mqtt-addr":         {"serve", "broker"},
-	"connect-timeout":   {"serve", "broker"},
-	"allow-anonymous":   {"serve", "broker"},
-	"node":              {"serve", "broker"},
-	"node-lease":        {"serve", "broker"},
-	"heartbeat-every":   {"serve", "broker"},
-	"reconcile-every":   {"serve", "broker"},
-	"batch-size":        {"serve"},
-	"store-writers":     {"serve", "consumer"},
-	"node-grace":        {"serve", "api", "consumer"},
-	"lease-check-every": {"serve", "api", "consumer"},
-	"database-url":      {"serve", "api", "consumer", "migrate"},
-	"database-url-file": {"serve", "api", "consumer", "migrate"},
-	"http-addr":         {"serve", "broker", "consumer", "api"},
+	"mqtt-addr":            {"serve", "broker"},
+	"connect-timeout":      {"serve", "broker"},
+	"allow-anonymous":      {"serve", "broker"},
+	"node":                 {"serve", "broker"},
+	"node-lease":           {"serve", "broker"},
+	"heartbeat-every":      {"serve", "broker"},
+	"reconcile-every":      {"serve", "broker"},
+	"batch-size":           {"serve"},
+	"store-writers":        {"serve", "consumer"},
+	"node-grace":           {"serve", "api", "consumer"},
+	"lease-check-every":    {"serve", "api", "consumer"},
+	"database-url":         {"serve", "api", "consumer", "migrate"},
+	"database-url-file":    {"serve", "api", "consumer", "migrate"},
+	"http-addr":            {"serve", "broker", "consumer", "api"},
+	"http-max-connections": {"serve", "broker", "consumer", "api"},
 	// RocketMQ's, among broker, consumer and api (see rocketmqconfig.go).
 	"rocketmq-topic":            {"broker", "consumer"},
 	"rocketmq-per-group-topics": {"broker"},
@@ -194,6 +197,7 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 	}
 	offer("mqtt-addr").String(&c.MQTTAddr, "mqtt-addr", ":1883", "MQTT listen address")
 	offer("http-addr").String(&c.HTTPAddr, "http-addr", ":8080", "HTTP API listen address")
+	offer("http-max-connections").Int(&c.HTTPMaxConns, "http-max-connections", 0, "most HTTP connections (API, SSE streams, probes) held at once; more are closed at once (0: half of what --mqtt-max-connections leaves of the open-file limit, at least 64)")
 	offer("database-url").Secret(&c.DatabaseURL, "database-url", "PostgreSQL URL; empty starts a private PostgreSQL cluster under --data-dir")
 	c.DatabaseURLFile = secretFile{into: &c.DatabaseURL, intoFlag: "database-url"}
 	offer("database-url-file").File(&c.DatabaseURLFile, "database-url-file", "file holding the PostgreSQL URL, so that its password is not on the command line (trailing whitespace ignored; PGPASSFILE and ~/.pgpass work too)")
@@ -253,6 +257,9 @@ func parseServeConfig(name string, args []string, getenv func(string) string, st
 
 func (c config) validate() error {
 	var errs []error
+	if c.HTTPMaxConns < 0 {
+		errs = append(errs, fmt.Errorf("--http-max-connections must not be negative, not %d", c.HTTPMaxConns))
+	}
 	if c.DatabaseURLFile.conflicts() {
 		errs = append(errs, errors.New("--database-url and --database-url-file are both set; give the URL one way only"))
 	}

@@ -65,7 +65,8 @@ func newHTTPAPI(cfg config, db *database, kicker api.Kicker, sessions api.Sessio
 		// sets per-request deadlines itself (api/timeout.go).
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		MaxHeaderBytes:    maxHTTPHeaderBytes,
+		ErrorLog:          httpErrorLog(log),
 	}
 	// Shutdown waits for handlers; streams end only when told to.
 	a.server.RegisterOnShutdown(a.api.CloseStreams)

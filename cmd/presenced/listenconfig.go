@@ -321,20 +321,39 @@ func (f *mqttFront) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// listenHTTP opens the HTTP listener of every mode, added to life: HTTPS
-// when configured, with the process's TLS certificates returned for its
-// metrics and reloading.
-func listenHTTP(cfg config, life *lifecycle, log *slog.Logger) (net.Listener, *processTLS, error) {
+// httpFront is what stands before the HTTP server of every mode: the
+// process's TLS certificates (HTTPS when configured, MQTT over TLS too)
+// and the bound on HTTP connections (--http-max-connections). It is one
+// Prometheus collector for both.
+type httpFront struct {
+	*processTLS
+	conns *connLimitListener
+}
+
+func (h *httpFront) Describe(ch chan<- *prometheus.Desc) {
+	h.processTLS.Describe(ch)
+	h.conns.Describe(ch)
+}
+
+func (h *httpFront) Collect(ch chan<- prometheus.Metric) {
+	h.processTLS.Collect(ch)
+	h.conns.Collect(ch)
+}
+
+// listenHTTP opens the HTTP listener of every mode, added to life: bounded
+// in connections, HTTPS when configured.
+func listenHTTP(cfg config, life *lifecycle, log *slog.Logger) (net.Listener, *httpFront, error) {
 	listener, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err)
 	}
 	life.addListener("http listener", listener)
-	certs := newProcessTLS(cfg.TLS, log)
-	if listener, err = certs.wrapHTTP(listener); err != nil {
+	front := &httpFront{processTLS: newProcessTLS(cfg.TLS, log),
+		conns: newConnLimitListener(listener, connectionLimit(cfg.HTTPMaxConns, "http", httpConnectionsForFileLimit, log))}
+	if listener, err = front.wrapHTTP(front.conns); err != nil {
 		return nil, nil, err
 	}
-	return listener, certs, nil
+	return listener, front, nil
 }
 
 // openBrokerListeners opens what a process with the broker (serve, broker)
@@ -344,7 +363,7 @@ func listenHTTP(cfg config, life *lifecycle, log *slog.Logger) (net.Listener, *p
 // listeners when configured. The TLS certificates and the front are returned for the
 // broker's configuration and metrics.
 func openBrokerListeners(ctx context.Context, cfg config, life *lifecycle, log *slog.Logger) (
-	mqttListener, httpListener net.Listener, certs *processTLS, front *mqttFront, err error) {
+	mqttListener, httpListener net.Listener, certs *httpFront, front *mqttFront, err error) {
 	if mqttListener, err = mqttbroker.Listen(ctx, cfg.MQTTAddr); err != nil {
 		return nil, nil, nil, nil, fmt.Errorf("listen for MQTT on %s: %w", cfg.MQTTAddr, err)
 	}
@@ -360,7 +379,7 @@ func openBrokerListeners(ctx context.Context, cfg config, life *lifecycle, log *
 	if err := front.listenWS(ctx, life); err != nil {
 		return nil, nil, nil, nil, err
 	}
-	if err := front.listenWSS(ctx, life, cfg.TLS.MQTTWSSAddr, certs); err != nil {
+	if err := front.listenWSS(ctx, life, cfg.TLS.MQTTWSSAddr, certs.processTLS); err != nil {
 		return nil, nil, nil, nil, err
 	}
 	return mqttListener, httpListener, certs, front, nil

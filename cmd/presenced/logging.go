@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"io"
+	stdlog "log"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
@@ -19,8 +21,11 @@ const (
 	logWindow = 10 * time.Second
 	// logKeysMax bounds the limiter's memory: messages are constant
 	// texts, so more keys than this means variable text slipped into a
-	// message, and the table is started afresh.
-	logKeysMax = 4096
+	// message. Lines of further keys then share one budget (logOverflowKey)
+	// rather than each getting its own, or the table being started afresh,
+	// which would give every message a new budget.
+	logKeysMax     = 4096
+	logOverflowKey = "(more messages than the limiter tracks)"
 )
 
 // newLogger returns the process logger.
@@ -61,10 +66,11 @@ func (l *logLimits) allow(key string) (ok bool, suppressed int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := l.by[key]
+	if c == nil && len(l.by) >= logKeysMax-1 { // the last place is the overflow's
+		key = logOverflowKey
+		c = l.by[key]
+	}
 	if c == nil {
-		if len(l.by) >= logKeysMax {
-			clear(l.by)
-		}
 		c = &logCount{windowStart: now}
 		l.by[key] = c
 	}
@@ -108,4 +114,29 @@ func (h *limitedHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h *limitedHandler) WithGroup(name string) slog.Handler {
 	return &limitedHandler{next: h.next.WithGroup(name), limits: h.limits}
+}
+
+// httpErrorLog is the ErrorLog of an http.Server. net/http writes a line
+// per failed TLS handshake or malformed request, each naming the peer's
+// address, so that every line would be a message of its own to the
+// limiter and a scanner could write as many as it connects. The lines
+// become one message each kind, their text an attribute (cut to 512
+// bytes); failed handshakes, which any port scan causes, at debug level.
+func httpErrorLog(log *slog.Logger) *stdlog.Logger {
+	return stdlog.New(httpErrorWriter{log: log}, "", 0)
+}
+
+type httpErrorWriter struct{ log *slog.Logger }
+
+func (w httpErrorWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	if len(line) > 512 {
+		line = line[:512] + "…"
+	}
+	if strings.HasPrefix(line, "http: TLS handshake error") {
+		w.log.Debug("http: TLS handshake failed", "detail", line)
+	} else {
+		w.log.Warn("http server error", "detail", line)
+	}
+	return len(p), nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -44,5 +45,50 @@ func TestLogLimitsStayBounded(t *testing.T) {
 	}
 	if len(l.by) > logKeysMax {
 		t.Fatalf("%d messages tracked, want at most %d", len(l.by), logKeysMax)
+	}
+}
+
+// TestVariableMessagesShareOneBudget: past logKeysMax distinct messages
+// (variable text slipped into one), further ones share one budget instead
+// of each getting its own; the messages already tracked keep theirs.
+func TestVariableMessagesShareOneBudget(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	l := newLogLimits(func() time.Time { return now })
+	for i := range logKeysMax - 1 { // the last place is the overflow's
+		l.allow(fmt.Sprintf("message %d", i))
+	}
+	let := 0
+	for i := range 1000 {
+		if ok, _ := l.allow(fmt.Sprintf("from 192.0.2.1:%d", 10000+i)); ok {
+			let++
+		}
+	}
+	if let != logBurst {
+		t.Fatalf("%d of 1000 lines of new messages let through, want %d (one shared budget)", let, logBurst)
+	}
+	if ok, _ := l.allow("message 7"); !ok {
+		t.Fatal("a message tracked before the table filled lost its budget")
+	}
+}
+
+// TestHTTPErrorLogLinesAreOneMessage: net/http's lines name the peer, so
+// each would be a message of its own; they become one message per kind,
+// failed TLS handshakes at debug level.
+func TestHTTPErrorLogLinesAreOneMessage(t *testing.T) {
+	var out bytes.Buffer
+	log := slog.New(&limitedHandler{next: slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}), limits: newLogLimits(time.Now)})
+	errorLog := httpErrorLog(log)
+	for port := range 100 {
+		errorLog.Printf("http: TLS handshake error from 192.0.2.1:%d: EOF", 10000+port)
+		errorLog.Printf("http: superfluous response.WriteHeader call from 192.0.2.1:%d", 10000+port)
+	}
+	if got := strings.Count(out.String(), `msg="http: TLS handshake failed"`); got != logBurst {
+		t.Fatalf("%d handshake lines of 100, want %d:\n%s", got, logBurst, out.String())
+	}
+	if got := strings.Count(out.String(), `level=WARN msg="http server error"`); got != logBurst {
+		t.Fatalf("%d other lines of 100, want %d", got, logBurst)
+	}
+	if strings.Contains(out.String(), "level=WARN msg=\"http: TLS") {
+		t.Fatal("a failed handshake was logged as a warning")
 	}
 }

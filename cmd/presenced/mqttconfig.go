@@ -111,18 +111,6 @@ func (c mqttConfig) validate() error {
 // alibabaInstanceIDs splits --mqtt-alibaba-instance-id (splitList).
 func (c mqttConfig) alibabaInstanceIDs() []string { return splitList(c.AlibabaInstanceIDs) }
 
-// maxConnections is --mqtt-max-connections, or when it is 0 the default
-// derived from the open-file limit (raised by raiseFileLimit at start).
-func maxConnections(flagValue int, log *slog.Logger) int {
-	if flagValue > 0 {
-		return flagValue
-	}
-	soft := fileLimit()
-	n := connectionsForFileLimit(soft)
-	log.Info("mqtt connection limit from the open-file limit", "max_connections", n, "file_limit", soft)
-	return n
-}
-
 // newBrokerConfig builds the broker's configuration from the flags, loading
 // the credential and ACL files (their errors name file and line, never a
 // secret).
@@ -155,7 +143,7 @@ func newBrokerConfig(cfg config, epoch string, listener net.Addr, hooks testHook
 		ConnectTimeout:            cfg.ConnectTimeout,
 		MaxPacketSize:             m.MaxPacketKiB << 10,
 		AllowAnonymous:            allowAnonymous(cfg.AllowAnonymous, listener),
-		MaxConnections:            maxConnections(m.MaxConnections, log),
+		MaxConnections:            connectionLimit(m.MaxConnections, "mqtt", connectionsForFileLimit, log),
 		InflightWindow:            m.Inflight,
 		MaxQueuedMessages:         m.MaxQueued,
 		SessionExpiry:             m.SessionExpiry,

@@ -43,7 +43,13 @@ func opsServer(ready func(ctx context.Context) error, reg *prometheus.Registry, 
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Probes and scrapers are quick; a connection that idles or
+		// dawdles holds a descriptor for nothing.
+		ReadTimeout:    10 * time.Second,
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: maxHTTPHeaderBytes,
+		ErrorLog:       httpErrorLog(log),
 	}
 }
 
@@ -52,3 +58,8 @@ func writeOpsJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// maxHTTPHeaderBytes bounds a request's header on every HTTP listener
+// (net/http's default is 1 MiB): a bearer token and a few headers fit in a
+// fraction of it; larger headers get 431.
+const maxHTTPHeaderBytes = 64 << 10

@@ -54,3 +54,16 @@ func connectionsForFileLimit(soft uint64) int {
 	headroom := min(max(256, soft/8), soft/2)
 	return int(soft - headroom)
 }
+
+// connectionLimit is the value of a listener's --*-max-connections flag,
+// or when it is 0 the default fromFileLimit derives from the open-file
+// limit (raised by raiseFileLimit at start).
+func connectionLimit(flagValue int, listener string, fromFileLimit func(soft uint64) int, log *slog.Logger) int {
+	if flagValue > 0 {
+		return flagValue
+	}
+	soft := fileLimit()
+	n := fromFileLimit(soft)
+	log.Info(listener+" connection limit from the open-file limit", "max_connections", n, "file_limit", soft)
+	return n
+}
