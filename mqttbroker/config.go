@@ -107,6 +107,14 @@ type Config struct {
 	// bytes waiting loses the packet: QoS 0 is dropped (Stats.Dropped),
 	// anything else disconnects it as a slow consumer. Default 64 MiB.
 	MaxOutboundBytesTotal int64
+	// MaxInboundBytesTotal bounds the bytes of packets being read that do
+	// not fit a connection's 4 KiB read buffer, summed over all
+	// connections: a client sending a large packet slowly holds what it
+	// sent so far. A connection whose packet would take more is closed
+	// (tcpclean reason slow_consumer, v5 DISCONNECT 0x97;
+	// Stats.InboundRefused). Default 64 MiB, and never below two packets of
+	// MaxPacketSize.
+	MaxInboundBytesTotal int64
 
 	// PresenceTopics publishes each client's connect and close on
 	// $SYS/presence/{clientId}/connected and .../disconnected, as JSON at
@@ -196,6 +204,10 @@ func (c Config) withDefaults() Config {
 	if c.MaxOutboundBytesTotal <= 0 {
 		c.MaxOutboundBytesTotal = 64 << 20
 	}
+	if c.MaxInboundBytesTotal <= 0 {
+		c.MaxInboundBytesTotal = 64 << 20
+	}
+	c.MaxInboundBytesTotal = max(c.MaxInboundBytesTotal, 2*int64(c.MaxPacketSize))
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

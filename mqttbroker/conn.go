@@ -81,6 +81,7 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc}
+	c.reader.budget = &s.inbound
 	if a := nc.RemoteAddr(); a != nil {
 		c.addr = a.String()
 	}
@@ -252,6 +253,7 @@ func (c *conn) readLoop() {
 // parked in a network read below 4 KiB, so a new goroutine waits with the
 // initial 2 KiB.
 func (c *conn) waitNext() {
+	c.reader.settle() // what the last packet took: handled, or a waiting connection would hold it
 	c.reader.release()
 	if c.reader.buffered() == 0 && framingBuffered(c.nc) == 0 && c.s.idle != nil && !c.tlsBuffered() && c.s.idle.park(c) {
 		return
@@ -351,6 +353,9 @@ func (c *conn) fail(err error) {
 	switch {
 	case errors.Is(err, errDisconnected):
 		reason = presence.ReasonClientDisconnect
+	case errors.Is(err, errInboundBudget):
+		reason = presence.ReasonSlowConsumer
+		c.s.stats.inboundRefused.Add(1)
 	case isProtocolError(err), errors.Is(err, io.ErrUnexpectedEOF):
 		reason = presence.ReasonProtocolError
 		c.s.stats.protocolErrors.Add(1)
@@ -426,6 +431,7 @@ func (c *conn) emitTCPClean(reason presence.Reason, successor string) {
 // once, and only for a channel whose connect was emitted.
 func (c *conn) finish() {
 	c.nc.Close()
+	c.reader.settle()
 	if c.idleTimer != nil {
 		c.idleTimer.Stop()
 	}

@@ -67,15 +67,18 @@
 //   - bytes waiting to be written: 1 MiB per connection [the client is
 //     disconnected, tcpclean slow_consumer] and 64 MiB in all [clients that
 //     are behind lose QoS 0 messages, or are disconnected for QoS 1/2];
+//   - packets being read that do not fit a read buffer: 64 MiB in all
+//     (MaxInboundBytesTotal) [the connection is closed, tcpclean
+//     slow_consumer];
 //   - connections: MaxConnections [closed at once, as when the process is
 //     out of descriptors].
 //
-// So messages take at most 256 MiB; the state of sessions and connections
+// So messages and packets take at most 320 MiB; the state of sessions and connections
 // comes on top, about 1.2 KiB per offline persistent session with one
 // subscription (120 MiB at the limit) and 1.7 KiB per idle connection. Not
 // budgeted globally: the subscriptions of a session beyond its first (up
-// to MaxSubscriptionsPerClient filters each), packets being read (up to
-// MaxPacketSize per connection, as the client sends them) and, for MQTT
+// to MaxSubscriptionsPerClient filters each), the will of each connected
+// client (up to MaxPacketSize) and, for MQTT
 // 5.0 clients, topic aliases (10 inbound and at most 16 outbound per
 // connection, of up to MaxTopicLength bytes each) and wills waiting for their Will Delay
 // Interval (one per session, up to MaxPacketSize; Stats.WillsDelayed). The Go

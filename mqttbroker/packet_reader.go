@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -19,6 +20,27 @@ const largeChunk = 4096
 
 var readBuffers = sync.Pool{New: func() any { b := make([]byte, readBufferSize); return &b }}
 
+// errInboundBudget: a packet larger than a read buffer would take more of
+// Config.MaxInboundBytesTotal than is left. The connection is closed as a
+// slow consumer (v5: DISCONNECT 0x97): holding its half-read packet for as
+// long as the client takes to send the rest is what the budget bounds.
+var errInboundBudget = errors.New("the broker's budget for packets being read is used up")
+
+// inboundBudget bounds the bytes of large packets being read, summed over
+// all connections (Config.MaxInboundBytesTotal).
+type inboundBudget struct {
+	max  int64
+	used atomic.Int64
+}
+
+func (b *inboundBudget) take(n int64) bool {
+	if b.used.Add(n) > b.max {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
 // errPacketTooLarge: the announced packet exceeds the configured limit.
 var errPacketTooLarge = &protocolError{Clause: "MQTT-3.2.2-15", Reason: "packet larger than the server accepts", Code: rcPacketTooLarge}
 
@@ -31,6 +53,33 @@ type packetReader struct {
 	rawErr  syscall.Errno         // the error of the last rawRead
 	buf     *[]byte               // pooled; nil while nothing is buffered
 	r, w    int                   // (*buf)[r:w] holds bytes read but not yet returned
+
+	// budget is the server's, charged with the capacity of a large packet's
+	// body while it is read and until the next readPacket (the body is
+	// valid until then), or settle.
+	budget  *inboundBudget
+	charged int64
+}
+
+// charge takes n bytes of the budget for the packet being read.
+func (pr *packetReader) charge(n int) bool {
+	if pr.budget == nil {
+		return true
+	}
+	if !pr.budget.take(int64(n)) {
+		return false
+	}
+	pr.charged += int64(n)
+	return true
+}
+
+// settle gives back what the last large packet took: it has been handled,
+// or the connection ends.
+func (pr *packetReader) settle() {
+	if pr.charged != 0 {
+		pr.budget.used.Add(-pr.charged)
+		pr.charged = 0
+	}
 }
 
 // useRawConn makes the reader wait for data through raw. The callback is
@@ -46,6 +95,7 @@ func (pr *packetReader) useRawConn(raw syscall.RawConn) {
 // anything is allocated. A stream ending inside a packet returns
 // io.ErrUnexpectedEOF; ending between packets, io.EOF.
 func (pr *packetReader) readPacket(src io.Reader, maxSize int) (byte, []byte, error) {
+	pr.settle()
 	for {
 		if pr.buf != nil {
 			avail := (*pr.buf)[pr.r:pr.w]
@@ -158,12 +208,19 @@ func (pr *packetReader) readFD(fd uintptr) bool {
 // readLarge reads a body of n bytes that does not fit a read buffer; have
 // are its first bytes, already buffered.
 func (pr *packetReader) readLarge(src io.Reader, first byte, have []byte, n int) (byte, []byte, error) {
-	body := make([]byte, 0, max(min(n, largeChunk), len(have)))
+	size := max(min(n, largeChunk), len(have))
+	if !pr.charge(size) {
+		return 0, nil, errInboundBudget
+	}
+	body := make([]byte, 0, size)
 	body = append(body, have...)
 	pr.r = pr.w
 	pr.release()
 	for len(body) < n {
 		if len(body) == cap(body) {
+			if !pr.charge(min(n, 2*cap(body)) - cap(body)) {
+				return 0, nil, errInboundBudget
+			}
 			grown := make([]byte, len(body), min(n, 2*cap(body)))
 			copy(grown, body)
 			body = grown

@@ -53,7 +53,8 @@ type Server struct {
 	subs     subscriptionTree
 	retained retainedStore
 	budget   sessionBudget
-	persist  *persistence // nil: persistence off
+	inbound  inboundBudget // large packets being read (Config.MaxInboundBytesTotal)
+	persist  *persistence  // nil: persistence off
 	// reserve is a descriptor held back for shedding connections when the
 	// process runs out of them (see shedOne); nil if none could be opened.
 	reserveMu sync.Mutex
@@ -83,6 +84,7 @@ func New(cfg Config, sink EventSink) *Server {
 	s.subs.init()
 	s.retained.init(cfg.MaxRetainedMessages, cfg.MaxRetainedBytes)
 	s.budget.max = cfg.MaxSessionBytes
+	s.inbound.max = cfg.MaxInboundBytesTotal
 	if cfg.Persistence != nil {
 		var dropped []persist.Op
 		if cfg.Persisted != nil {

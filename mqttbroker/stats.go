@@ -14,6 +14,7 @@ type Stats struct {
 	SessionBytes       int64 // gauge: bytes of QoS 1/2 messages held for sessions, queued or in flight (MaxSessionBytes)
 	QueuedMessages     int64 // gauge: QoS 1/2 messages waiting in session queues
 	OutboundBytes      int64 // gauge: bytes waiting to be written to connections (MaxOutboundBytesTotal)
+	InboundBytes       int64 // gauge: bytes of large packets being read (MaxInboundBytesTotal)
 
 	Accepted             int64 // TCP connections accepted
 	ConnectionsOverLimit int64 // connections closed at once: over MaxConnections, or accepted on the reserve descriptor when out of descriptors
@@ -30,6 +31,7 @@ type Stats struct {
 	KeepaliveExpired     int64 // connections closed for keepalive expiry [MQTT-3.1.2-24]
 	Takeovers            int64 // connections closed because their client id connected again
 	SlowConsumers        int64 // connections closed for letting outbound bytes pile up (reason slow_consumer)
+	InboundRefused       int64 // connections closed because their large packet would exceed MaxInboundBytesTotal (reason slow_consumer)
 	Kicked               int64 // connections closed by an operator (Kick, reason api_disconnect)
 	SinkErrors           int64 // events the sink failed to accept
 	EventsDropped        int64 // tcpclean events dropped by the DropTCPClean test hook
@@ -65,7 +67,7 @@ type stats struct {
 	refusedByCode                                                [6]atomic.Int64 // by CONNACK return code
 	sessionsRefused, protocolErrors, keepaliveExpired, takeovers atomic.Int64
 	slowConsumers, sinkErrors, eventsDropped                     atomic.Int64
-	kicked                                                       atomic.Int64
+	kicked, inboundRefused                                       atomic.Int64
 	messagesIn, messagesOut, bytesIn, bytesOut, dropped          atomic.Int64
 	queueDropped, queueEvicted, retainedRefused                  atomic.Int64
 	deniedPublishes, deniedSubscribes, limitRejects              atomic.Int64
@@ -83,8 +85,8 @@ func (s *Server) Stats() Stats {
 		Sessions: c.sessions.Load(), PersistentSessions: c.persistent.Load(),
 		RetainedMessages: c.retained.Load(), RetainedBytes: c.retainedBytes.Load(),
 		SessionBytes: s.budget.bytes.Load(), QueuedMessages: s.budget.queued.Load(),
-		OutboundBytes: c.outboundBytes.Load(),
-		Accepted:      c.accepted.Load(), ConnectionsOverLimit: c.overLimit.Load(), Connects: c.connects.Load(),
+		OutboundBytes: c.outboundBytes.Load(), InboundBytes: s.inbound.used.Load(), InboundRefused: c.inboundRefused.Load(),
+		Accepted: c.accepted.Load(), ConnectionsOverLimit: c.overLimit.Load(), Connects: c.connects.Load(),
 		RefusedProtocol:      c.refusedByCode[connRefusedProtocol].Load(),
 		RefusedIdentifier:    c.refusedByCode[connRefusedIdentifier].Load(),
 		RefusedUnavailable:   c.refusedByCode[connRefusedUnavailable].Load(),

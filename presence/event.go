@@ -50,7 +50,7 @@ const (
 	ReasonNodeLost         Reason = "node_lost"         // synthesized: the broker node restarted or went silent
 	ReasonReconciled       Reason = "reconciled"        // synthesized: the broker no longer held the channel
 	ReasonNetworkError     Reason = "network_error"     // a read or write error on the socket
-	ReasonSlowConsumer     Reason = "slow_consumer"     // the broker closed a client that let outbound bytes pile up
+	ReasonSlowConsumer     Reason = "slow_consumer"     // the broker closed a client that let outbound bytes pile up, or whose large packet found the inbound budget used up
 	ReasonAPIDisconnect    Reason = "api_disconnect"    // an operator closed it through the API (DELETE /clients/{id}/connection)
 )
 
