@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,20 @@ type database struct {
 	cluster *pglocal.Cluster // nil with --database-url
 	pgDir   string           // the cluster's directory under --data-dir
 	log     *slog.Logger
+
+	ready readinessCache
+}
+
+// readyFor is how long a readiness answer is reused: /readyz is open to
+// anyone who reaches the port, and each check is a database query.
+const readyFor = time.Second
+
+// readinessCache holds the last readiness answer; checks are one at a time.
+type readinessCache struct {
+	mu  sync.Mutex
+	now func() time.Time // time.Now unless a test sets it
+	at  time.Time
+	err error
 }
 
 // openDatabase connects to --database-url, or starts the private cluster
@@ -97,6 +112,25 @@ func (d *database) apply(ctx context.Context, events []presence.Event) ([]presen
 // private PostgreSQL is down it says why (restarting, waiting for disk
 // space).
 func (d *database) Ready(ctx context.Context) error {
+	c := &d.ready
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now
+	if c.now != nil {
+		now = c.now
+	}
+	if !c.at.IsZero() && now().Sub(c.at) < readyFor {
+		return c.err
+	}
+	err := d.check(ctx)
+	if ctx.Err() == nil { // a caller that gave up says nothing of the database
+		c.at, c.err = now(), err
+	}
+	return err
+}
+
+// check asks the private cluster's supervisor and the store.
+func (d *database) check(ctx context.Context) error {
 	if d.cluster != nil {
 		if h := d.cluster.Health(); !h.Running {
 			return presence.Errorf(presence.EUNAVAILABLE, "%s", h.Reason)
