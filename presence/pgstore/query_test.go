@@ -403,7 +403,15 @@ func TestRejectedEvents(t *testing.T) {
 	if got[0].Source != "rocketmq:GID_x_MQTT" || string(got[0].Raw) != "\xff\x00" || got[1].Reason != "not JSON" || got[0].ReceivedAt.IsZero() {
 		t.Fatalf("RejectedEvents newest first: %+v", got)
 	}
-	if n, err := s.PruneRejected(ctx, time.Now().Add(time.Hour)); err != nil || n != 2 {
+	// Of a large message its start is kept, and the reason says how much.
+	if err := s.RejectEvent(ctx, "rocketmq:GID_x_MQTT", make([]byte, 1<<20), "not JSON"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = s.RejectedEvents(ctx, 1); err != nil || len(got[0].Raw) != 64<<10 ||
+		got[0].Reason != "not JSON (the first 65536 of its 1048576 bytes are kept)" {
+		t.Fatalf("a 1 MiB message parked as %d bytes, reason %q (%v)", len(got[0].Raw), got[0].Reason, err)
+	}
+	if n, err := s.PruneRejected(ctx, time.Now().Add(time.Hour)); err != nil || n != 3 {
 		t.Fatalf("PruneRejected = %d, %v", n, err)
 	}
 }

@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/presenced/presenced/presence"
@@ -94,11 +95,21 @@ func (s *Store) Prune(ctx context.Context, closedBefore time.Time) (Pruned, erro
 	return p, storeErr("prune closed channels", err)
 }
 
+// maxRejectedBytes is how much of a rejected message is kept: enough to
+// see what was wrong with an event (at most 8 KiB) or the start of a
+// larger message, not a copy of whatever a sender put on the topic.
+const maxRejectedBytes = 64 << 10
+
 // RejectEvent parks a message that could not be decoded or validated.
-// source says where it came from; reason why it was rejected.
+// source says where it came from; reason why it was rejected. Of a message
+// larger than maxRejectedBytes its start is kept, and the reason says so.
 func (s *Store) RejectEvent(ctx context.Context, source string, raw []byte, reason string) error {
 	if raw == nil {
 		raw = []byte{}
+	}
+	if len(raw) > maxRejectedBytes {
+		reason = fmt.Sprintf("%s (the first %d of its %d bytes are kept)", reason, maxRejectedBytes, len(raw))
+		raw = raw[:maxRejectedBytes]
 	}
 	_, err := s.pool.Exec(ctx, "INSERT INTO rejected_events (source, raw, reason) VALUES ($1, $2, $3)", source, raw, reason)
 	return storeErr("park rejected event", err)
