@@ -35,6 +35,9 @@ func runAPI(ctx context.Context, args []string, getenv func(string) string, stde
 	if err != nil {
 		return life.abort(err)
 	}
+	if err := cfg.API.checkAccess(listener.Addr().String()); err != nil {
+		return life.abort(err) // the address bound, not resolved again: a host name's answer may change
+	}
 	kicker, err := newAPIKicker(cfg, db, life)
 	if err != nil {
 		return life.abort(err)

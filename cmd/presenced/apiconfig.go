@@ -108,10 +108,11 @@ func (c apiConfig) checkAccess(httpAddr string) error {
 	if !c.open() || c.Open || isLoopback(httpAddr) {
 		return nil
 	}
-	return fmt.Errorf("refusing to serve the HTTP API without tokens on --http-addr %q, which is not a loopback address: "+
+	// Settings that contradict each other: a usage error (exit 2).
+	return usageError{fmt.Errorf("refusing to serve the HTTP API without tokens on --http-addr %q, which is not a loopback address: "+
 		"anyone who reaches it could read presence and forge events. Set --api-read-tokens or --api-read-tokens-file "+
 		"(and --api-ingest-tokens or --api-ingest-tokens-file for POST /events), listen on loopback (--http-addr 127.0.0.1:8080), "+
-		"or pass --api-open=true to serve it open deliberately", httpAddr)
+		"or pass --api-open=true to serve it open deliberately", httpAddr)}
 }
 
 // isLoopback reports whether a listener on addr (host:port) would accept

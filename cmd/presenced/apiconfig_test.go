@@ -139,6 +139,9 @@ func TestAPIAccessOffLoopback(t *testing.T) {
 			continue
 		}
 		if err != nil {
+			if code := exitCode(err); code != 2 {
+				t.Errorf("--http-addr %s: refusal exits %d, want 2 (settings that contradict each other)", tc.addr, code)
+			}
 			for _, flag := range []string{"--api-read-tokens", "--api-read-tokens-file", "--api-open=true", tc.addr} {
 				if !strings.Contains(err.Error(), flag) {
 					t.Errorf("--http-addr %s: refusal %q does not name %s", tc.addr, err, flag)

@@ -57,6 +57,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return life.abort(err)
 	}
+	if err := cfg.API.checkAccess(httpListener.Addr().String()); err != nil {
+		return life.abort(err) // the address bound, not resolved again: a host name's answer may change
+	}
 
 	late := &lateBroker{node: cfg.Node}
 	web := newHTTPAPI(cfg, db, late, late, log)
