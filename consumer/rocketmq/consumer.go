@@ -275,6 +275,11 @@ func startRetrying(ctx context.Context, log *slog.Logger, create func() (pushCon
 // (pulled, not yet acknowledged) before it pauses pulling that queue.
 const pullThresholdForQueue = 4096
 
+// pullThresholdMiBForQueue is how many MiB of one queue's messages the
+// client holds before it pauses pulling it: 4,096 lifecycle events are
+// about 1.6 MB, so only messages far larger than events reach it.
+const pullThresholdMiBForQueue = 16
+
 func (c *Consumer) newPushConsumer(addrs []string) (pushConsumer, error) {
 	opts := []consumer.Option{
 		consumer.WithNameServer(addrs),
@@ -294,6 +299,10 @@ func (c *Consumer) newPushConsumer(addrs []string) (pushConsumer, error) {
 		// draining a backlog. At ~400 bytes a lifecycle event, 4,096 per
 		// queue is about 1.6 MB of memory per queue held.
 		consumer.WithPullThresholdForQueue(pullThresholdForQueue),
+		// And in bytes: the client's default is 512 MiB per queue, so a
+		// topic fed large bogus messages (parked, at 64 KiB each, in
+		// rejected_events) could fill memory with them first.
+		consumer.WithPullThresholdSizeForQueue(pullThresholdMiBForQueue),
 		consumer.WithConsumeConcurrentlyMaxSpan(4 * pullThresholdForQueue),
 		consumer.WithMaxReconsumeTimes(int32(c.cfg.MaxReconsumeTimes)),
 	}

@@ -135,6 +135,10 @@ func (c *ControlConsumer) newPushConsumer(addrs []string) (pushConsumer, error) 
 		consumer.WithConsumerModel(consumer.BroadCasting),
 		consumer.WithConsumeFromWhere(consumer.ConsumeFromTimestamp),
 		consumer.WithConsumeTimestamp(from),
+		// Commands are a few hundred bytes and rare: the client's defaults
+		// (1,024 messages and 512 MiB held per queue) are for data topics.
+		consumer.WithPullThresholdForQueue(64),
+		consumer.WithPullThresholdSizeForQueue(1),
 	}
 	if c.cfg.AccessKey != "" {
 		opts = append(opts, consumer.WithCredentials(primitive.Credentials{AccessKey: c.cfg.AccessKey, SecretKey: c.cfg.SecretKey}))
