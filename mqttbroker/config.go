@@ -75,6 +75,11 @@ type Config struct {
 	// MaxSubscriptionsPerClient bounds the filters one session holds;
 	// further ones get SUBACK 0x80. Default 1000.
 	MaxSubscriptionsPerClient int
+	// MaxSubscriptionsTotal bounds the subscriptions of all sessions
+	// together (a session's filter each); a SUBSCRIBE that would add one
+	// more gets, for that filter, SUBACK 0x80 (v5: 0x97 Quota exceeded).
+	// Default 1,000,000.
+	MaxSubscriptionsTotal int
 
 	// Memory budgets: a peer can make the broker hold messages only within
 	// these (doc.go sums up the bound the defaults promise).
@@ -182,6 +187,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxSubscriptionsPerClient <= 0 {
 		c.MaxSubscriptionsPerClient = 1000
+	}
+	if c.MaxSubscriptionsTotal <= 0 {
+		c.MaxSubscriptionsTotal = 1_000_000
 	}
 	if c.MaxRetainedMessages <= 0 {
 		c.MaxRetainedMessages = 100_000

@@ -76,8 +76,8 @@
 // So messages and packets take at most 320 MiB; the state of sessions and connections
 // comes on top, about 1.2 KiB per offline persistent session with one
 // subscription (120 MiB at the limit) and 1.7 KiB per idle connection. Not
-// budgeted globally: the subscriptions of a session beyond its first (up
-// to MaxSubscriptionsPerClient filters each), the will of each connected
+// budgeted in bytes: the subscriptions (MaxSubscriptionsPerClient per
+// session, MaxSubscriptionsTotal in all), the will of each connected
 // client (up to MaxPacketSize) and, for MQTT
 // 5.0 clients, topic aliases (10 inbound and at most 16 outbound per
 // connection, of up to MaxTopicLength bytes each) and wills waiting for their Will Delay

@@ -297,7 +297,7 @@ func (s *Server) grant(c *conn, sub subscription, subID uint32) (code, code5 byt
 	sess := c.sess
 	sess.mu.Lock()
 	_, existed = sess.subs[sub.Filter]
-	if !existed && len(sess.subs) >= s.cfg.MaxSubscriptionsPerClient {
+	if !existed && (len(sess.subs) >= s.cfg.MaxSubscriptionsPerClient || s.subs.count.Load() >= int64(s.cfg.MaxSubscriptionsTotal)) {
 		sess.mu.Unlock()
 		s.stats.limitRejects.Add(1)
 		return subackFailure, rcQuotaExceeded, false

@@ -15,6 +15,7 @@ type Stats struct {
 	QueuedMessages     int64 // gauge: QoS 1/2 messages waiting in session queues
 	OutboundBytes      int64 // gauge: bytes waiting to be written to connections (MaxOutboundBytesTotal)
 	InboundBytes       int64 // gauge: bytes of large packets being read (MaxInboundBytesTotal)
+	Subscriptions      int64 // gauge: subscriptions of all sessions, a session's filter each (MaxSubscriptionsTotal)
 
 	Accepted             int64 // TCP connections accepted
 	ConnectionsOverLimit int64 // connections closed at once: over MaxConnections, or accepted on the reserve descriptor when out of descriptors
@@ -86,7 +87,8 @@ func (s *Server) Stats() Stats {
 		RetainedMessages: c.retained.Load(), RetainedBytes: c.retainedBytes.Load(),
 		SessionBytes: s.budget.bytes.Load(), QueuedMessages: s.budget.queued.Load(),
 		OutboundBytes: c.outboundBytes.Load(), InboundBytes: s.inbound.used.Load(), InboundRefused: c.inboundRefused.Load(),
-		Accepted: c.accepted.Load(), ConnectionsOverLimit: c.overLimit.Load(), Connects: c.connects.Load(),
+		Subscriptions: s.subs.count.Load(),
+		Accepted:      c.accepted.Load(), ConnectionsOverLimit: c.overLimit.Load(), Connects: c.connects.Load(),
 		RefusedProtocol:      c.refusedByCode[connRefusedProtocol].Load(),
 		RefusedIdentifier:    c.refusedByCode[connRefusedIdentifier].Load(),
 		RefusedUnavailable:   c.refusedByCode[connRefusedUnavailable].Load(),

@@ -12,6 +12,9 @@ import (
 type subscriptionTree struct {
 	mu   sync.RWMutex
 	root *filterNode
+	// count is the subscriptions held, a session's filter each (changed
+	// under mu; read without it for Config.MaxSubscriptionsTotal).
+	count atomic.Int64
 }
 
 type filterNode struct {
@@ -69,16 +72,23 @@ func (t *subscriptionTree) add(filter string, sess *session, qos byte) {
 		n = child
 	}
 	if share != "" {
-		n.addShared(share, sess, qos)
+		if n.addShared(share, sess, qos) {
+			t.count.Add(1)
+		}
 		return
 	}
 	if n.subs == nil {
 		n.subs = make(map[*session]byte)
 	}
+	if _, replaced := n.subs[sess]; !replaced {
+		t.count.Add(1)
+	}
 	n.subs[sess] = qos
 }
 
-func (n *filterNode) addShared(share string, sess *session, grant byte) {
+// addShared adds sess to the share group, or changes its grant; it reports
+// whether sess is a new member.
+func (n *filterNode) addShared(share string, sess *session, grant byte) (added bool) {
 	g := n.shared[share]
 	if g == nil {
 		if n.shared == nil {
@@ -90,10 +100,11 @@ func (n *filterNode) addShared(share string, sess *session, grant byte) {
 	for i := range g.members {
 		if g.members[i].sess == sess {
 			g.members[i].grant = grant
-			return
+			return false
 		}
 	}
 	g.members = append(g.members, shareMember{sess, grant})
+	return true
 }
 
 // remove unsubscribes sess from filter and prunes nodes left empty;
@@ -117,9 +128,14 @@ func (t *subscriptionTree) remove(filter string, sess *session, shared bool) {
 		path = append(path, n)
 	}
 	if share == "" {
-		delete(n.subs, sess)
+		if _, ok := n.subs[sess]; ok {
+			delete(n.subs, sess)
+			t.count.Add(-1)
+		}
 	} else if g := n.shared[share]; g != nil {
+		before := len(g.members)
 		g.members = slices.DeleteFunc(g.members, func(m shareMember) bool { return m.sess == sess })
+		t.count.Add(int64(len(g.members) - before))
 		if len(g.members) == 0 {
 			delete(n.shared, share)
 		}

@@ -45,6 +45,7 @@ var brokerMetrics = []struct {
 	{"presenced_mqtt_session_bytes", "Memory of QoS 1/2 messages held for sessions, queued or in flight.", true, func(s mqttbroker.Stats) int64 { return s.SessionBytes }},
 	{"presenced_mqtt_queued_messages", "QoS 1/2 messages waiting in session queues.", true, func(s mqttbroker.Stats) int64 { return s.QueuedMessages }},
 	{"presenced_mqtt_outbound_bytes", "Bytes waiting to be written to clients.", true, func(s mqttbroker.Stats) int64 { return s.OutboundBytes }},
+	{"presenced_mqtt_subscriptions", "Subscriptions of all sessions, a session's filter each (--mqtt-max-subscriptions-total).", true, func(s mqttbroker.Stats) int64 { return s.Subscriptions }},
 	{"presenced_mqtt_inbound_bytes", "Bytes of packets larger than 4 KiB being read (--mqtt-max-inbound-total-mib).", true, func(s mqttbroker.Stats) int64 { return s.InboundBytes }},
 	{"presenced_mqtt_inbound_refused_total", "Clients disconnected (slow_consumer) because their large packet would pass --mqtt-max-inbound-total-mib.", false, func(s mqttbroker.Stats) int64 { return s.InboundRefused }},
 	{"presenced_mqtt_denied_publishes_total", "PUBLISHes dropped by the ACL.", false, func(s mqttbroker.Stats) int64 { return s.DeniedPublishes }},

@@ -31,6 +31,7 @@ type mqttConfig struct {
 	MaxTopicLength int
 	MaxTopicLevels int
 	MaxSubs        int
+	MaxSubsTotal   int
 
 	// Memory budgets (mqttbroker.Config has what each does when reached).
 	MaxRetained           int
@@ -64,6 +65,7 @@ func registerMQTTFlags(f *envFlags, c *mqttConfig) {
 	f.Int(&c.MaxTopicLength, "mqtt-max-topic-length", 1024, "longest topic name or filter, in bytes")
 	f.Int(&c.MaxTopicLevels, "mqtt-max-topic-levels", 128, "most levels in a topic name or filter")
 	f.Int(&c.MaxSubs, "mqtt-max-subscriptions", 1000, "most subscriptions per client")
+	f.Int(&c.MaxSubsTotal, "mqtt-max-subscriptions-total", 1_000_000, "most subscriptions of all clients together; a filter past it gets SUBACK 0x80 (v5: 0x97)")
 	f.Int(&c.MaxRetained, "mqtt-max-retained", 100_000, "most retained messages stored; beyond, new retained topics are not stored (the message is still delivered)")
 	f.Int(&c.MaxRetainedMiB, "mqtt-max-retained-mib", 64, "most memory of retained messages, in MiB (topic, payload and overhead)")
 	f.Int(&c.MaxPersistentSessions, "mqtt-max-persistent-sessions", 100_000, "most sessions with cleanSession=0; a CONNECT needing one more gets CONNACK 0x03")
@@ -87,8 +89,8 @@ func (c mqttConfig) validate() error {
 	if c.Inflight < 1 || c.Inflight > 65535 {
 		errs = append(errs, fmt.Errorf("--mqtt-inflight must be within 1..65535, not %d", c.Inflight))
 	}
-	if c.MaxQueued < 0 || c.MaxTopicLength < 1 || c.MaxTopicLevels < 1 || c.MaxSubs < 1 {
-		errs = append(errs, errors.New("--mqtt-max-queued must not be negative, and --mqtt-max-topic-length, --mqtt-max-topic-levels and --mqtt-max-subscriptions must be positive"))
+	if c.MaxQueued < 0 || c.MaxTopicLength < 1 || c.MaxTopicLevels < 1 || c.MaxSubs < 1 || c.MaxSubsTotal < 1 {
+		errs = append(errs, errors.New("--mqtt-max-queued must not be negative, and --mqtt-max-topic-length, --mqtt-max-topic-levels, --mqtt-max-subscriptions and --mqtt-max-subscriptions-total must be positive"))
 	}
 	for _, id := range c.alibabaInstanceIDs() {
 		if strings.Contains(id, "|") {
@@ -153,6 +155,7 @@ func newBrokerConfig(cfg config, epoch string, listener net.Addr, hooks testHook
 		MaxTopicLength:            m.MaxTopicLength,
 		MaxTopicLevels:            m.MaxTopicLevels,
 		MaxSubscriptionsPerClient: m.MaxSubs,
+		MaxSubscriptionsTotal:     m.MaxSubsTotal,
 		MaxRetainedMessages:       m.MaxRetained,
 		MaxRetainedBytes:          int64(m.MaxRetainedMiB) << 20,
 		MaxPersistentSessions:     m.MaxPersistentSessions,
