@@ -120,6 +120,13 @@ type Config struct {
 	// Stats.InboundRefused). Default 64 MiB, and never below two packets of
 	// MaxPacketSize.
 	MaxInboundBytesTotal int64
+	// MaxWillBytesTotal bounds the wills the broker holds: those of
+	// connected clients (a CONNECT's will is held until the connection
+	// ends) and v5 wills waiting for their delay, each counted as its topic,
+	// payload and 64 bytes. A CONNECT whose will would pass it is refused
+	// with CONNACK 0x03 (v5: 0x97 Quota exceeded; Stats.WillsRefused).
+	// Default 64 MiB, and never below two packets of MaxPacketSize.
+	MaxWillBytesTotal int64
 
 	// PresenceTopics publishes each client's connect and close on
 	// $SYS/presence/{clientId}/connected and .../disconnected, as JSON at
@@ -216,6 +223,10 @@ func (c Config) withDefaults() Config {
 		c.MaxInboundBytesTotal = 64 << 20
 	}
 	c.MaxInboundBytesTotal = max(c.MaxInboundBytesTotal, 2*int64(c.MaxPacketSize))
+	if c.MaxWillBytesTotal <= 0 {
+		c.MaxWillBytesTotal = 64 << 20
+	}
+	c.MaxWillBytesTotal = max(c.MaxWillBytesTotal, 2*int64(c.MaxPacketSize))
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -66,6 +66,9 @@ type conn struct {
 	held atomic.Bool
 
 	will *willMessage // reading goroutine only; nil after DISCONNECT [MQTT-3.14.4-3]
+	// willBytes is what the will takes of Server.wills, from CONNECT until
+	// it is published, handed to a delayed will, or forgotten (forgetWill).
+	willBytes int64
 	// v5 is the MQTT 5.0 state, nil for 3.1.1 and 3.1 clients; set while
 	// handling CONNECT, before connected.
 	v5 *v5State
@@ -404,10 +407,21 @@ func (c *conn) recoverPanic() {
 // is logged, so finish still runs to the end.
 func (c *conn) publishWill() {
 	defer c.recoverPanic()
-	will := c.will
-	c.will = nil
-	c.s.publishWill(c, will)
+	will, bytes := c.will, c.willBytes
+	c.will, c.willBytes = nil, 0
+	c.s.publishWill(c, will, bytes)
 }
+
+// forgetWill drops the will without publishing it (a DISCONNECT, a
+// discarding kick, the connection's end) and gives back what it took.
+func (c *conn) forgetWill() {
+	c.will = nil
+	c.s.wills.give(c.willBytes)
+	c.willBytes = 0
+}
+
+// willSize is what a will counts for against Config.MaxWillBytesTotal.
+func willSize(w *willMessage) int64 { return int64(len(w.Topic)+len(w.Payload)) + 64 }
 
 // emitTCPClean emits the channel's tcpclean and publishes its presence
 // message: a call of its own, so that the event stays out of finish's
@@ -456,6 +470,7 @@ func (c *conn) finish() {
 	} else if c.sess != nil {
 		c.s.detach(c)
 	}
+	c.forgetWill() // not published: discarded, refused, or none
 	c.s.removeConn(c)
 	c.stateMu.Lock()
 	c.finished = true

@@ -233,7 +233,7 @@ func (c *conn) handleDisconnectV5(p *disconnectPacket) error {
 	}
 	c.recordReasonCode(p.Reason)
 	if p.Reason != rcDisconnectWithWill {
-		c.will = nil
+		c.forgetWill()
 	}
 	c.disconnectSent = true
 	var e presence.Event

@@ -10,6 +10,9 @@ import (
 	"github.com/presenced/presenced/presence"
 )
 
+// errWillBudget: the CONNECT's will would pass Config.MaxWillBytesTotal.
+var errWillBudget = errors.New("the broker's budget for wills is used up")
+
 // handleConnect validates and authenticates CONNECT, takes the session over
 // from an older connection of the same client, emits the connect event and
 // answers CONNACK. It reports whether the connection is accepted.
@@ -32,6 +35,14 @@ func (c *conn) handleConnect(p *connectPacket) bool {
 		c.tcpKeepalive()
 	}
 	c.clean = p.CleanSession
+	if p.Will != nil { // held until the connection ends: budgeted before anything else is done
+		n := willSize(p.Will)
+		if !s.wills.take(n) {
+			s.stats.willsRefused.Add(1)
+			return c.refuseWith(connRefusedUnavailable, rcQuotaExceeded, p, errWillBudget)
+		}
+		c.willBytes = n // given back by forgetWill, however the connection ends
+	}
 	mark, refusedBefore := s.persist.mark(), s.persist.refusedCount()
 	present, err := s.attach(c, func() error { return c.emitConnect(p) })
 	switch {

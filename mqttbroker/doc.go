@@ -70,18 +70,18 @@
 //   - packets being read that do not fit a read buffer: 64 MiB in all
 //     (MaxInboundBytesTotal) [the connection is closed, tcpclean
 //     slow_consumer];
+//   - wills, of connected clients and delayed: 64 MiB in all
+//     (MaxWillBytesTotal) [CONNACK 0x03, v5 0x97];
 //   - connections: MaxConnections [closed at once, as when the process is
 //     out of descriptors].
 //
-// So messages and packets take at most 320 MiB; the state of sessions and connections
+// So messages, packets and wills take at most 384 MiB; the state of sessions and connections
 // comes on top, about 1.2 KiB per offline persistent session with one
 // subscription (120 MiB at the limit) and 1.7 KiB per idle connection. Not
 // budgeted in bytes: the subscriptions (MaxSubscriptionsPerClient per
-// session, MaxSubscriptionsTotal in all), the will of each connected
-// client (up to MaxPacketSize) and, for MQTT
-// 5.0 clients, topic aliases (10 inbound and at most 16 outbound per
-// connection, of up to MaxTopicLength bytes each) and wills waiting for their Will Delay
-// Interval (one per session, up to MaxPacketSize; Stats.WillsDelayed). The Go
+// session, MaxSubscriptionsTotal in all) and, for MQTT 5.0 clients, topic
+// aliases (10 inbound and at most 16 outbound per connection, of up to
+// MaxTopicLength bytes each). The Go
 // collector lets the heap grow to twice the live data before it runs: with
 // the defaults, under the three attacks at once (100,000 retained topics
 // of 16 KiB; 100 offline sessions sent 1,000 QoS 1 messages of 16 KiB

@@ -76,7 +76,7 @@ func (c *conn) handle(p packet) error {
 //go:noinline
 func (c *conn) handleDisconnect() error {
 	// [MQTT-3.14.4-3] discard the will without publishing it.
-	c.will = nil
+	c.forgetWill()
 	c.disconnectSent = true
 	var e presence.Event
 	c.s.event(&e, c, presence.EventDisconnect)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"sync"
-	"sync/atomic"
 	"syscall"
 )
 
@@ -26,21 +25,6 @@ var readBuffers = sync.Pool{New: func() any { b := make([]byte, readBufferSize);
 // long as the client takes to send the rest is what the budget bounds.
 var errInboundBudget = errors.New("the broker's budget for packets being read is used up")
 
-// inboundBudget bounds the bytes of large packets being read, summed over
-// all connections (Config.MaxInboundBytesTotal).
-type inboundBudget struct {
-	max  int64
-	used atomic.Int64
-}
-
-func (b *inboundBudget) take(n int64) bool {
-	if b.used.Add(n) > b.max {
-		b.used.Add(-n)
-		return false
-	}
-	return true
-}
-
 // errPacketTooLarge: the announced packet exceeds the configured limit.
 var errPacketTooLarge = &protocolError{Clause: "MQTT-3.2.2-15", Reason: "packet larger than the server accepts", Code: rcPacketTooLarge}
 
@@ -57,7 +41,7 @@ type packetReader struct {
 	// budget is the server's, charged with the capacity of a large packet's
 	// body while it is read and until the next readPacket (the body is
 	// valid until then), or settle.
-	budget  *inboundBudget
+	budget  *byteBudget
 	charged int64
 }
 
@@ -77,7 +61,7 @@ func (pr *packetReader) charge(n int) bool {
 // or the connection ends.
 func (pr *packetReader) settle() {
 	if pr.charged != 0 {
-		pr.budget.used.Add(-pr.charged)
+		pr.budget.give(pr.charged)
 		pr.charged = 0
 	}
 }

@@ -59,12 +59,15 @@ func mergeGrants(a, b byte) byte {
 }
 
 // publishWill publishes the will of a connection that ended without
-// DISCONNECT [MQTT-3.1.2-8], with its QoS and retain flag.
-func (s *Server) publishWill(c *conn, w *willMessage) {
+// DISCONNECT [MQTT-3.1.2-8], with its QoS and retain flag. bytes is what
+// it takes of s.wills: given back once it is published, or by the delayed
+// will that takes it over.
+func (s *Server) publishWill(c *conn, w *willMessage, bytes int64) {
 	if delay := c.willDelay(w); delay > 0 && c.sess != nil {
-		s.publishWillLater(c, w, delay)
+		s.publishWillLater(c, w, delay, bytes)
 		return
 	}
+	defer s.wills.give(bytes)
 	s.publishWillNow(c.clientID, c.username, w)
 }
 

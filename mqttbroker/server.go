@@ -53,8 +53,9 @@ type Server struct {
 	subs     subscriptionTree
 	retained retainedStore
 	budget   sessionBudget
-	inbound  inboundBudget // large packets being read (Config.MaxInboundBytesTotal)
-	persist  *persistence  // nil: persistence off
+	inbound  byteBudget   // large packets being read (Config.MaxInboundBytesTotal)
+	wills    byteBudget   // wills of connected clients, and delayed ones (Config.MaxWillBytesTotal)
+	persist  *persistence // nil: persistence off
 	// reserve is a descriptor held back for shedding connections when the
 	// process runs out of them (see shedOne); nil if none could be opened.
 	reserveMu sync.Mutex
@@ -85,6 +86,7 @@ func New(cfg Config, sink EventSink) *Server {
 	s.retained.init(cfg.MaxRetainedMessages, cfg.MaxRetainedBytes)
 	s.budget.max = cfg.MaxSessionBytes
 	s.inbound.max = cfg.MaxInboundBytesTotal
+	s.wills.max = cfg.MaxWillBytesTotal
 	if cfg.Persistence != nil {
 		var dropped []persist.Op
 		if cfg.Persisted != nil {

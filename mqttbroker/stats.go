@@ -16,6 +16,7 @@ type Stats struct {
 	OutboundBytes      int64 // gauge: bytes waiting to be written to connections (MaxOutboundBytesTotal)
 	InboundBytes       int64 // gauge: bytes of large packets being read (MaxInboundBytesTotal)
 	Subscriptions      int64 // gauge: subscriptions of all sessions, a session's filter each (MaxSubscriptionsTotal)
+	WillBytes          int64 // gauge: bytes of wills held, of connected clients and delayed (MaxWillBytesTotal)
 
 	Accepted             int64 // TCP connections accepted
 	ConnectionsOverLimit int64 // connections closed at once: over MaxConnections, or accepted on the reserve descriptor when out of descriptors
@@ -33,6 +34,7 @@ type Stats struct {
 	Takeovers            int64 // connections closed because their client id connected again
 	SlowConsumers        int64 // connections closed for letting outbound bytes pile up (reason slow_consumer)
 	InboundRefused       int64 // connections closed because their large packet would exceed MaxInboundBytesTotal (reason slow_consumer)
+	WillsRefused         int64 // CONNECTs refused (0x03) because their will would pass MaxWillBytesTotal
 	Kicked               int64 // connections closed by an operator (Kick, reason api_disconnect)
 	SinkErrors           int64 // events the sink failed to accept
 	EventsDropped        int64 // tcpclean events dropped by the DropTCPClean test hook
@@ -68,7 +70,7 @@ type stats struct {
 	refusedByCode                                                [6]atomic.Int64 // by CONNACK return code
 	sessionsRefused, protocolErrors, keepaliveExpired, takeovers atomic.Int64
 	slowConsumers, sinkErrors, eventsDropped                     atomic.Int64
-	kicked, inboundRefused                                       atomic.Int64
+	kicked, inboundRefused, willsRefused                         atomic.Int64
 	messagesIn, messagesOut, bytesIn, bytesOut, dropped          atomic.Int64
 	queueDropped, queueEvicted, retainedRefused                  atomic.Int64
 	deniedPublishes, deniedSubscribes, limitRejects              atomic.Int64
@@ -87,8 +89,8 @@ func (s *Server) Stats() Stats {
 		RetainedMessages: c.retained.Load(), RetainedBytes: c.retainedBytes.Load(),
 		SessionBytes: s.budget.bytes.Load(), QueuedMessages: s.budget.queued.Load(),
 		OutboundBytes: c.outboundBytes.Load(), InboundBytes: s.inbound.used.Load(), InboundRefused: c.inboundRefused.Load(),
-		Subscriptions: s.subs.count.Load(),
-		Accepted:      c.accepted.Load(), ConnectionsOverLimit: c.overLimit.Load(), Connects: c.connects.Load(),
+		Subscriptions: s.subs.count.Load(), WillBytes: s.wills.used.Load(), WillsRefused: c.willsRefused.Load(),
+		Accepted: c.accepted.Load(), ConnectionsOverLimit: c.overLimit.Load(), Connects: c.connects.Load(),
 		RefusedProtocol:      c.refusedByCode[connRefusedProtocol].Load(),
 		RefusedIdentifier:    c.refusedByCode[connRefusedIdentifier].Load(),
 		RefusedUnavailable:   c.refusedByCode[connRefusedUnavailable].Load(),

@@ -542,6 +542,10 @@ func TestV5WillDelay(t *testing.T) {
 	if st := srv.Stats(); st.WillsDelayed != 2 || st.WillsCancelled != 1 || st.WillsPublished != 1 {
 		t.Fatalf("wills delayed %d, cancelled %d, published %d; want 2, 1, 1", st.WillsDelayed, st.WillsCancelled, st.WillsPublished)
 	}
+	// A delayed will keeps its bytes of the will budget until it is
+	// published or cancelled; the DISCONNECT discarded the last one.
+	srv.rec.waitTCPClean(t, "patient")
+	waitUntil(t, "every will's bytes given back", func() bool { return srv.Stats().WillBytes == 0 })
 }
 
 // TestV5PayloadFormatChecked: a payload that says it is UTF-8 (Payload

@@ -11,7 +11,8 @@ import "time"
 // delayedWill is a will waiting for its delay on a session.
 type delayedWill struct {
 	timer   *time.Timer
-	publish func()
+	publish func() // publishes, and gives bytes back
+	bytes   int64  // what it takes of Server.wills
 }
 
 // willDelay is how long c's will waits: its Will Delay Interval, capped by
@@ -28,10 +29,13 @@ func (c *conn) willDelay(w *willMessage) time.Duration {
 }
 
 // publishWillLater arms c's will on its session to be published after
-// delay.
-func (s *Server) publishWillLater(c *conn, w *willMessage, delay time.Duration) {
+// delay; it keeps the bytes the will takes of s.wills until then.
+func (s *Server) publishWillLater(c *conn, w *willMessage, delay time.Duration, bytes int64) {
 	clientID, username, sess := c.clientID, c.username, c.sess
-	dw := &delayedWill{publish: func() { s.publishWillNow(clientID, username, w) }}
+	dw := &delayedWill{bytes: bytes, publish: func() {
+		defer s.wills.give(bytes)
+		s.publishWillNow(clientID, username, w)
+	}}
 	s.stats.willsDelayed.Add(1)
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
@@ -56,6 +60,7 @@ func (s *Server) publishWillLater(c *conn, w *willMessage, delay time.Duration) 
 func (s *Server) cancelWillLocked(sess *session) {
 	if sess.pendingWill != nil {
 		sess.pendingWill.timer.Stop()
+		s.wills.give(sess.pendingWill.bytes)
 		sess.pendingWill = nil
 		s.stats.willsCancelled.Add(1)
 	}

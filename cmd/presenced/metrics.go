@@ -46,6 +46,8 @@ var brokerMetrics = []struct {
 	{"presenced_mqtt_queued_messages", "QoS 1/2 messages waiting in session queues.", true, func(s mqttbroker.Stats) int64 { return s.QueuedMessages }},
 	{"presenced_mqtt_outbound_bytes", "Bytes waiting to be written to clients.", true, func(s mqttbroker.Stats) int64 { return s.OutboundBytes }},
 	{"presenced_mqtt_subscriptions", "Subscriptions of all sessions, a session's filter each (--mqtt-max-subscriptions-total).", true, func(s mqttbroker.Stats) int64 { return s.Subscriptions }},
+	{"presenced_mqtt_will_bytes", "Bytes of wills held, of connected clients and delayed (--mqtt-max-will-total-mib).", true, func(s mqttbroker.Stats) int64 { return s.WillBytes }},
+	{"presenced_mqtt_wills_refused_total", "CONNECTs refused (0x03) because their will would pass --mqtt-max-will-total-mib.", false, func(s mqttbroker.Stats) int64 { return s.WillsRefused }},
 	{"presenced_mqtt_inbound_bytes", "Bytes of packets larger than 4 KiB being read (--mqtt-max-inbound-total-mib).", true, func(s mqttbroker.Stats) int64 { return s.InboundBytes }},
 	{"presenced_mqtt_inbound_refused_total", "Clients disconnected (slow_consumer) because their large packet would pass --mqtt-max-inbound-total-mib.", false, func(s mqttbroker.Stats) int64 { return s.InboundRefused }},
 	{"presenced_mqtt_denied_publishes_total", "PUBLISHes dropped by the ACL.", false, func(s mqttbroker.Stats) int64 { return s.DeniedPublishes }},

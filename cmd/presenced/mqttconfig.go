@@ -41,6 +41,7 @@ type mqttConfig struct {
 	MaxOutboundKiB        int
 	MaxOutboundTotalMiB   int
 	MaxInboundTotalMiB    int
+	MaxWillTotalMiB       int
 
 	// PresenceTopics is --mqtt-presence-topics (mqttbroker.Config).
 	PresenceTopics bool
@@ -73,6 +74,7 @@ func registerMQTTFlags(f *envFlags, c *mqttConfig) {
 	f.Int(&c.MaxOutboundKiB, "mqtt-max-outbound-kib", 1024, "most bytes waiting to be written to one client, in KiB; a client that lets more pile up is disconnected (reason slow_consumer); QoS 1/2 are bounded by --mqtt-inflight instead")
 	f.Int(&c.MaxOutboundTotalMiB, "mqtt-max-outbound-total-mib", 64, "most bytes waiting to be written to all clients, in MiB; beyond, clients that are behind lose QoS 0 messages or are disconnected")
 	f.Int(&c.MaxInboundTotalMiB, "mqtt-max-inbound-total-mib", 64, "most bytes of packets larger than 4 KiB being read from all clients at once, in MiB (at least two of --mqtt-max-packet-kib); a client whose packet would pass it is disconnected (reason slow_consumer)")
+	f.Int(&c.MaxWillTotalMiB, "mqtt-max-will-total-mib", 64, "most bytes of wills held, of connected clients and delayed, in MiB (at least two of --mqtt-max-packet-kib); a CONNECT whose will would pass it gets CONNACK 0x03 (v5: 0x97)")
 	f.Bool(&c.Persistence, "mqtt-persistence", true, "keep persistent sessions and retained messages across restarts, in --data-dir/broker (snapshot + journal, fsynced before PUBACK, SUBACK and CONNACK); false keeps them in memory only")
 	f.Int(&c.PersistenceMaxMiB, "mqtt-persistence-max-mib", 1024, "disk bound of --mqtt-persistence, in MiB; the state is kept within a third of it; beyond, a QoS 1/2 PUBLISH that would be queued or retained is refused (v5 PUBACK/PUBREC 0x97; a 3.1.1 publisher is disconnected), and new sessions and subscriptions are kept in memory only (counted)")
 	f.Bool(&c.PresenceTopics, "mqtt-presence-topics", false, "publish each client's connect and close as JSON on $SYS/presence/{clientId}/connected and .../disconnected (QoS 0, not retained); readable by clients the --mqtt-acl-file grants, by every client without one")
@@ -106,8 +108,8 @@ func (c mqttConfig) validate() error {
 	if c.PersistenceMaxMiB < 1 {
 		errs = append(errs, fmt.Errorf("--mqtt-persistence-max-mib must be positive, not %d", c.PersistenceMaxMiB))
 	}
-	if c.MaxRetained < 1 || c.MaxRetainedMiB < 1 || c.MaxPersistentSessions < 1 || c.MaxSessionMiB < 1 || c.MaxOutboundKiB < 1 || c.MaxOutboundTotalMiB < 1 || c.MaxInboundTotalMiB < 1 {
-		errs = append(errs, errors.New("--mqtt-max-retained, --mqtt-max-retained-mib, --mqtt-max-persistent-sessions, --mqtt-max-session-mib, --mqtt-max-outbound-kib, --mqtt-max-outbound-total-mib and --mqtt-max-inbound-total-mib must be positive"))
+	if c.MaxRetained < 1 || c.MaxRetainedMiB < 1 || c.MaxPersistentSessions < 1 || c.MaxSessionMiB < 1 || c.MaxOutboundKiB < 1 || c.MaxOutboundTotalMiB < 1 || c.MaxInboundTotalMiB < 1 || c.MaxWillTotalMiB < 1 {
+		errs = append(errs, errors.New("--mqtt-max-retained, --mqtt-max-retained-mib, --mqtt-max-persistent-sessions, --mqtt-max-session-mib, --mqtt-max-outbound-kib, --mqtt-max-outbound-total-mib, --mqtt-max-inbound-total-mib and --mqtt-max-will-total-mib must be positive"))
 	}
 	return errors.Join(errs...)
 }
@@ -163,6 +165,7 @@ func newBrokerConfig(cfg config, epoch string, listener net.Addr, hooks testHook
 		MaxOutboundBytes:          m.MaxOutboundKiB << 10,
 		MaxOutboundBytesTotal:     int64(m.MaxOutboundTotalMiB) << 20,
 		MaxInboundBytesTotal:      int64(m.MaxInboundTotalMiB) << 20,
+		MaxWillBytesTotal:         int64(m.MaxWillTotalMiB) << 20,
 		PresenceTopics:            m.PresenceTopics,
 		Logger:                    log.With("component", "mqtt"),
 		Now:                       hooks.now,
