@@ -167,6 +167,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if c.user, err = chooseUser(); err != nil {
 		return nil, err
 	}
+	if c.user.name == "nobody" {
+		// Its files are then those of every other daemon running as
+		// nobody, and so is its trusted unix socket.
+		c.log.Warn("local PostgreSQL runs as user nobody (there is no postgres user): other services running as nobody can reach its data; create a postgres user (the postgresql package does)")
+	}
 	if err := c.user.makeTraversable(dataDir, c.log); err != nil {
 		return nil, err
 	}
