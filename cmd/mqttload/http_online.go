@@ -169,7 +169,9 @@ func loadOnline(ctx context.Context, addr, auth, prefix string, clients, conns i
 				req = append(req[:0], "GET /clients/"...)
 				req = append(req, url.PathEscape(prefix)...)
 				req = strconv.AppendInt(req, int64(rand.IntN(clients)), 10)
-				req = append(req, "/online HTTP/1.1\r\nHost: bench\r\n"...)
+				req = append(req, "/online HTTP/1.1\r\nHost: "...)
+				req = append(req, addr...) // an open API serves loopback host names only
+				req = append(req, "\r\n"...)
 				req = append(req, auth...)
 				req = append(req, "\r\n"...)
 				status, body, err := c.roundTrip(req)
@@ -216,8 +218,8 @@ func loadBatch(addr, auth, prefix string, clients, batch, n int) ([]time.Duratio
 			fmt.Fprintf(&body, `"%s%d"`, prefix, rand.IntN(clients))
 		}
 		body.WriteString(`]}`)
-		req := fmt.Appendf(nil, "POST /clients/online HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s",
-			body.Len(), auth, body.Bytes())
+		req := fmt.Appendf(nil, "POST /clients/online HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s",
+			addr, body.Len(), auth, body.Bytes())
 		start := time.Now()
 		status, resp, err := c.roundTrip(req)
 		if err != nil {

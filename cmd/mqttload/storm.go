@@ -276,6 +276,7 @@ func (q *ackedQueue) queuedAt(i int) time.Time {
 // keep-alive connection.
 type onlinePoll struct {
 	c     *httpConn
+	host  string // the Host header: the API's address (an open API serves loopback names only)
 	auth  string
 	ids   []string
 	pause time.Duration
@@ -297,7 +298,7 @@ func newOnlinePoll(addr, auth string, ids []string, pause time.Duration) (*onlin
 	if err != nil {
 		return nil, err
 	}
-	return &onlinePoll{c: c, auth: auth, ids: ids, pause: pause}, nil
+	return &onlinePoll{c: c, host: addr, auth: auth, ids: ids, pause: pause}, nil
 }
 
 func (p *onlinePoll) close() { p.c.conn.Close() }
@@ -347,8 +348,8 @@ func (p *onlinePoll) until(ctx context.Context, online bool, q *ackedQueue) poll
 				body.WriteByte('"')
 			}
 			body.WriteString(`]}`)
-			req = fmt.Appendf(req[:0], "POST /clients/online HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n",
-				body.Len(), p.auth)
+			req = fmt.Appendf(req[:0], "POST /clients/online HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n",
+				p.host, body.Len(), p.auth)
 			req = append(req, body.Bytes()...)
 			status, resp, err := p.c.roundTrip(req)
 			answered := time.Now()
