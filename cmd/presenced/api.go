@@ -22,7 +22,7 @@ func runAPI(ctx context.Context, args []string, getenv func(string) string, stde
 	if err := cfg.API.checkAccess(cfg.HTTPAddr); err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	log, logs := newLogger(cfg, stderr)
 	raiseFileLimit(log)
 	log.Info("starting presenced api", "version", version)
 	life := newLifecycle(log)
@@ -44,7 +44,7 @@ func runAPI(ctx context.Context, args []string, getenv func(string) string, stde
 	}
 	web := newHTTPAPI(cfg, db, kicker, nil, log)
 	db.registerMetrics(web.registry)
-	web.registry.MustRegister(certs)
+	web.registry.MustRegister(certs, logs)
 	life.add(certs.component())
 
 	life.add(component{name: "change feed", run: web.runFollower})

@@ -27,7 +27,7 @@ func runBroker(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	log, logs := newLogger(cfg, stderr)
 	raiseFileLimit(log)
 	hooks, err := loadTestHooks(getenv, log)
 	if err != nil {
@@ -107,7 +107,7 @@ func runBroker(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	kicks.control = control
 
-	reg.MustRegister(kicks, brokerCollector{stats: broker.Stats}, outboxCollector{box: box}, forwarderCollector{forwarder: forwarder}, certs, front)
+	reg.MustRegister(kicks, brokerCollector{stats: broker.Stats}, outboxCollector{box: box}, forwarderCollector{forwarder: forwarder}, certs, front, logs)
 	ops := opsServer(func(context.Context) error { return nil }, reg, log)
 
 	life.add(httpComponent(ops, httpListener))

@@ -26,7 +26,7 @@ func runConsumer(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	log, logs := newLogger(cfg, stderr)
 	raiseFileLimit(log)
 	rocketmq.RouteClientLogs(log.With("component", "rocketmq-client"), slog.LevelWarn)
 	log.Info("starting presenced consumer", "version", version, "group", cfg.RocketMQ.ConsumerGroup, "topics", cfg.RocketMQ.consumeTopics())
@@ -80,7 +80,7 @@ func runConsumer(ctx context.Context, args []string, getenv func(string) string,
 	}
 	reg.MustRegister(retryLaterCollector{stats: &source.Stats})
 	db.registerMetrics(reg)
-	reg.MustRegister(certs)
+	reg.MustRegister(certs, logs)
 	ops := opsServer(db.Ready, reg, log)
 	life.add(certs.component())
 

@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Repeated log lines are limited per message text: at most logBurst lines
@@ -28,8 +31,9 @@ const (
 	logOverflowKey = "(more messages than the limiter tracks)"
 )
 
-// newLogger returns the process logger.
-func newLogger(c config, w io.Writer) *slog.Logger {
+// newLogger returns the process logger, and its limits, which the
+// process's metrics show (presenced_log_lines_suppressed_total).
+func newLogger(c config, w io.Writer) (*slog.Logger, *logLimits) {
 	level, _ := parseLevel(c.LogLevel)
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler
@@ -38,15 +42,26 @@ func newLogger(c config, w io.Writer) *slog.Logger {
 	} else {
 		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(&limitedHandler{next: h, limits: newLogLimits(time.Now)})
+	limits := newLogLimits(time.Now)
+	return slog.New(&limitedHandler{next: h, limits: limits}), limits
 }
 
 // logLimits counts lines per message text; it is shared by every handler
 // derived from one logger (With adds attributes, not a new budget).
 type logLimits struct {
-	now func() time.Time
-	mu  sync.Mutex
-	by  map[string]*logCount
+	now        func() time.Time
+	mu         sync.Mutex
+	by         map[string]*logCount
+	suppressed atomic.Int64 // lines left out, ever
+}
+
+var logSuppressedDesc = prometheus.NewDesc("presenced_log_lines_suppressed_total",
+	"Log lines left out by the per-message limit (5 of one message in 10 s).", nil, nil)
+
+func (l *logLimits) Describe(ch chan<- *prometheus.Desc) { ch <- logSuppressedDesc }
+
+func (l *logLimits) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(logSuppressedDesc, prometheus.CounterValue, float64(l.suppressed.Load()))
 }
 
 type logCount struct {
@@ -79,6 +94,7 @@ func (l *logLimits) allow(key string) (ok bool, suppressed int) {
 	}
 	if c.lines >= logBurst {
 		c.suppressed++
+		l.suppressed.Add(1)
 		return false, 0
 	}
 	c.lines++

@@ -7,12 +7,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestRepeatedLogLinesAreLimitedWithACount(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	var out bytes.Buffer
-	log := slog.New(&limitedHandler{next: slog.NewTextHandler(&out, nil), limits: newLogLimits(func() time.Time { return now })})
+	limits := newLogLimits(func() time.Time { return now })
+	log := slog.New(&limitedHandler{next: slog.NewTextHandler(&out, nil), limits: limits})
 
 	for i := range 1000 { // one refused CONNECT each, during an outage
 		log.Warn("lifecycle event not accepted by the sink", "client", i)
@@ -23,6 +26,14 @@ func TestRepeatedLogLinesAreLimitedWithACount(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "a different message") {
 		t.Fatal("another message was held back by the first one's limit")
+	}
+	// The metric counts what was left out.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(limits)
+	families, err := reg.Gather()
+	if err != nil || len(families) != 1 || families[0].GetName() != "presenced_log_lines_suppressed_total" ||
+		families[0].GetMetric()[0].GetCounter().GetValue() != 1000-logBurst {
+		t.Fatalf("gathered %v (%v), want presenced_log_lines_suppressed_total %d", families, err, 1000-logBurst)
 	}
 
 	out.Reset()

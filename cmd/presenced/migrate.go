@@ -11,7 +11,7 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	log, _ := newLogger(cfg, stderr)
 	db, err := openDatabase(ctx, cfg, log)
 	if err != nil {
 		return err

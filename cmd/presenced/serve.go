@@ -33,7 +33,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := cfg.API.checkAccess(cfg.HTTPAddr); err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	log, logs := newLogger(cfg, stderr)
 	raiseFileLimit(log)
 	hooks, err := loadTestHooks(getenv, log)
 	if err != nil {
@@ -75,7 +75,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Writers:   cfg.StoreWriters,
 		Log:       log.With("component", "consumer"),
 	}
-	web.registry.MustRegister(outboxCollector{box: box})
+	web.registry.MustRegister(outboxCollector{box: box}, logs)
 	db.registerMetrics(web.registry)
 
 	// The reporter numbers every lifecycle event and reports this node's
