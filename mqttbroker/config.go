@@ -18,6 +18,13 @@ type Config struct {
 	// ConnectTimeout bounds the wait for CONNECT after accepting a
 	// connection. Default 10s.
 	ConnectTimeout time.Duration
+	// PacketTimeout bounds the time the rest of a packet may take once
+	// its first bytes arrived, for a client with keepalive 0 (with one,
+	// 1.5 × keepalive bounds every read): one that sends part of a packet
+	// and stops would hold a goroutine and a read buffer for good, where
+	// an idle connection holds neither. Past it the connection is closed
+	// (tcpclean reason protocol_error). Default 60s.
+	PacketTimeout time.Duration
 	// WriteTimeout bounds every write to a client; a client that does not
 	// read for this long is disconnected (tcpclean reason network_error).
 	// Default 30s.
@@ -162,6 +169,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.PacketTimeout <= 0 {
+		c.PacketTimeout = 60 * time.Second
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 30 * time.Second

@@ -66,6 +66,9 @@ type conn struct {
 	held atomic.Bool
 
 	will *willMessage // reading goroutine only; nil after DISCONNECT [MQTT-3.14.4-3]
+	// packetDeadline: a read deadline bounds the packet being read
+	// (packetBegun); reading goroutine only.
+	packetDeadline bool
 	// willBytes is what the will takes of Server.wills, from CONNECT until
 	// it is published, handed to a delayed will, or forgotten (forgetWill).
 	willBytes int64
@@ -85,6 +88,7 @@ type conn struct {
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc}
 	c.reader.budget = &s.inbound
+	c.reader.midPacket = c.packetBegun
 	if a := nc.RemoteAddr(); a != nil {
 		c.addr = a.String()
 	}
@@ -331,6 +335,9 @@ func (c *conn) readPackets() (more bool) {
 		}
 		if keepalive > 0 {
 			c.nc.SetReadDeadline(time.Now().Add(keepalive))
+		} else if c.packetDeadline {
+			c.nc.SetReadDeadline(time.Time{}) // the packet it bounded is in
+			c.packetDeadline = false
 		}
 		first, body, err := c.reader.readPacket(c.nc, c.s.cfg.MaxPacketSize)
 		if err != nil {
@@ -350,6 +357,17 @@ func (c *conn) readPackets() (more bool) {
 	}
 }
 
+// packetBegun is the reader's midPacket: once part of a packet is in,
+// the rest must come within PacketTimeout when nothing else bounds the
+// wait — keepalive 0, after CONNECT (before it, ConnectTimeout does).
+func (c *conn) packetBegun() {
+	if c.keepalive != 0 || c.packetDeadline || !c.connected.Load() {
+		return
+	}
+	c.packetDeadline = true
+	c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.PacketTimeout))
+}
+
 // fail records the cause of the end of the connection.
 func (c *conn) fail(err error) {
 	var reason presence.Reason
@@ -363,6 +381,10 @@ func (c *conn) fail(err error) {
 		reason = presence.ReasonProtocolError
 		c.s.stats.protocolErrors.Add(1)
 		c.s.log.Debug("mqtt protocol error", "channel", c.channelID(), "client", c.clientID, "remote", c.remoteAddr(), "err", err)
+	case errors.Is(err, os.ErrDeadlineExceeded) && c.packetDeadline:
+		reason = presence.ReasonProtocolError // a packet begun and never finished
+		c.s.stats.protocolErrors.Add(1)
+		c.s.log.Debug("mqtt packet not completed in time", "channel", c.channelID(), "client", c.clientID, "remote", c.remoteAddr(), "timeout", c.s.cfg.PacketTimeout)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		reason = presence.ReasonKeepaliveTimeout
 		if c.connected.Load() {

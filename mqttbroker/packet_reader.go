@@ -43,6 +43,10 @@ type packetReader struct {
 	// valid until then), or settle.
 	budget  *byteBudget
 	charged int64
+
+	// midPacket, when set, is called before waiting for the rest of a
+	// packet that has begun (conn.packetBegun).
+	midPacket func()
 }
 
 // charge takes n bytes of the budget for the packet being read.
@@ -134,6 +138,9 @@ func (pr *packetReader) fill(src io.Reader) error {
 		pr.w = copy(*pr.buf, (*pr.buf)[pr.r:pr.w])
 		pr.r = 0
 	}
+	if pr.w > 0 && pr.midPacket != nil {
+		pr.midPacket()
+	}
 	n, err := src.Read((*pr.buf)[pr.w:])
 	pr.w += n
 	if n > 0 {
@@ -208,6 +215,9 @@ func (pr *packetReader) readLarge(src io.Reader, first byte, have []byte, n int)
 			grown := make([]byte, len(body), min(n, 2*cap(body)))
 			copy(grown, body)
 			body = grown
+		}
+		if pr.midPacket != nil {
+			pr.midPacket()
 		}
 		k, err := src.Read(body[len(body):min(n, cap(body))])
 		body = body[:len(body)+k]
