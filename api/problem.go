@@ -112,9 +112,4 @@ func (s *Server) tooLarge(w http.ResponseWriter, r *http.Request, limit int64) {
 // loggedPath is a request's path as logs show it, cut to 256 bytes: a
 // client chooses its length (up to the header limit) and lines are
 // limited in number, not in size.
-func loggedPath(r *http.Request) string {
-	if p := r.URL.Path; len(p) > 256 {
-		return p[:256] + "…"
-	}
-	return r.URL.Path
-}
+func loggedPath(r *http.Request) string { return presence.Truncate(r.URL.Path, 256) }

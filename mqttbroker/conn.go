@@ -442,8 +442,12 @@ func (c *conn) forgetWill() {
 	c.willBytes = 0
 }
 
+// willOverhead is what a will is counted for beyond its topic and payload:
+// its struct, properties and the conn's reference to it.
+const willOverhead = 64
+
 // willSize is what a will counts for against Config.MaxWillBytesTotal.
-func willSize(w *willMessage) int64 { return int64(len(w.Topic)+len(w.Payload)) + 64 }
+func willSize(w *willMessage) int64 { return int64(len(w.Topic)+len(w.Payload)) + willOverhead }
 
 // emitTCPClean emits the channel's tcpclean and publishes its presence
 // message: a call of its own, so that the event stays out of finish's

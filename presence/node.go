@@ -62,7 +62,7 @@ func (n NodeEvent) Validate() error {
 		problems.Add(validateText("epoch", n.Epoch, MaxEpochBytes))
 	}
 	if !n.Type.Valid() {
-		problems = append(problems, FieldErrorf("eventType", "%q is not one of node_start, node_heartbeat, node_stop, node_channels", truncate(string(n.Type), 32)))
+		problems = append(problems, FieldErrorf("eventType", "%q is not one of node_start, node_heartbeat, node_stop, node_channels", Truncate(string(n.Type), 32)))
 	}
 	if n.LeaseMillis < 0 {
 		problems = append(problems, FieldErrorf("leaseMs", "must not be negative"))

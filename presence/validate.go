@@ -71,7 +71,7 @@ func (e Event) Validate() error {
 		if e.Type == "" {
 			problems.Add(FieldErrorf("eventType", "is missing; must be one of connect, disconnect, tcpclean"))
 		} else {
-			problems.Add(FieldErrorf("eventType", "%q is not one of connect, disconnect, tcpclean", truncate(string(e.Type), 32)))
+			problems.Add(FieldErrorf("eventType", "%q is not one of connect, disconnect, tcpclean", Truncate(string(e.Type), 32)))
 		}
 	}
 	if e.Time <= 0 {
@@ -133,7 +133,7 @@ func validateClientIP(clientIP string) error {
 	}
 	host, port, err := net.SplitHostPort(clientIP)
 	if err != nil || net.ParseIP(host) == nil {
-		return FieldErrorf("clientIp", "%q is not ip:port", truncate(clientIP, 64))
+		return FieldErrorf("clientIp", "%q is not ip:port", Truncate(clientIP, 64))
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return FieldErrorf("clientIp", "port %q is not a number in 0..65535", port)
@@ -156,7 +156,9 @@ func validateText(field, value string, maxBytes int) error {
 	return nil
 }
 
-func truncate(s string, n int) string {
+// Truncate cuts s to its first n bytes, marked with "…", for messages and
+// logs that quote what a peer sent.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

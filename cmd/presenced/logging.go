@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/presenced/presenced/presence"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -145,10 +146,7 @@ func httpErrorLog(log *slog.Logger) *stdlog.Logger {
 type httpErrorWriter struct{ log *slog.Logger }
 
 func (w httpErrorWriter) Write(p []byte) (int, error) {
-	line := strings.TrimSpace(string(p))
-	if len(line) > 512 {
-		line = line[:512] + "…"
-	}
+	line := presence.Truncate(strings.TrimSpace(string(p)), 512)
 	if strings.HasPrefix(line, "http: TLS handshake error") {
 		w.log.Debug("http: TLS handshake failed", "detail", line)
 	} else {
